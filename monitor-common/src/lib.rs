@@ -1,0 +1,315 @@
+//! Records shared by the kernel programs and the agent.
+//!
+//! Every record starts with a [`Header`]; its `kind` says which record follows.
+//! All records are `#[repr(C)]` with explicit padding so that both sides agree
+//! on the layout without any serialisation step. Strings are NUL-padded byte
+//! arrays; their `*_len` fields say how many bytes the kernel wrote.
+#![no_std]
+
+/// Length of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Room for a path string copied from user memory (`openat`'s `filename`).
+pub const PATH_LEN: usize = 256;
+/// Room for a directory walked in the kernel (cwd, a dirfd's file). Components are
+/// written leaf first, each followed by a NUL; userspace reverses them. Writing
+/// stops at `DIR_LEN / 2` so that one more component (at most 255 bytes) fits.
+pub const DIR_LEN: usize = 1024;
+/// How many path components the kernel walks at most.
+pub const DIR_MAX_DEPTH: u32 = 40;
+/// Room for a cgroup path from the `cgroup_mkdir` tracepoint.
+pub const CGROUP_PATH_LEN: usize = 512;
+/// Room for argv, the arguments NUL separated.
+pub const ARGS_LEN: usize = 1024;
+/// How many arguments of argv are copied at most.
+pub const MAX_ARGS: u32 = 32;
+
+/// Record kinds. Also the index into the lost-event counters.
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const FILE: u32 = 4;
+    pub const NET: u32 = 5;
+    pub const CGROUP: u32 = 6;
+    /// One past the largest kind: the size of the lost-event counter array.
+    pub const COUNT: u32 = 7;
+
+    /// Name used in logs and metrics.
+    pub fn name(kind: u32) -> &'static str {
+        match kind {
+            EXEC => "exec",
+            FORK => "fork",
+            EXIT => "exit",
+            FILE => "file",
+            NET => "net",
+            CGROUP => "cgroup",
+            _ => "unknown",
+        }
+    }
+}
+
+/// File operations, `FileEvent::op`.
+pub mod file_op {
+    pub const OPEN: u32 = 1;
+    pub const CREAT: u32 = 2;
+    pub const RENAME: u32 = 3;
+    pub const UNLINK: u32 = 4;
+    pub const CHMOD: u32 = 5;
+    pub const TRUNCATE: u32 = 6;
+    pub const LINK: u32 = 7;
+    pub const SYMLINK: u32 = 8;
+}
+
+/// Network operations, `NetEvent::op`.
+pub mod net_op {
+    pub const CONNECT: u32 = 1;
+    pub const SENDMSG: u32 = 2;
+    pub const BIND: u32 = 3;
+}
+
+/// Cgroup operations, `CgroupEvent::op`.
+pub mod cgroup_op {
+    pub const MKDIR: u32 = 1;
+    pub const RMDIR: u32 = 2;
+}
+
+/// Bits of [`DirWalk::flags`].
+pub mod walk_flags {
+    /// The walk ran (the path was relative and offsets were known).
+    pub const PRESENT: u32 = 1;
+    /// The walk stopped before the root: the directory is incomplete.
+    pub const TRUNCATED: u32 = 2;
+    /// The walk was wanted but failed (no offsets, a read fault, a closed fd).
+    pub const FAILED: u32 = 4;
+}
+
+/// `AT_FDCWD` as the syscalls see it.
+pub const AT_FDCWD: i32 = -100;
+
+/// Common to every record: who did it, where, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub kind: u32,
+    /// Thread-group id (the process id as users know it).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()`, monotonic since boot.
+    pub ktime_ns: u64,
+    /// cgroup v2 id: the inode number of the cgroup directory.
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A directory the kernel walked from dentries, leaf component first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DirWalk {
+    pub flags: u32,
+    /// Bytes written in `buf`.
+    pub len: u32,
+    pub buf: [u8; DIR_LEN],
+}
+
+/// A successful `execve`/`execveat`, from `sched_process_exec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: Header,
+    /// Parent's thread-group id (0 when the kernel offsets are unknown).
+    pub ppid: u32,
+    /// The pid that called exec (differs from `header.pid` when a thread execs).
+    pub old_pid: u32,
+    pub filename_len: u32,
+    /// Bytes of `args` used; arguments are NUL separated.
+    pub args_len: u32,
+    pub argc: u32,
+    /// 1 when argv had more than [`MAX_ARGS`] entries or did not fit.
+    pub args_truncated: u32,
+    /// The kernel's copy of the filename (`bprm->filename`).
+    pub filename: [u8; PATH_LEN],
+    pub args: [u8; ARGS_LEN],
+    /// The working directory, walked when `filename` is relative.
+    pub cwd: DirWalk,
+}
+
+/// argv stashed per thread at `sys_enter_execve`, consumed at `sched_process_exec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecArgs {
+    pub args_len: u32,
+    pub argc: u32,
+    pub truncated: u32,
+    pub _pad: u32,
+    pub args: [u8; ARGS_LEN],
+}
+
+/// A new process (not a thread), from `sched_process_fork`. The header is the parent's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: Header,
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+/// A process ended (its thread-group leader exited).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: Header,
+    pub exit_code: i32,
+    pub _pad: u32,
+}
+
+/// A file opened for writing, created, renamed, removed or chmod-ed.
+///
+/// Built at `sys_enter_*`, kept per thread, completed with the result at
+/// `sys_exit_*` and only then sent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    pub header: Header,
+    pub op: u32,
+    /// `open` flags (`O_WRONLY`, `O_TRUNC`, ...) or the chmod mode.
+    pub flags: u32,
+    pub mode: u32,
+    pub path_len: u32,
+    pub path2_len: u32,
+    /// The dirfd the path is relative to (`AT_FDCWD` or a descriptor).
+    pub dirfd: i32,
+    pub dirfd2: i32,
+    pub _pad: u32,
+    /// The syscall's return value (negative errno on failure).
+    pub ret: i64,
+    /// The path as the process passed it.
+    pub path: [u8; PATH_LEN],
+    /// The second path: the new name of a rename or link, the link of a symlink.
+    pub path2: [u8; PATH_LEN],
+    /// The directory `path` is relative to, walked when `path` is relative.
+    pub dir: DirWalk,
+    /// The directory `path2` is relative to.
+    pub dir2: DirWalk,
+}
+
+/// A connect or sendmsg with a destination, seen by the cgroup socket hooks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub header: Header,
+    pub op: u32,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u32,
+    /// `IPPROTO_TCP` (6) or `IPPROTO_UDP` (17).
+    pub protocol: u32,
+    /// Destination port, host byte order.
+    pub dport: u32,
+    /// Destination address, network byte order; IPv4 uses the first 4 bytes.
+    pub daddr: [u8; 16],
+}
+
+/// A cgroup directory made or removed in the v2 hierarchy.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupEvent {
+    pub header: Header,
+    pub op: u32,
+    pub level: u32,
+    pub id: u64,
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// Offsets the kernel programs need but cannot know at build time: kernel
+/// struct members (read from the running kernel's BTF) and the tracepoint
+/// fields outside the stable syscall ABI (read from tracefs `format` files).
+/// Handed to the programs as a global before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// 1 when the struct member offsets below were all found.
+    pub structs_valid: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_exit_code: u32,
+    pub fs_pwd: u32,
+    pub fs_root: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_name: u32,
+    /// Offset of `name` inside `struct qstr`.
+    pub qstr_name: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_path: u32,
+    pub vfsmount_root: u32,
+    /// Offset of the `struct vfsmount` embedded in `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    /// Tracepoint fields (`sched/*`, `cgroup/*`), from tracefs.
+    pub tp_exec_filename: u32,
+    pub tp_exec_pid: u32,
+    pub tp_exec_old_pid: u32,
+    pub tp_cgroup_root: u32,
+    pub tp_cgroup_level: u32,
+    pub tp_cgroup_id: u32,
+    pub tp_cgroup_path: u32,
+    pub _pad: u32,
+}
+
+/// Agent settings the kernel programs read, handed over as a global before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// The agent's own thread-group id: its actions are never reported.
+    pub agent_pid: u32,
+    /// 1: report only tasks whose cgroup id is in `MONITORED_CGROUPS`.
+    pub filter_cgroups: u32,
+    /// The hierarchy id of cgroup v2 as `cgroup_mkdir` reports it in `root`: that
+    /// tracepoint fires for the v1 hierarchies too, and only v2 is kept.
+    pub cgroup2_root: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data records with explicit padding and no pointers.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::Settings {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn record_sizes_are_multiples_of_eight() {
+        // Records are read with unaligned copies, but keeping them 8-aligned keeps
+        // the ring buffer free of holes and both sides' layouts obviously equal.
+        assert_eq!(size_of::<Header>() % 8, 0);
+        assert_eq!(size_of::<ExecEvent>() % 8, 0);
+        assert_eq!(size_of::<FileEvent>() % 8, 0);
+        assert_eq!(size_of::<NetEvent>() % 8, 0);
+        assert_eq!(size_of::<CgroupEvent>() % 8, 0);
+        assert_eq!(size_of::<ForkEvent>() % 8, 0);
+        assert_eq!(size_of::<KernelOffsets>() % 8, 0);
+    }
+
+    #[test]
+    fn header_layout() {
+        assert_eq!(size_of::<Header>(), 56);
+        assert_eq!(core::mem::offset_of!(Header, cgroup_id), 32);
+    }
+}

@@ -1,0 +1,152 @@
+//! Program execution: argv stashed at `sys_enter_execve[at]`, the event sent at
+//! `sched_process_exec` with the kernel's own copy of the filename (the user
+//! pointer could be swapped after the check).
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN, kind};
+
+use crate::{
+    context,
+    kmem::{read_ptr, read_u32},
+    maps::{ARGS_SCRATCH, EVENTS, EXEC_SCRATCH, PENDING_ARGS, count_lost, offsets},
+    path::walk_dirfd,
+};
+
+const ARGS_LIMIT: u32 = (ARGS_LEN / 2) as u32;
+
+#[tracepoint]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_stash_args(&ctx, 24);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    let _ = try_stash_args(&ctx, 32);
+    0
+}
+
+fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64> {
+    // Filtering here too keeps the stash free of entries nobody will read.
+    if context::current(kind::EXEC).is_none() {
+        return Ok(());
+    }
+    let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|e| e as i64)? };
+    let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+    let stash: &mut ExecArgs = unsafe { &mut *stash };
+    stash.args_len = 0;
+    stash.argc = 0;
+    stash.truncated = 0;
+    let buf = stash.args.as_mut_ptr();
+    let mut pos: u32 = 0;
+    for i in 0..MAX_ARGS {
+        let arg: u64 = match unsafe { bpf_probe_read_user((argv + i as u64 * 8) as *const u64) } {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        if arg == 0 {
+            break;
+        }
+        if pos >= ARGS_LIMIT {
+            stash.truncated = 1;
+            break;
+        }
+        let at = (pos & (ARGS_LIMIT - 1)) as usize;
+        let n = unsafe { bpf_probe_read_user_str(buf.add(at).cast(), ARGS_LIMIT, arg as *const _) };
+        if n <= 0 {
+            break;
+        }
+        pos += n as u32;
+        stash.argc += 1;
+        if i == MAX_ARGS - 1 {
+            // There may be more: say so rather than pretend argv ended here.
+            let next: u64 =
+                unsafe { bpf_probe_read_user((argv + MAX_ARGS as u64 * 8) as *const u64) }
+                    .unwrap_or(0);
+            if next != 0 {
+                stash.truncated = 1;
+            }
+        }
+    }
+    stash.args_len = pos;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING_ARGS.insert(&tid, &*stash, 0).map_err(i64::from)?;
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(header) = context::current(kind::EXEC) else {
+        return Ok(());
+    };
+    let o = offsets();
+    let old_pid: u32 = unsafe {
+        ctx.read_at(o.tp_exec_old_pid as usize)
+            .map_err(|e| e as i64)?
+    };
+    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+    let ev = unsafe { &mut *ev };
+    ev.header = header;
+    ev.old_pid = old_pid;
+    ev.ppid = 0;
+    if o.structs_valid != 0 {
+        let task = unsafe { bpf_get_current_task() };
+        if let Ok(parent) = unsafe { read_ptr(task, o.task_real_parent) } {
+            ev.ppid = unsafe { read_u32(parent, o.task_tgid) }.unwrap_or(0);
+        }
+    }
+
+    // __data_loc: low 16 bits are the offset of the string in the record.
+    let loc: u32 = unsafe {
+        ctx.read_at(o.tp_exec_filename as usize)
+            .map_err(|e| e as i64)?
+    };
+    let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const _;
+    let n =
+        unsafe { bpf_probe_read_kernel_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, src) };
+    ev.filename_len = if n > 0 { n as u32 - 1 } else { 0 };
+
+    match unsafe { PENDING_ARGS.get(&old_pid) } {
+        Some(args) => {
+            ev.args = args.args;
+            ev.args_len = args.args_len;
+            ev.argc = args.argc;
+            ev.args_truncated = args.truncated;
+            let _ = PENDING_ARGS.remove(&old_pid);
+        }
+        None => {
+            ev.args_len = 0;
+            ev.argc = 0;
+            ev.args_truncated = 0;
+        }
+    }
+
+    if ev.filename[0] != b'/' {
+        walk_dirfd(AT_FDCWD, &mut ev.cwd, &o);
+    } else {
+        ev.cwd.flags = 0;
+        ev.cwd.len = 0;
+    }
+    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
+        count_lost(kind::EXEC);
+    }
+    Ok(())
+}
+
+/// A failed exec leaves its argv behind; the thread's exit drops it.
+#[inline(always)]
+pub fn forget_thread(tid: u32) {
+    let _ = PENDING_ARGS.remove(&tid);
+}

@@ -1,0 +1,279 @@
+//! File changes: opens for writing, creation, rename, unlink, chmod, truncate,
+//! link and symlink. Each `sys_enter_*` builds the record and keeps it per
+//! thread; the shared `sys_exit` program adds the result and sends it.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind};
+
+use crate::{
+    context,
+    maps::{EVENTS, FILE_SCRATCH, PENDING_FILE, count_lost, offsets},
+    path::walk_dirfd,
+};
+
+const O_WRONLY: u32 = 0o1;
+const O_RDWR: u32 = 0o2;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+/// Opens with any of these flags can change the file; the rest are reads.
+const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+
+/// What a `sys_enter_*` program read from its arguments.
+struct Call {
+    op: u32,
+    dirfd: i32,
+    path: u64,
+    dirfd2: i32,
+    /// 0 when the call has one path.
+    path2: u64,
+    /// Whether `path` names a file (a symlink's first argument is just text).
+    resolve_path: bool,
+    flags: u32,
+    mode: u32,
+}
+
+impl Call {
+    fn one(op: u32, dirfd: i32, path: u64) -> Self {
+        Call {
+            op,
+            dirfd,
+            path,
+            dirfd2: AT_FDCWD,
+            path2: 0,
+            resolve_path: true,
+            flags: 0,
+            mode: 0,
+        }
+    }
+
+    fn two(op: u32, dirfd: i32, path: u64, dirfd2: i32, path2: u64) -> Self {
+        Call {
+            dirfd2,
+            path2,
+            ..Call::one(op, dirfd, path)
+        }
+    }
+}
+
+#[inline(always)]
+fn arg<T>(ctx: &TracePointContext, slot: usize) -> Result<T, i64> {
+    // Syscall tracepoint arguments are 8-byte slots from offset 16 (stable ABI).
+    unsafe { ctx.read_at::<T>(16 + slot * 8).map_err(|e| e as i64) }
+}
+
+#[inline(always)]
+fn open_call(op: u32, dirfd: i32, path: u64, flags: u32, mode: u32) -> Option<Call> {
+    if flags & WRITE_FLAGS == 0 {
+        return None;
+    }
+    Some(Call {
+        flags,
+        mode,
+        ..Call::one(op, dirfd, path)
+    })
+}
+
+#[inline(always)]
+fn stash(call: Call) -> Result<(), i64> {
+    let Some(header) = context::current(kind::FILE) else {
+        return Ok(());
+    };
+    let o = offsets();
+    let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+    let ev: &mut FileEvent = unsafe { &mut *ev };
+    ev.header = header;
+    ev.op = call.op;
+    ev.flags = call.flags;
+    ev.mode = call.mode;
+    ev.dirfd = call.dirfd;
+    ev.dirfd2 = call.dirfd2;
+    ev.ret = 0;
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            ev.path.as_mut_ptr().cast(),
+            PATH_LEN as u32,
+            call.path as *const _,
+        )
+    };
+    ev.path_len = if n > 0 { n as u32 - 1 } else { 0 };
+    if call.resolve_path && ev.path_len > 0 && ev.path[0] != b'/' {
+        walk_dirfd(call.dirfd, &mut ev.dir, &o);
+    } else {
+        ev.dir.flags = 0;
+        ev.dir.len = 0;
+    }
+    ev.path2_len = 0;
+    ev.dir2.flags = 0;
+    ev.dir2.len = 0;
+    if call.path2 != 0 {
+        let n = unsafe {
+            bpf_probe_read_user_str(
+                ev.path2.as_mut_ptr().cast(),
+                PATH_LEN as u32,
+                call.path2 as *const _,
+            )
+        };
+        ev.path2_len = if n > 0 { n as u32 - 1 } else { 0 };
+        if ev.path2_len > 0 && ev.path2[0] != b'/' {
+            walk_dirfd(call.dirfd2, &mut ev.dir2, &o);
+        }
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING_FILE.insert(&tid, &*ev, 0).map_err(i64::from)
+}
+
+/// Defines a `sys_enter_*` program from a function that reads the call.
+macro_rules! enter {
+    ($name:ident, |$ctx:ident| $body:expr) => {
+        #[tracepoint]
+        pub fn $name($ctx: TracePointContext) -> u32 {
+            let call: Result<Option<Call>, i64> = (|| Ok($body))();
+            if let Ok(Some(call)) = call {
+                let _ = stash(call);
+            }
+            0
+        }
+    };
+}
+
+enter!(sys_enter_openat, |ctx| open_call(
+    file_op::OPEN,
+    arg(&ctx, 0)?,
+    arg(&ctx, 1)?,
+    arg(&ctx, 2)?,
+    arg(&ctx, 3)?
+));
+enter!(sys_enter_openat2, |ctx| {
+    // struct open_how starts with u64 flags, then u64 mode.
+    let how: u64 = arg(&ctx, 2)?;
+    let flags: u64 = unsafe { bpf_probe_read_user(how as *const u64).map_err(|e| e as i64)? };
+    let mode: u64 = unsafe { bpf_probe_read_user((how + 8) as *const u64).map_err(|e| e as i64)? };
+    open_call(
+        file_op::OPEN,
+        arg(&ctx, 0)?,
+        arg(&ctx, 1)?,
+        flags as u32,
+        mode as u32,
+    )
+});
+enter!(sys_enter_open, |ctx| open_call(
+    file_op::OPEN,
+    AT_FDCWD,
+    arg(&ctx, 0)?,
+    arg(&ctx, 1)?,
+    arg(&ctx, 2)?
+));
+enter!(sys_enter_creat, |ctx| open_call(
+    file_op::CREAT,
+    AT_FDCWD,
+    arg(&ctx, 0)?,
+    O_CREAT | O_WRONLY | O_TRUNC,
+    arg(&ctx, 1)?
+));
+enter!(sys_enter_renameat2, |ctx| Some(Call {
+    flags: arg(&ctx, 4)?,
+    ..Call::two(
+        file_op::RENAME,
+        arg(&ctx, 0)?,
+        arg(&ctx, 1)?,
+        arg(&ctx, 2)?,
+        arg(&ctx, 3)?
+    )
+}));
+enter!(sys_enter_renameat, |ctx| Some(Call::two(
+    file_op::RENAME,
+    arg(&ctx, 0)?,
+    arg(&ctx, 1)?,
+    arg(&ctx, 2)?,
+    arg(&ctx, 3)?
+)));
+enter!(sys_enter_rename, |ctx| Some(Call::two(
+    file_op::RENAME,
+    AT_FDCWD,
+    arg(&ctx, 0)?,
+    AT_FDCWD,
+    arg(&ctx, 1)?
+)));
+enter!(sys_enter_unlinkat, |ctx| Some(Call {
+    flags: arg(&ctx, 2)?,
+    ..Call::one(file_op::UNLINK, arg(&ctx, 0)?, arg(&ctx, 1)?)
+}));
+enter!(sys_enter_unlink, |ctx| Some(Call::one(
+    file_op::UNLINK,
+    AT_FDCWD,
+    arg(&ctx, 0)?
+)));
+enter!(sys_enter_fchmodat, |ctx| Some(Call {
+    mode: arg(&ctx, 2)?,
+    ..Call::one(file_op::CHMOD, arg(&ctx, 0)?, arg(&ctx, 1)?)
+}));
+enter!(sys_enter_fchmodat2, |ctx| Some(Call {
+    mode: arg(&ctx, 2)?,
+    ..Call::one(file_op::CHMOD, arg(&ctx, 0)?, arg(&ctx, 1)?)
+}));
+enter!(sys_enter_chmod, |ctx| Some(Call {
+    mode: arg(&ctx, 1)?,
+    ..Call::one(file_op::CHMOD, AT_FDCWD, arg(&ctx, 0)?)
+}));
+enter!(sys_enter_truncate, |ctx| Some(Call::one(
+    file_op::TRUNCATE,
+    AT_FDCWD,
+    arg(&ctx, 0)?
+)));
+enter!(sys_enter_linkat, |ctx| Some(Call::two(
+    file_op::LINK,
+    arg(&ctx, 0)?,
+    arg(&ctx, 1)?,
+    arg(&ctx, 2)?,
+    arg(&ctx, 3)?
+)));
+enter!(sys_enter_link, |ctx| Some(Call::two(
+    file_op::LINK,
+    AT_FDCWD,
+    arg(&ctx, 0)?,
+    AT_FDCWD,
+    arg(&ctx, 1)?
+)));
+enter!(sys_enter_symlinkat, |ctx| Some(Call {
+    resolve_path: false,
+    ..Call::two(
+        file_op::SYMLINK,
+        AT_FDCWD,
+        arg(&ctx, 0)?,
+        arg(&ctx, 1)?,
+        arg(&ctx, 2)?
+    )
+}));
+enter!(sys_enter_symlink, |ctx| Some(Call {
+    resolve_path: false,
+    ..Call::two(
+        file_op::SYMLINK,
+        AT_FDCWD,
+        arg(&ctx, 0)?,
+        AT_FDCWD,
+        arg(&ctx, 1)?
+    )
+}));
+
+/// Attached to the `sys_exit_*` tracepoint of every syscall above.
+#[tracepoint]
+pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(ev) = PENDING_FILE.get_ptr_mut(&tid) {
+        let ev = unsafe { &mut *ev };
+        ev.ret = arg::<i64>(&ctx, 0).unwrap_or(0);
+        if EVENTS.output::<FileEvent>(&*ev, 0).is_err() {
+            count_lost(kind::FILE);
+        }
+        let _ = PENDING_FILE.remove(&tid);
+    }
+    0
+}
+
+#[inline(always)]
+pub fn forget_thread(tid: u32) {
+    let _ = PENDING_FILE.remove(&tid);
+}

@@ -1,0 +1,98 @@
+//! Maps and globals shared by every program.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, kind};
+
+/// The one channel to userspace. Userspace may resize it before load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Records that did not fit in `EVENTS`, per CPU, indexed by record kind.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// cgroup ids to report when `Settings::filter_cgroups` is set.
+#[map]
+pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(65536, 0);
+
+/// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
+/// `sched_process_exec`).
+#[map]
+pub static PENDING_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(1024, 0);
+
+/// A file operation in flight, by thread id (kept from `sys_enter_*` to `sys_exit_*`).
+#[map]
+pub static PENDING_FILE: LruHashMap<u32, FileEvent> = LruHashMap::with_max_entries(1024, 0);
+
+/// Per-CPU room to build records larger than the 512-byte stack.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[unsafe(no_mangle)]
+static SETTINGS: Settings = Settings {
+    agent_pid: 0,
+    filter_cgroups: 0,
+    cgroup2_root: 0,
+    _pad: 0,
+};
+
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    structs_valid: 0,
+    task_fs: 0,
+    task_files: 0,
+    task_real_parent: 0,
+    task_tgid: 0,
+    task_pid: 0,
+    task_exit_code: 0,
+    fs_pwd: 0,
+    fs_root: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    dentry_parent: 0,
+    dentry_name: 0,
+    qstr_name: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_path: 0,
+    vfsmount_root: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    tp_exec_filename: 0,
+    tp_exec_pid: 0,
+    tp_exec_old_pid: 0,
+    tp_cgroup_root: 0,
+    tp_cgroup_level: 0,
+    tp_cgroup_id: 0,
+    tp_cgroup_path: 0,
+    _pad: 0,
+};
+
+/// The settings userspace wrote before load. A volatile read keeps the
+/// compiler from folding the zero initialiser into the code.
+#[inline(always)]
+pub fn settings() -> Settings {
+    unsafe { core::ptr::read_volatile(&SETTINGS) }
+}
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// Counts a record that could not be reserved: losing one silently is the
+/// failure a security monitor may not have.
+#[inline(always)]
+pub fn count_lost(kind: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(kind) {
+        unsafe { *counter += 1 };
+    }
+}

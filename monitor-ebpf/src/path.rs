@@ -1,0 +1,147 @@
+//! Directory paths walked from dentries, for relative paths and dirfds.
+//!
+//! Rust eBPF code gets no CO-RE relocations, so the member offsets come from
+//! userspace, which read them from the running kernel's BTF (`OFFSETS`).
+//! Components are written leaf first, each NUL-terminated; userspace reverses
+//! them. That keeps every write at a bounded, masked offset the verifier accepts.
+use aya_ebpf::helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel_str};
+use monitor_common::{AT_FDCWD, DIR_LEN, DIR_MAX_DEPTH, DirWalk, KernelOffsets, walk_flags};
+
+use crate::kmem::{read_ptr, read_u32};
+
+/// Writes stop once this much is used, so one more 255-byte name still fits.
+const WRITE_LIMIT: u32 = (DIR_LEN / 2) as u32;
+const NAME_MAX: u32 = 256;
+
+/// A `struct path`: the mount and the dentry.
+#[derive(Clone, Copy)]
+pub struct KPath {
+    pub mnt: u64,
+    pub dentry: u64,
+}
+
+#[inline(always)]
+unsafe fn read_path(base: u64, o: &KernelOffsets) -> Result<KPath, i64> {
+    unsafe {
+        Ok(KPath {
+            mnt: read_ptr(base, o.path_mnt)?,
+            dentry: read_ptr(base, o.path_dentry)?,
+        })
+    }
+}
+
+/// The current task's root and working directory.
+#[inline(always)]
+unsafe fn current_fs(o: &KernelOffsets) -> Result<(KPath, KPath), i64> {
+    unsafe {
+        let task = bpf_get_current_task();
+        let fs = read_ptr(task, o.task_fs)?;
+        if fs == 0 {
+            return Err(-1);
+        }
+        Ok((
+            read_path(fs + o.fs_root as u64, o)?,
+            read_path(fs + o.fs_pwd as u64, o)?,
+        ))
+    }
+}
+
+/// The path of the file behind descriptor `fd` of the current task.
+#[inline(always)]
+unsafe fn current_fd_path(fd: i32, o: &KernelOffsets) -> Result<KPath, i64> {
+    unsafe {
+        let task = bpf_get_current_task();
+        let files = read_ptr(task, o.task_files)?;
+        let fdt = read_ptr(files, o.files_fdt)?;
+        let max_fds = read_u32(fdt, o.fdt_max_fds)?;
+        if fd < 0 || fd as u32 >= max_fds {
+            return Err(-9); // EBADF
+        }
+        let fd_array = read_ptr(fdt, o.fdt_fd)?;
+        let file = read_ptr(fd_array, fd as u32 * 8)?;
+        if file == 0 {
+            return Err(-9);
+        }
+        read_path(file + o.file_path as u64, o)
+    }
+}
+
+/// Fills `out` with the directory a path given relative to `dirfd` starts from.
+#[inline(always)]
+pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk, o: &KernelOffsets) {
+    out.len = 0;
+    if o.structs_valid == 0 {
+        out.flags = walk_flags::FAILED;
+        return;
+    }
+    let result = unsafe {
+        current_fs(o).and_then(|(root, cwd)| {
+            let start = if dirfd == AT_FDCWD {
+                cwd
+            } else {
+                current_fd_path(dirfd, o)?
+            };
+            walk(start, root, out, o)
+        })
+    };
+    out.flags = match result {
+        Ok(flags) => walk_flags::PRESENT | flags,
+        Err(_) => walk_flags::FAILED,
+    };
+}
+
+/// Walks from `start` up to `root` (the task's root, so paths inside a
+/// container are the container's own) or the top of the mount tree.
+#[inline(always)]
+unsafe fn walk(
+    start: KPath,
+    root: KPath,
+    out: &mut DirWalk,
+    o: &KernelOffsets,
+) -> Result<u32, i64> {
+    let mut dentry = start.dentry;
+    let mut vfsmnt = start.mnt;
+    let mut mount = vfsmnt - o.mount_mnt as u64;
+    let mut pos: u32 = 0;
+    let buf = out.buf.as_mut_ptr();
+    for _ in 0..DIR_MAX_DEPTH {
+        if dentry == root.dentry && vfsmnt == root.mnt {
+            out.len = pos;
+            return Ok(0);
+        }
+        let mnt_root = unsafe { read_ptr(vfsmnt, o.vfsmount_root)? };
+        if dentry == mnt_root {
+            // The top of this mount: continue from where it is mounted.
+            let parent = unsafe { read_ptr(mount, o.mount_parent)? };
+            if parent == mount {
+                out.len = pos;
+                return Ok(0);
+            }
+            dentry = unsafe { read_ptr(mount, o.mount_mountpoint)? };
+            mount = parent;
+            vfsmnt = mount + o.mount_mnt as u64;
+            continue;
+        }
+        let parent = unsafe { read_ptr(dentry, o.dentry_parent)? };
+        if parent == dentry {
+            out.len = pos;
+            return Ok(0);
+        }
+        if pos >= WRITE_LIMIT {
+            out.len = pos;
+            return Ok(walk_flags::TRUNCATED);
+        }
+        let name = unsafe { read_ptr(dentry, o.dentry_name + o.qstr_name)? };
+        // The mask proves to the verifier that pos + NAME_MAX stays inside buf.
+        let at = (pos & (WRITE_LIMIT - 1)) as usize;
+        let n =
+            unsafe { bpf_probe_read_kernel_str(buf.add(at).cast(), NAME_MAX, name as *const _) };
+        if n <= 0 {
+            return Err(n);
+        }
+        pos += n as u32;
+        dentry = parent;
+    }
+    out.len = pos;
+    Ok(walk_flags::TRUNCATED)
+}

@@ -1,0 +1,175 @@
+//! Typed events: what the kernel reported, decoded, with paths resolved.
+//!
+//! The `file` and `network` objects serialise exactly as the alert record's
+//! (`shared/design/ALERTS.md`), so traces and alerts share one vocabulary.
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+pub mod decode;
+
+/// One decoded kernel record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub header: EventHeader,
+    pub body: EventBody,
+}
+
+/// Who acted, where, and when (from the record header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Monotonic nanoseconds since boot (`bpf_ktime_get_ns`).
+    pub ktime_ns: u64,
+    /// Thread-group id.
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id (the inode of the cgroup directory).
+    pub cgroup_id: u64,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventBody {
+    Exec(ExecInfo),
+    Fork { child_pid: u32 },
+    Exit { exit_code: i32 },
+    File(FileInfo),
+    Network(NetworkInfo),
+    Cgroup(CgroupChange),
+}
+
+impl Event {
+    /// The kind as `monitor trace --kind` and the alert record name it.
+    pub fn kind(&self) -> EventKind {
+        match self.body {
+            EventBody::Exec(_) | EventBody::Fork { .. } | EventBody::Exit { .. } => {
+                EventKind::Process
+            }
+            EventBody::File(_) => EventKind::File,
+            EventBody::Network(_) => EventKind::Network,
+            EventBody::Cgroup(_) => EventKind::Cgroup,
+        }
+    }
+
+    /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`.
+    pub fn name(&self) -> &'static str {
+        match self.body {
+            EventBody::Exec(_) => "exec",
+            EventBody::Fork { .. } => "fork",
+            EventBody::Exit { .. } => "exit",
+            EventBody::File(_) => "file",
+            EventBody::Network(_) => "network",
+            EventBody::Cgroup(_) => "cgroup",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Process,
+    File,
+    Network,
+    Cgroup,
+}
+
+/// A program started (`execve`/`execveat` succeeded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecInfo {
+    /// The executed file, absolute (a relative name resolved against the cwd).
+    pub filename: String,
+    pub args: Vec<String>,
+    /// argv had more than the kernel copies.
+    pub args_truncated: bool,
+    /// Parent's pid, 0 when the kernel could not tell.
+    pub ppid: u32,
+    /// The working directory, when the kernel walked it.
+    pub cwd: Option<String>,
+}
+
+/// The alert record's `file` object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    pub op: FileOp,
+    /// Absolute and resolved.
+    pub path: String,
+    /// The new name for rename and link, the link's path for symlink.
+    pub target: Option<String>,
+    /// `open` flags by name (`O_WRONLY`, `O_CREAT`, ...); empty for other ops.
+    pub flags: Vec<&'static str>,
+    /// The chmod mode or the mode of a created file, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The syscall's return value: a descriptor or 0 on success, `-errno` on failure.
+    pub result: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    Open,
+    Creat,
+    Rename,
+    Unlink,
+    Chmod,
+    Truncate,
+    Link,
+    Symlink,
+}
+
+/// The alert record's `network` object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    pub op: NetOp,
+    pub protocol: Protocol,
+    pub family: Family,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// The DNS name the destination was resolved from, where known.
+    pub dns: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetOp {
+    Connect,
+    Sendmsg,
+    Bind,
+    Listen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// Anything else (raw sockets, SCTP, ...), by number.
+    #[serde(untagged)]
+    Other(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// A cgroup v2 directory made or removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupChange {
+    pub op: CgroupOp,
+    pub id: u64,
+    pub level: u32,
+    /// Path relative to the cgroup2 mount, starting with `/`.
+    pub path: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupOp {
+    Mkdir,
+    Rmdir,
+}

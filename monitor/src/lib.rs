@@ -1,0 +1,11 @@
+//! The monitor agent. The data path flows one way:
+//! `bpf` (load, attach, read) -> `event` (decode) -> `context` (enrich) ->
+//! `policy` (match) -> `alert` (dedup, rate limit) -> `sink` (deliver).
+//! A module imports only from the stages before it and from `monitor-common`.
+pub mod alert;
+pub mod bpf;
+pub mod context;
+pub mod event;
+pub mod metrics;
+pub mod policy;
+pub mod sink;
