@@ -4,8 +4,10 @@
 //! A module imports only from the stages before it and from `monitor-common`.
 pub mod alert;
 pub mod bpf;
+pub mod clock;
 pub mod context;
 pub mod event;
 pub mod metrics;
 pub mod policy;
 pub mod sink;
+pub mod trace;

@@ -1,0 +1,435 @@
+//! Loads the kernel programs, probes which hooks this kernel offers, attaches
+//! them, and says in the log which are active and why any is not.
+//!
+//! Which hook serves which concern, and whether the agent can run without it,
+//! is data ([`HOOKS`]), not scattered `if`s.
+use std::{collections::HashSet, fs::File};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
+};
+use monitor_common::{KernelOffsets, Settings, kind};
+use tracing::{debug, info, warn};
+
+/// The compiled kernel programs, built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+#[derive(Clone, Copy, Debug)]
+enum Attach {
+    /// `group/name` under tracefs `events/`.
+    Tracepoint(&'static str, &'static str),
+    RawTracepoint(&'static str),
+    /// A cgroup socket-address hook on the cgroup v2 root.
+    CgroupRoot,
+}
+
+/// One attachment of one program.
+#[derive(Clone, Copy, Debug)]
+struct Hook {
+    program: &'static str,
+    attach: Attach,
+    concern: &'static str,
+    /// The agent refuses to start without it.
+    core: bool,
+}
+
+const fn tp(
+    program: &'static str,
+    group: &'static str,
+    name: &'static str,
+    concern: &'static str,
+    core: bool,
+) -> Hook {
+    Hook {
+        program,
+        attach: Attach::Tracepoint(group, name),
+        concern,
+        core,
+    }
+}
+
+/// File syscalls: each has its own enter program and shares the exit program.
+const FILE_SYSCALLS: [(&str, &str, bool); 17] = [
+    ("sys_enter_openat", "sys_exit_openat", true),
+    ("sys_enter_openat2", "sys_exit_openat2", false),
+    ("sys_enter_open", "sys_exit_open", false),
+    ("sys_enter_creat", "sys_exit_creat", false),
+    ("sys_enter_renameat2", "sys_exit_renameat2", false),
+    ("sys_enter_renameat", "sys_exit_renameat", false),
+    ("sys_enter_rename", "sys_exit_rename", false),
+    ("sys_enter_unlinkat", "sys_exit_unlinkat", false),
+    ("sys_enter_unlink", "sys_exit_unlink", false),
+    ("sys_enter_fchmodat", "sys_exit_fchmodat", false),
+    ("sys_enter_fchmodat2", "sys_exit_fchmodat2", false),
+    ("sys_enter_chmod", "sys_exit_chmod", false),
+    ("sys_enter_truncate", "sys_exit_truncate", false),
+    ("sys_enter_linkat", "sys_exit_linkat", false),
+    ("sys_enter_link", "sys_exit_link", false),
+    ("sys_enter_symlinkat", "sys_exit_symlinkat", false),
+    ("sys_enter_symlink", "sys_exit_symlink", false),
+];
+
+const HOOKS: &[Hook] = &[
+    tp(
+        "sched_process_exec",
+        "sched",
+        "sched_process_exec",
+        "exec",
+        true,
+    ),
+    tp(
+        "sys_enter_execve",
+        "syscalls",
+        "sys_enter_execve",
+        "exec argv",
+        true,
+    ),
+    tp(
+        "sys_enter_execveat",
+        "syscalls",
+        "sys_enter_execveat",
+        "exec argv",
+        false,
+    ),
+    Hook {
+        program: "sched_process_fork",
+        attach: Attach::RawTracepoint("sched_process_fork"),
+        concern: "process tree",
+        core: false,
+    },
+    tp(
+        "sched_process_exit",
+        "sched",
+        "sched_process_exit",
+        "process tree",
+        false,
+    ),
+    tp(
+        "cgroup_mkdir",
+        "cgroup",
+        "cgroup_mkdir",
+        "containers",
+        false,
+    ),
+    tp(
+        "cgroup_rmdir",
+        "cgroup",
+        "cgroup_rmdir",
+        "containers",
+        false,
+    ),
+    Hook {
+        program: "connect4",
+        attach: Attach::CgroupRoot,
+        concern: "egress",
+        core: true,
+    },
+    Hook {
+        program: "connect6",
+        attach: Attach::CgroupRoot,
+        concern: "egress",
+        core: true,
+    },
+    Hook {
+        program: "sendmsg4",
+        attach: Attach::CgroupRoot,
+        concern: "egress (udp)",
+        core: false,
+    },
+    Hook {
+        program: "sendmsg6",
+        attach: Attach::CgroupRoot,
+        concern: "egress (udp)",
+        core: false,
+    },
+    Hook {
+        program: "bind4",
+        attach: Attach::CgroupRoot,
+        concern: "listening",
+        core: false,
+    },
+    Hook {
+        program: "bind6",
+        attach: Attach::CgroupRoot,
+        concern: "listening",
+        core: false,
+    },
+];
+
+/// Every hook: the fixed table plus the enter/exit pair of each file syscall.
+fn all_hooks() -> Vec<Hook> {
+    let mut hooks = HOOKS.to_vec();
+    for (enter, exit, core) in FILE_SYSCALLS {
+        hooks.push(tp(enter, "syscalls", enter, "file writes", core));
+        hooks.push(tp("sys_exit_file", "syscalls", exit, "file writes", core));
+    }
+    hooks
+}
+
+/// What happened to one hook, for the start-up log and `/readyz`.
+#[derive(Clone, Debug)]
+pub struct HookStatus {
+    pub program: &'static str,
+    pub target: String,
+    pub concern: &'static str,
+    pub core: bool,
+    /// `None` when attached, else why not.
+    pub error: Option<String>,
+}
+
+/// How the programs are set up before load.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes: a power of two, a multiple of the page size.
+    pub ring_buffer_bytes: u32,
+    /// Report only the cgroups put in the monitored set.
+    pub filter_cgroups: bool,
+    pub offsets: KernelOffsets,
+    /// The cgroup v2 mount, where the socket hooks attach.
+    pub cgroup2_mount: std::path::PathBuf,
+    /// Where tracefs is mounted, to tell a missing tracepoint from a failure.
+    pub tracefs: std::path::PathBuf,
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Kernel {
+    ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Kernel {
+    pub fn load(opts: &LoadOptions) -> anyhow::Result<Kernel> {
+        if OBJECT.is_empty() {
+            bail!(
+                "this binary was built with AYA_BUILD_SKIP=1 and has no kernel programs; build it with `cargo xtask build`"
+            );
+        }
+        raise_memlock();
+        let settings = Settings {
+            agent_pid: std::process::id(),
+            filter_cgroups: opts.filter_cgroups as u32,
+            cgroup2_root: 0,
+            _pad: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SETTINGS", &settings, true)
+            .override_global("OFFSETS", &opts.offsets, true)
+            .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+            .load(OBJECT)
+            .context("loading the kernel programs' maps")?;
+
+        let cgroup_root = File::open(&opts.cgroup2_mount).with_context(|| {
+            format!(
+                "opening the cgroup v2 root {}",
+                opts.cgroup2_mount.display()
+            )
+        })?;
+        let mut loaded: HashSet<&'static str> = HashSet::new();
+        let mut failed_load: std::collections::HashMap<&'static str, String> = Default::default();
+        let mut hooks = Vec::new();
+        for hook in all_hooks() {
+            let target = match hook.attach {
+                Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
+                Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
+                Attach::CgroupRoot => format!(
+                    "cgroup/{} on {}",
+                    hook.program,
+                    opts.cgroup2_mount.display()
+                ),
+            };
+            let error = if let Attach::Tracepoint(g, n) = hook.attach
+                && !opts.tracefs.join("events").join(g).join(n).exists()
+            {
+                Some("this kernel has no such tracepoint".to_owned())
+            } else if let Some(e) = failed_load.get(hook.program) {
+                Some(e.clone())
+            } else {
+                match attach(&mut ebpf, hook, &mut loaded, &cgroup_root) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        if !loaded.contains(hook.program) {
+                            failed_load.insert(hook.program, msg.clone());
+                        }
+                        Some(msg)
+                    }
+                }
+            };
+            hooks.push(HookStatus {
+                program: hook.program,
+                target,
+                concern: hook.concern,
+                core: hook.core,
+                error,
+            });
+        }
+        for h in &hooks {
+            match &h.error {
+                None => debug!(program = h.program, target = %h.target, "hook attached"),
+                Some(e) if h.core => {
+                    warn!(program = h.program, target = %h.target, concern = h.concern, "core hook unavailable: {e}")
+                }
+                Some(e) => {
+                    info!(program = h.program, target = %h.target, concern = h.concern, "optional hook unavailable: {e}")
+                }
+            }
+        }
+        let missing_core: Vec<String> = hooks
+            .iter()
+            .filter(|h| h.core && h.error.is_some())
+            .map(|h| h.target.clone())
+            .collect();
+        if !missing_core.is_empty() {
+            bail!("core hooks could not attach: {}", missing_core.join(", "));
+        }
+        let active = hooks.iter().filter(|h| h.error.is_none()).count();
+        info!(active, total = hooks.len(), "kernel hooks attached");
+        Ok(Kernel { ebpf, hooks })
+    }
+
+    /// The ring buffer every record arrives on. Call once.
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The per-CPU counters of records the kernel could not reserve. Call once.
+    pub fn take_lost_counters(&mut self) -> anyhow::Result<LostCounters> {
+        let map = self
+            .ebpf
+            .take_map("LOST")
+            .ok_or_else(|| anyhow!("LOST map missing"))?;
+        Ok(LostCounters(PerCpuArray::try_from(map)?))
+    }
+
+    /// The set of monitored cgroup ids (used when `filter_cgroups` is set). Call once.
+    pub fn take_cgroup_filter(&mut self) -> anyhow::Result<CgroupFilter> {
+        let map = self
+            .ebpf
+            .take_map("MONITORED_CGROUPS")
+            .ok_or_else(|| anyhow!("MONITORED_CGROUPS map missing"))?;
+        Ok(CgroupFilter(HashMap::try_from(map)?))
+    }
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    loaded: &mut HashSet<&'static str>,
+    cgroup_root: &File,
+) -> anyhow::Result<()> {
+    let program = ebpf
+        .program_mut(hook.program)
+        .ok_or_else(|| anyhow!("program {} is not in the object", hook.program))?;
+    let first = loaded.insert(hook.program);
+    match hook.attach {
+        Attach::Tracepoint(group, name) => {
+            let p: &mut TracePoint = program.try_into()?;
+            if first {
+                p.load().map_err(verifier_error)?;
+            }
+            p.attach(group, name)?;
+        }
+        Attach::RawTracepoint(name) => {
+            let p: &mut RawTracePoint = program.try_into()?;
+            if first {
+                p.load().map_err(verifier_error)?;
+            }
+            p.attach(name)?;
+        }
+        Attach::CgroupRoot => {
+            let p: &mut CgroupSockAddr = program.try_into()?;
+            if first {
+                p.load().map_err(verifier_error)?;
+            }
+            // Never displace another tool's programs on the root. From 5.7 aya
+            // attaches with a bpf_link, which always coexists with others and
+            // takes no flags; before that, prog_attach needs ALLOW_MULTI.
+            let links = aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0));
+            let mode = if links {
+                CgroupAttachMode::Single
+            } else {
+                CgroupAttachMode::AllowMultiple
+            };
+            p.attach(cgroup_root, mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the verifier's log (its last lines say why) with the error.
+fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
+        let log = verifier_log.to_string();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return anyhow!(
+            "the verifier refused the program ({io_error}): {}",
+            tail.join(" | ")
+        );
+    }
+    e.into()
+}
+
+/// Since 5.11 BPF memory is charged to the memory cgroup and RLIMIT_MEMLOCK
+/// does not matter; older kernels need it raised.
+fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Records the kernel dropped because the ring buffer was full, by kind.
+pub struct LostCounters(PerCpuArray<MapData, u64>);
+
+impl LostCounters {
+    /// Totals over all CPUs, indexed by record kind.
+    pub fn totals(&self) -> anyhow::Result<[u64; kind::COUNT as usize]> {
+        let mut out = [0u64; kind::COUNT as usize];
+        for (k, slot) in out.iter_mut().enumerate() {
+            *slot = self.0.get(&(k as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+/// The kernel-side set of monitored cgroups.
+pub struct CgroupFilter(HashMap<MapData, u64, u32>);
+
+impl CgroupFilter {
+    pub fn add(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
+        Ok(self.0.insert(cgroup_id, 1, 0)?)
+    }
+
+    pub fn remove(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
+        match self.0.remove(&cgroup_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
