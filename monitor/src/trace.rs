@@ -241,6 +241,12 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     }
     report_lost(&lost, &mut lost_seen);
     reader.abort();
+    info!(
+        records = stats.records.load(std::sync::atomic::Ordering::Relaxed),
+        decode_errors = stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+        lost_total = lost_seen.iter().sum::<u64>(),
+        "trace stopped"
+    );
     Ok(())
 }
 

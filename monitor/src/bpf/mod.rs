@@ -3,6 +3,7 @@
 //! `load` probes what the running kernel offers and attaches every hook it can,
 //! `reader` drains the ring buffer into the decoder, `cgroupfs` finds the
 //! cgroup v2 mount the socket hooks attach to.
+pub mod btf;
 pub mod cgroupfs;
 pub mod load;
 pub mod reader;
@@ -40,8 +41,15 @@ pub fn start(ring_buffer_bytes: u32, filter_cgroups: bool) -> anyhow::Result<Sta
     })
 }
 
-// TEMPORARY until the BTF reader lands: tracepoint offsets of this kernel.
+// TEMPORARY until the tracefs reader lands: tracepoint offsets of this kernel.
 fn kernel_offsets() -> KernelOffsets {
+    let structs = match btf::Btf::from_sys_fs().and_then(|b| btf::kernel_offsets(&b)) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("relative paths and the process tree are disabled: {e}");
+            KernelOffsets::default()
+        }
+    };
     KernelOffsets {
         tp_exec_filename: 8,
         tp_exec_pid: 12,
@@ -50,6 +58,6 @@ fn kernel_offsets() -> KernelOffsets {
         tp_cgroup_level: 12,
         tp_cgroup_id: 16,
         tp_cgroup_path: 24,
-        ..Default::default()
+        ..structs
     }
 }

@@ -1,0 +1,254 @@
+//! Shared pieces of the kernel tests: test cgroups, running workloads inside
+//! them, and a running `monitor` whose JSON lines can be waited for.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// True when kernel tests can run here. Without root they are skipped with a
+/// loud message, unless MONITOR_REQUIRE_KERNEL_TESTS=1 (set by `cargo xtask
+/// test` as root and by CI), where a skip is a failure.
+pub fn kernel_tests_enabled(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let required = std::env::var("MONITOR_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1");
+    if root {
+        return true;
+    }
+    assert!(!required, "{test}: kernel tests are required (MONITOR_REQUIRE_KERNEL_TESTS=1) but this is not root");
+    eprintln!("SKIPPED {test}: kernel tests need root");
+    false
+}
+
+/// The cgroup v2 mount, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> PathBuf {
+    monitor::bpf::cgroupfs::cgroup2_mount().expect("cgroup2 mount")
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A cgroup v2 directory made for one test and removed when dropped (also on
+/// failure): its processes are killed first so the directory can go.
+pub struct TestCgroup {
+    pub path: PathBuf,
+    /// Relative to the cgroup2 mount, starting with `/`.
+    pub rel: String,
+    pub id: u64,
+}
+
+impl TestCgroup {
+    /// `name` may contain `/` to make a nested path (parents are made and removed too).
+    pub fn new(name: &str) -> TestCgroup {
+        let mount = cgroup2_mount();
+        let unique = format!("monitor-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let rel = format!("/{unique}/{name}");
+        let path = mount.join(&rel[1..]);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
+        TestCgroup { path, rel, id }
+    }
+
+    /// A command whose process joins this cgroup before it execs.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let procs = self.path.join("cgroup.procs");
+        let procs = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if n != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Runs a command inside the cgroup to completion; panics on failure.
+    pub fn run(&self, program: &str, args: &[&str], cwd: Option<&Path>) -> u32 {
+        let mut cmd = self.command(program);
+        cmd.args(args);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{program} {args:?} failed: {:?}", out.status);
+        pid
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let top = self.path.ancestors().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("monitor-test-"))).map(Path::to_path_buf);
+        let Some(top) = top else { return };
+        // Deepest first.
+        let mut dirs = vec![top.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(rd) = fs::read_dir(&dirs[i]) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+            i += 1;
+        }
+        for dir in dirs.iter().rev() {
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A running `monitor` whose stdout lines arrive on a channel.
+pub struct Monitor {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Every line received so far, for assertions over the whole stream.
+    pub seen: Vec<Value>,
+}
+
+impl Monitor {
+    /// Starts `monitor <args>` and waits until it logs `ready_marker` on stderr.
+    pub fn start(args: &[&str], ready_marker: &str) -> Monitor {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_monitor")).args(args), ready_marker)
+    }
+
+    pub fn start_with(cmd: &mut Command, ready_marker: &str) -> Monitor {
+        let mut child = cmd
+            .env("MONITOR_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start monitor");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let text = stderr_text.clone();
+        let marker = ready_marker.to_owned();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[monitor] {line}");
+                if line.contains(&marker) {
+                    let _ = ready_tx.send(());
+                }
+                text.lock().unwrap().push_str(&line);
+                text.lock().unwrap().push('\n');
+            }
+        });
+        let mut monitor = Monitor { child, lines: rx, stderr: stderr_text, seen: Vec::new() };
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let status = monitor.child.try_wait();
+            panic!("monitor did not become ready ({status:?}); stderr:\n{}", monitor.stderr());
+        }
+        monitor
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a line matching `pred`, keeping every line in `seen`.
+    pub fn expect(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line for {what} within {timeout:?}; {} lines seen:\n{}\nstderr:\n{}",
+                    self.seen.len(),
+                    self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Collects lines for `period` (to check that something did NOT happen).
+    pub fn drain_for(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(v);
+        }
+    }
+
+    /// Stops with SIGTERM and returns the stderr text.
+    pub fn stop(mut self) -> String {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        thread::sleep(Duration::from_millis(100));
+        self.stderr()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh temporary directory (removed when dropped).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("monitor-test").tempdir().unwrap()
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
