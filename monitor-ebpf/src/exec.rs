@@ -41,11 +41,12 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64
     let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|e| e as i64)? };
     let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     let stash: &mut ExecArgs = unsafe { &mut *stash };
-    stash.args_len = 0;
     stash.argc = 0;
     stash.truncated = 0;
+    // The position lives in map memory, read volatile: see `path::walk`.
+    let len = &raw mut stash.args_len;
+    unsafe { len.write_volatile(0) };
     let buf = stash.args.as_mut_ptr();
-    let mut pos: u32 = 0;
     for i in 0..MAX_ARGS {
         let arg: u64 = match unsafe { bpf_probe_read_user((argv + i as u64 * 8) as *const u64) } {
             Ok(p) => p,
@@ -54,6 +55,7 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64
         if arg == 0 {
             break;
         }
+        let pos = unsafe { len.read_volatile() };
         if pos >= ARGS_LIMIT {
             stash.truncated = 1;
             break;
@@ -63,7 +65,7 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64
         if n <= 0 {
             break;
         }
-        pos += n as u32;
+        unsafe { len.write_volatile(pos + n as u32) };
         stash.argc += 1;
         if i == MAX_ARGS - 1 {
             // There may be more: say so rather than pretend argv ended here.
@@ -75,7 +77,6 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64
             }
         }
     }
-    stash.args_len = pos;
     let tid = bpf_get_current_pid_tgid() as u32;
     PENDING_ARGS.insert(&tid, &*stash, 0).map_err(i64::from)?;
     Ok(())

@@ -92,6 +92,11 @@ pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk, o: &KernelOffsets) {
 
 /// Walks from `start` up to `root` (the task's root, so paths inside a
 /// container are the container's own) or the top of the mount tree.
+///
+/// The write position lives in `out.len` (map memory, read and written
+/// volatile) rather than in a register: the verifier then sees an unknown but
+/// masked scalar on every iteration, the states of all branches look alike
+/// and are pruned, instead of one state per combination of mount crossings.
 #[inline(always)]
 unsafe fn walk(
     start: KPath,
@@ -102,11 +107,11 @@ unsafe fn walk(
     let mut dentry = start.dentry;
     let mut vfsmnt = start.mnt;
     let mut mount = vfsmnt - o.mount_mnt as u64;
-    let mut pos: u32 = 0;
+    let len = &raw mut out.len;
     let buf = out.buf.as_mut_ptr();
+    unsafe { len.write_volatile(0) };
     for _ in 0..DIR_MAX_DEPTH {
         if dentry == root.dentry && vfsmnt == root.mnt {
-            out.len = pos;
             return Ok(0);
         }
         let mnt_root = unsafe { read_ptr(vfsmnt, o.vfsmount_root)? };
@@ -114,7 +119,6 @@ unsafe fn walk(
             // The top of this mount: continue from where it is mounted.
             let parent = unsafe { read_ptr(mount, o.mount_parent)? };
             if parent == mount {
-                out.len = pos;
                 return Ok(0);
             }
             dentry = unsafe { read_ptr(mount, o.mount_mountpoint)? };
@@ -124,11 +128,10 @@ unsafe fn walk(
         }
         let parent = unsafe { read_ptr(dentry, o.dentry_parent)? };
         if parent == dentry {
-            out.len = pos;
             return Ok(0);
         }
+        let pos = unsafe { len.read_volatile() };
         if pos >= WRITE_LIMIT {
-            out.len = pos;
             return Ok(walk_flags::TRUNCATED);
         }
         let name = unsafe { read_ptr(dentry, o.dentry_name + o.qstr_name)? };
@@ -139,9 +142,8 @@ unsafe fn walk(
         if n <= 0 {
             return Err(n);
         }
-        pos += n as u32;
+        unsafe { len.write_volatile(pos + n as u32) };
         dentry = parent;
     }
-    out.len = pos;
     Ok(walk_flags::TRUNCATED)
 }

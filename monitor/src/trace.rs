@@ -243,7 +243,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     reader.abort();
     info!(
         records = stats.records.load(std::sync::atomic::Ordering::Relaxed),
-        decode_errors = stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+        decode_errors = stats
+            .decode_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
         lost_total = lost_seen.iter().sum::<u64>(),
         "trace stopped"
     );

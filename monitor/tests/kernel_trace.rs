@@ -11,7 +11,16 @@ use common::{Monitor, TestCgroup, WAIT, kernel_tests_enabled, tempdir};
 use serde_json::{Value, json};
 
 fn trace(cgroup: &TestCgroup, kinds: &str) -> Monitor {
-    Monitor::start(&["trace", "--cgroup", cgroup.path.to_str().unwrap(), "--kind", kinds], "tracing;")
+    Monitor::start(
+        &[
+            "trace",
+            "--cgroup",
+            cgroup.path.to_str().unwrap(),
+            "--kind",
+            kinds,
+        ],
+        "tracing;",
+    )
 }
 
 fn is(v: &Value, event: &str, pid: u32) -> bool {
@@ -28,11 +37,17 @@ fn exec_of_true_with_argv() {
     let pid = cg.run("/bin/true", &["first", "second arg"], None);
     let ev = m.expect("exec of /bin/true", WAIT, |v| is(v, "exec", pid));
     assert_eq!(ev["process"]["exe"], "/bin/true");
-    assert_eq!(ev["process"]["args"], json!(["/bin/true", "first", "second arg"]));
+    assert_eq!(
+        ev["process"]["args"],
+        json!(["/bin/true", "first", "second arg"])
+    );
     assert_eq!(ev["process"]["comm"], "true");
     assert_eq!(ev["cgroup_id"], cg.id);
     assert_eq!(ev["process"]["uid"], 0);
-    assert!(ev["process"]["ppid"].as_u64().is_some_and(|p| p > 0), "ppid missing: {ev}");
+    assert!(
+        ev["process"]["ppid"].as_u64().is_some_and(|p| p > 0),
+        "ppid missing: {ev}"
+    );
 }
 
 #[test]
@@ -46,10 +61,18 @@ fn shell_redirect_is_a_write_with_resolved_path() {
     let mut m = trace(&cg, "file");
     let pid = cg.run("/bin/sh", &["-c", "echo x > f"], Some(&cwd));
     let want = cwd.join("f").to_str().unwrap().to_owned();
-    let ev = m.expect("write of f", WAIT, |v| is(v, "file", pid) && v["file"]["path"] == want.as_str());
+    let ev = m.expect("write of f", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["path"] == want.as_str()
+    });
     assert_eq!(ev["file"]["op"], "open");
-    assert_eq!(ev["file"]["flags"], json!(["O_WRONLY", "O_CREAT", "O_TRUNC"]));
-    assert!(ev["file"]["result"].as_i64().unwrap() >= 0, "open failed: {ev}");
+    assert_eq!(
+        ev["file"]["flags"],
+        json!(["O_WRONLY", "O_CREAT", "O_TRUNC"])
+    );
+    assert!(
+        ev["file"]["result"].as_i64().unwrap() >= 0,
+        "open failed: {ev}"
+    );
     assert_eq!(ev["cgroup_id"], cg.id);
 }
 
@@ -75,8 +98,12 @@ os.close(fd)
     let pid = cg.run("/usr/bin/python3", &["-c", script], Some(&base));
     let rel = base.join("sub/rel.txt");
     let viafd = base.join("sub/viafd.txt");
-    m.expect("relative write", WAIT, |v| is(v, "file", pid) && v["file"]["path"] == rel.to_str().unwrap());
-    let ev = m.expect("dirfd write", WAIT, |v| is(v, "file", pid) && v["file"]["path"] == viafd.to_str().unwrap());
+    m.expect("relative write", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["path"] == rel.to_str().unwrap()
+    });
+    let ev = m.expect("dirfd write", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["path"] == viafd.to_str().unwrap()
+    });
     assert_eq!(ev["file"]["flags"], json!(["O_WRONLY", "O_CREAT"]));
     assert_eq!(ev["file"]["mode"], 0o600);
 }
@@ -93,7 +120,11 @@ fn rename_over_existing_file() {
     let cg = TestCgroup::new("rename");
     let mut m = trace(&cg, "file");
     let pid = cg.run("/bin/mv", &["hosts.new", "hosts"], Some(&base));
-    let ev = m.expect("rename", WAIT, |v| is(v, "file", pid) && v["file"]["op"] == "rename");
+    // mv first tries renameat2(RENAME_NOREPLACE), which fails with EEXIST, then
+    // replaces: both attempts are reported, with their results.
+    let ev = m.expect("rename", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["op"] == "rename" && v["file"]["result"] == 0
+    });
     assert_eq!(ev["file"]["path"], base.join("hosts.new").to_str().unwrap());
     assert_eq!(ev["file"]["target"], base.join("hosts").to_str().unwrap());
     assert_eq!(ev["file"]["result"], 0);
@@ -108,7 +139,11 @@ fn tcp_connects_over_ipv4_and_ipv6_and_udp_sendto() {
     let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
     let v6 = TcpListener::bind("[::1]:0").unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (p4, p6, pu) = (v4.local_addr().unwrap().port(), v6.local_addr().unwrap().port(), udp.local_addr().unwrap().port());
+    let (p4, p6, pu) = (
+        v4.local_addr().unwrap().port(),
+        v6.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    );
     let cg = TestCgroup::new("net");
     let mut m = trace(&cg, "net");
     let script = format!(
@@ -122,10 +157,16 @@ s.sendto(b"x", ("127.0.0.1", {pu}))
     );
     let pid = cg.run("/usr/bin/python3", &["-c", &script], None);
     let net = |v: &Value, family: &str, proto: &str, port: u16| {
-        is(v, "network", pid) && v["network"]["family"] == family && v["network"]["protocol"] == proto && v["network"]["dport"] == port
+        is(v, "network", pid)
+            && v["network"]["family"] == family
+            && v["network"]["protocol"] == proto
+            && v["network"]["dport"] == port
     };
     let ev = m.expect("tcp v4 connect", WAIT, |v| net(v, "ipv4", "tcp", p4));
-    assert_eq!(ev["network"], json!({"op": "connect", "protocol": "tcp", "family": "ipv4", "daddr": "127.0.0.1", "dport": p4, "dns": null}));
+    assert_eq!(
+        ev["network"],
+        json!({"op": "connect", "protocol": "tcp", "family": "ipv4", "daddr": "127.0.0.1", "dport": p4, "dns": null})
+    );
     let ev = m.expect("tcp v6 connect", WAIT, |v| net(v, "ipv6", "tcp", p6));
     assert_eq!(ev["network"]["daddr"], "::1");
     assert_eq!(ev["network"]["op"], "connect");
@@ -143,15 +184,34 @@ fn nothing_leaks_from_outside_the_cgroup() {
     let other = TestCgroup::new("other");
     let mut m = trace(&watched, "all");
     // Activity elsewhere: another cgroup, and the test process itself (host).
-    other.run("/bin/sh", &["-c", "echo leak > /dev/null; /bin/echo outside-marker"], None);
-    std::process::Command::new("/bin/echo").arg("host-marker").output().unwrap();
+    other.run(
+        "/bin/sh",
+        &["-c", "echo leak > /dev/null; /bin/echo outside-marker"],
+        None,
+    );
+    std::process::Command::new("/bin/echo")
+        .arg("host-marker")
+        .output()
+        .unwrap();
     // Then a sentinel inside: once it is seen, everything before it was read.
     let pid = watched.run("/bin/echo", &["inside-sentinel"], None);
     m.expect("sentinel", WAIT, |v| is(v, "exec", pid));
     m.drain_for(Duration::from_millis(300));
-    let outside: Vec<&Value> = m.seen.iter().filter(|v| v["cgroup_id"] != watched.id).collect();
-    assert!(outside.is_empty(), "events from outside the watched cgroup: {outside:?}");
-    assert!(!m.seen.iter().any(|v| v.to_string().contains("outside-marker") || v.to_string().contains("host-marker")));
+    let outside: Vec<&Value> = m
+        .seen
+        .iter()
+        .filter(|v| v["cgroup_id"] != watched.id)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "events from outside the watched cgroup: {outside:?}"
+    );
+    assert!(
+        !m.seen
+            .iter()
+            .any(|v| v.to_string().contains("outside-marker")
+                || v.to_string().contains("host-marker"))
+    );
 }
 
 #[test]
@@ -164,8 +224,14 @@ fn children_made_later_are_watched_too() {
     let child_path = parent.path.join("late-child");
     std::fs::create_dir(&child_path).unwrap();
     let child_id = monitor::bpf::cgroupfs::cgroup_id(&child_path).unwrap();
-    m.expect("mkdir of the child", WAIT, |v| v["event"] == "cgroup" && v["cgroup"]["id"] == child_id && v["cgroup"]["op"] == "mkdir");
-    let child = TestCgroup { path: child_path, rel: format!("{}/late-child", parent.rel), id: child_id };
+    m.expect("mkdir of the child", WAIT, |v| {
+        v["event"] == "cgroup" && v["cgroup"]["id"] == child_id && v["cgroup"]["op"] == "mkdir"
+    });
+    let child = TestCgroup {
+        path: child_path,
+        rel: format!("{}/late-child", parent.rel),
+        id: child_id,
+    };
     let pid = child.run("/bin/true", &["in-child"], None);
     let ev = m.expect("exec in the child", WAIT, |v| is(v, "exec", pid));
     assert_eq!(ev["cgroup_id"], child_id);
@@ -182,11 +248,23 @@ fn no_events_lost_at_a_normal_rate() {
     let mut m = trace(&cg, "file");
     let script = "import os\nfor i in range(2000):\n    fd = os.open('f%d' % (i % 10), os.O_WRONLY | os.O_CREAT, 0o600)\n    os.close(fd)\n";
     let pid = cg.run("/usr/bin/python3", &["-c", script], Some(dir.path()));
-    m.expect("last write", WAIT, |v| is(v, "file", pid) && v["file"]["path"].as_str().is_some_and(|p| p.ends_with("/f9")));
+    m.expect("last write", WAIT, |v| {
+        is(v, "file", pid)
+            && v["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/f9"))
+    });
     m.drain_for(Duration::from_millis(500));
-    let writes = m.seen.iter().filter(|v| is(v, "file", pid) && v["file"]["flags"][1] == "O_CREAT").count();
+    let writes = m
+        .seen
+        .iter()
+        .filter(|v| is(v, "file", pid) && v["file"]["flags"][1] == "O_CREAT")
+        .count();
     assert_eq!(writes, 2000, "every open was reported once");
     let stderr = m.stop();
-    assert!(stderr.contains("lost_total=0"), "the agent must report zero lost events; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("lost_total=0"),
+        "the agent must report zero lost events; stderr:\n{stderr}"
+    );
     assert!(!stderr.contains("kernel dropped events"), "{stderr}");
 }

@@ -13,7 +13,6 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-
 #[derive(Parser)]
 #[command(name = "xtask")]
 struct Cli {
@@ -55,7 +54,9 @@ fn main() -> anyhow::Result<()> {
         Task::Run { args } => {
             setup()?;
             build_release()?;
-            let status = Command::new(root.join("target/release/monitor")).args(args).status()?;
+            let status = Command::new(root.join("target/release/monitor"))
+                .args(args)
+                .status()?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test { args } => {
@@ -66,7 +67,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command, failing with its name when it fails.
@@ -81,7 +85,10 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -92,10 +99,14 @@ const BPF_LINKER_VERSION: &str = "0.13";
 fn setup() -> anyhow::Result<()> {
     let version = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "-vV"]))
         .context("the nightly toolchain is required for the kernel programs (rustup toolchain install nightly)")?;
-    let sysroot = PathBuf::from(output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?.trim());
+    let sysroot = PathBuf::from(
+        output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?.trim(),
+    );
 
     if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
-        eprintln!("setup: installing rust-src for {NIGHTLY} (the eBPF target builds core from source)");
+        eprintln!(
+            "setup: installing rust-src for {NIGHTLY} (the eBPF target builds core from source)"
+        );
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
     }
 
@@ -128,12 +139,28 @@ fn setup() -> anyhow::Result<()> {
         }
     }
     if !found {
-        bail!("no libLLVM in {}/lib: this nightly does not ship its LLVM as a shared library", sysroot.display());
+        bail!(
+            "no libLLVM in {}/lib: this nightly does not ship its LLVM as a shared library",
+            sysroot.display()
+        );
     }
-    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {llvm_major} (about a minute)");
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {llvm_major} (about a minute)"
+    );
     run(Command::new("cargo")
-        .args([&format!("+{NIGHTLY}"), "install", "bpf-linker", "--locked", "--version", &format!("~{BPF_LINKER_VERSION}")])
-        .args(["--no-default-features", "--features", &format!("llvm-{llvm_major}")])
+        .args([
+            &format!("+{NIGHTLY}"),
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            &format!("~{BPF_LINKER_VERSION}"),
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{llvm_major}"),
+        ])
         .env("LLVM_PREFIX", &prefix)
         // An older bpf-linker may be there but broken; replace it.
         .arg("--force"))?;
@@ -154,14 +181,18 @@ fn link(target: &Path, at: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let _ = fs::remove_file(at);
-    std::os::unix::fs::symlink(target, at).with_context(|| format!("linking {} to {}", at.display(), target.display()))
+    std::os::unix::fs::symlink(target, at)
+        .with_context(|| format!("linking {} to {}", at.display(), target.display()))
 }
 
 fn bpf_linker_ok() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!(" {BPF_LINKER_VERSION}.")))
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains(&format!(" {BPF_LINKER_VERSION}."))
+        })
 }
 
 fn build_release() -> anyhow::Result<()> {

@@ -27,7 +27,10 @@ pub fn kernel_tests_enabled(test: &str) -> bool {
     if root {
         return true;
     }
-    assert!(!required, "{test}: kernel tests are required (MONITOR_REQUIRE_KERNEL_TESTS=1) but this is not root");
+    assert!(
+        !required,
+        "{test}: kernel tests are required (MONITOR_REQUIRE_KERNEL_TESTS=1) but this is not root"
+    );
     eprintln!("SKIPPED {test}: kernel tests need root");
     false
 }
@@ -52,7 +55,11 @@ impl TestCgroup {
     /// `name` may contain `/` to make a nested path (parents are made and removed too).
     pub fn new(name: &str) -> TestCgroup {
         let mount = cgroup2_mount();
-        let unique = format!("monitor-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let unique = format!(
+            "monitor-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let rel = format!("/{unique}/{name}");
         let path = mount.join(&rel[1..]);
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
@@ -90,17 +97,30 @@ impl TestCgroup {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let pid = child.id();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{program} {args:?} failed: {:?}", out.status);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {:?}",
+            out.status
+        );
         pid
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let top = self.path.ancestors().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("monitor-test-"))).map(Path::to_path_buf);
+        let top = self
+            .path
+            .ancestors()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("monitor-test-"))
+            })
+            .map(Path::to_path_buf);
         let Some(top) = top else { return };
         // Deepest first.
         let mut dirs = vec![top.clone()];
@@ -139,7 +159,10 @@ pub struct Monitor {
 impl Monitor {
     /// Starts `monitor <args>` and waits until it logs `ready_marker` on stderr.
     pub fn start(args: &[&str], ready_marker: &str) -> Monitor {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_monitor")).args(args), ready_marker)
+        Self::start_with(
+            Command::new(env!("CARGO_BIN_EXE_monitor")).args(args),
+            ready_marker,
+        )
     }
 
     pub fn start_with(cmd: &mut Command, ready_marker: &str) -> Monitor {
@@ -155,7 +178,8 @@ impl Monitor {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -177,10 +201,18 @@ impl Monitor {
                 text.lock().unwrap().push('\n');
             }
         });
-        let mut monitor = Monitor { child, lines: rx, stderr: stderr_text, seen: Vec::new() };
+        let mut monitor = Monitor {
+            child,
+            lines: rx,
+            stderr: stderr_text,
+            seen: Vec::new(),
+        };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let status = monitor.child.try_wait();
-            panic!("monitor did not become ready ({status:?}); stderr:\n{}", monitor.stderr());
+            panic!(
+                "monitor did not become ready ({status:?}); stderr:\n{}",
+                monitor.stderr()
+            );
         }
         monitor
     }
@@ -190,7 +222,12 @@ impl Monitor {
     }
 
     /// Waits for a line matching `pred`, keeping every line in `seen`.
-    pub fn expect(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn expect(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
@@ -207,7 +244,11 @@ impl Monitor {
                 Err(_) => panic!(
                     "no line for {what} within {timeout:?}; {} lines seen:\n{}\nstderr:\n{}",
                     self.seen.len(),
-                    self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+                    self.seen
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     self.stderr()
                 ),
             }
@@ -217,7 +258,10 @@ impl Monitor {
     /// Collects lines for `period` (to check that something did NOT happen).
     pub fn drain_for(&mut self, period: Duration) {
         let deadline = Instant::now() + period;
-        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(v) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             self.seen.push(v);
         }
     }
@@ -248,7 +292,10 @@ impl Drop for Monitor {
 
 /// A fresh temporary directory (removed when dropped).
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("monitor-test").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("monitor-test")
+        .tempdir()
+        .unwrap()
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
