@@ -1,1 +1,2 @@
 //! Loading, attaching and reading the kernel programs.
+pub mod btf;
