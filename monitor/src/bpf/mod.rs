@@ -1,2 +1,3 @@
 //! Loading, attaching and reading the kernel programs.
 pub mod btf;
+pub mod tracefs;
