@@ -14,7 +14,7 @@ use monitor_common::KernelOffsets;
 /// Where the running kernel exposes its own BTF.
 pub const VMLINUX_PATH: &str = "/sys/kernel/btf/vmlinux";
 
-const MAGIC: u16 = 0xeB9F;
+const MAGIC: u16 = 0xEB9F;
 const VERSION: u8 = 1;
 /// Size of the header fields this reader knows; newer headers may be longer.
 const HEADER_LEN: usize = 24;
@@ -451,7 +451,7 @@ impl Btf {
             bits += offset;
             type_id = ty;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Bitfield {
                 struct_name: struct_name.to_owned(),
                 member: path.to_owned(),

@@ -241,7 +241,7 @@ impl Kernel {
                 ),
             };
             let error = if let Attach::Tracepoint(g, n) = hook.attach
-                && !opts.tracefs.join("events").join(g).join(n).exists()
+                && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
             {
                 Some("this kernel has no such tracepoint".to_owned())
             } else if let Some(e) = failed_load.get(hook.program) {

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod cgroupfs;
 pub mod load;
 pub mod reader;
+pub mod tracefs;
 
 use std::path::PathBuf;
 
@@ -21,12 +22,12 @@ pub struct Started {
     pub tracefs: PathBuf,
 }
 
-/// Finds tracefs and cgroup2, reads the offsets the programs need from this
-/// kernel, and loads and attaches the programs.
+/// Finds tracefs (mounting it when missing) and cgroup2, reads the offsets
+/// the programs need from this kernel, and loads and attaches the programs.
 pub fn start(ring_buffer_bytes: u32, filter_cgroups: bool) -> anyhow::Result<Started> {
-    let tracefs = PathBuf::from("/sys/kernel/tracing");
+    let tracefs = tracefs::ensure_mounted()?;
     let cgroup2_mount = cgroupfs::cgroup2_mount()?;
-    let offsets = kernel_offsets();
+    let offsets = kernel_offsets(&tracefs)?;
     let kernel = Kernel::load(&LoadOptions {
         ring_buffer_bytes,
         filter_cgroups,
@@ -41,23 +42,17 @@ pub fn start(ring_buffer_bytes: u32, filter_cgroups: bool) -> anyhow::Result<Sta
     })
 }
 
-// TEMPORARY until the tracefs reader lands: tracepoint offsets of this kernel.
-fn kernel_offsets() -> KernelOffsets {
-    let structs = match btf::Btf::from_sys_fs().and_then(|b| btf::kernel_offsets(&b)) {
+/// The struct member offsets from BTF are optional: without them relative
+/// paths stay relative and fork events are not sent, which the log says. The
+/// tracepoint fields are required: exec and cgroup events need them.
+fn kernel_offsets(tracefs: &std::path::Path) -> anyhow::Result<KernelOffsets> {
+    let mut offsets = match btf::Btf::from_sys_fs().and_then(|b| btf::kernel_offsets(&b)) {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!("relative paths and the process tree are disabled: {e}");
+            tracing::warn!("path resolution, ppid and fork tracking are disabled: {e}");
             KernelOffsets::default()
         }
     };
-    KernelOffsets {
-        tp_exec_filename: 8,
-        tp_exec_pid: 12,
-        tp_exec_old_pid: 16,
-        tp_cgroup_root: 8,
-        tp_cgroup_level: 12,
-        tp_cgroup_id: 16,
-        tp_cgroup_path: 24,
-        ..structs
-    }
+    tracefs::tracepoint_offsets(tracefs, &mut offsets)?;
+    Ok(offsets)
 }
