@@ -142,11 +142,11 @@ impl DriftDetector {
         let h = path_hash(path);
         if w.set.insert(h) {
             w.order.push_back(h);
-            if w.order.len() > self.limits.max_paths_per_cgroup {
-                if let Some(old) = w.order.pop_front() {
-                    w.set.remove(&old);
-                    self.evicted_paths += 1;
-                }
+            if w.order.len() > self.limits.max_paths_per_cgroup
+                && let Some(old) = w.order.pop_front()
+            {
+                w.set.remove(&old);
+                self.evicted_paths += 1;
             }
         }
     }
@@ -186,10 +186,10 @@ pub fn is_fileless_exec(filename: &str) -> bool {
     if let Some(fd) = filename.strip_prefix("/dev/fd/") {
         return digits(fd);
     }
-    if let Some(rest) = filename.strip_prefix("/proc/") {
-        if let Some((who, fd)) = rest.split_once("/fd/") {
-            return (who == "self" || who == "thread-self" || digits(who)) && digits(fd);
-        }
+    if let Some(rest) = filename.strip_prefix("/proc/")
+        && let Some((who, fd)) = rest.split_once("/fd/")
+    {
+        return (who == "self" || who == "thread-self" || digits(who)) && digits(fd);
     }
     false
 }
@@ -277,15 +277,14 @@ impl PortScanDetector {
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
             self.keys
                 .retain(|_, w| ktime_ns.saturating_sub(w.last_seen) < p.window_ns);
-            if self.keys.len() >= self.max_keys {
-                if let Some(oldest) = self
+            if self.keys.len() >= self.max_keys
+                && let Some(oldest) = self
                     .keys
                     .iter()
                     .min_by_key(|(_, w)| w.last_seen)
                     .map(|(k, _)| *k)
-                {
-                    self.keys.remove(&oldest);
-                }
+            {
+                self.keys.remove(&oldest);
             }
         }
         let w = self.keys.entry(key).or_default();

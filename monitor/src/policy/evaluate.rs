@@ -240,11 +240,9 @@ impl RuleSet {
             for ri in policy.rules.clone() {
                 let rule = &self.rules[ri];
                 let mut hits: [Option<Hit<'_>>; 2] = [None, None];
-                match (&rule.body, &ev.event.body, &exec) {
-                    (Body::ProcessAllow(list), _, Some(s)) => {
-                        if !list.matches(s) {
-                            hits[0] = Some(Hit::Unexpected);
-                        }
+                let first = match (&rule.body, &ev.event.body, &exec) {
+                    (Body::ProcessAllow(list), _, Some(s)) if !list.matches(s) => {
+                        Some(Hit::Unexpected)
                     }
                     (
                         Body::ProcessDeny {
@@ -253,50 +251,50 @@ impl RuleSet {
                         },
                         _,
                         Some(s),
-                    ) => {
-                        if list.matches(s)
-                            && !(*unless_allowed
-                                && *allowlisted.get_or_insert_with(|| self.workload_allows(w, s)))
-                        {
-                            hits[0] = Some(Hit::Denied);
-                        }
+                    ) if list.matches(s)
+                        && !(*unless_allowed
+                            && *allowlisted.get_or_insert_with(|| self.workload_allows(w, s))) =>
+                    {
+                        Some(Hit::Denied)
                     }
-                    (Body::File(fr), EventBody::File(f), _) => file_hits(fr, f, &mut hits),
-                    (Body::EgressAllow(dests), EventBody::Network(n), _) if is_egress(n) => {
-                        if !dests.iter().any(|d| d.matches(n)) {
-                            hits[0] = Some(Hit::Egress { denied: false });
-                        }
+                    (Body::File(fr), EventBody::File(f), _) => {
+                        file_hits(fr, f, &mut hits);
+                        None
                     }
-                    (Body::EgressDeny(dests), EventBody::Network(n), _) if is_egress(n) => {
-                        if dests.iter().any(|d| d.matches(n)) {
-                            hits[0] = Some(Hit::Egress { denied: true });
-                        }
+                    (Body::EgressAllow(dests), EventBody::Network(n), _)
+                        if is_egress(n) && !dests.iter().any(|d| d.matches(n)) =>
+                    {
+                        Some(Hit::Egress { denied: false })
                     }
-                    (Body::Memfd, _, Some(s)) => {
-                        if is_fileless_exec(s.exe) {
-                            hits[0] = Some(Hit::Fileless);
-                        }
+                    (Body::EgressDeny(dests), EventBody::Network(n), _)
+                        if is_egress(n) && dests.iter().any(|d| d.matches(n)) =>
+                    {
+                        Some(Hit::Egress { denied: true })
                     }
-                    (Body::Drift(allow), _, Some(s)) if !w.host => {
-                        if let Some(st) = &state
-                            && st.drift.was_written(ev.event.header.cgroup_id, s.exe)
-                            && !allow.is_match(s.exe)
-                        {
-                            hits[0] = Some(Hit::Drift);
-                        }
+                    (Body::Memfd, _, Some(s)) if is_fileless_exec(s.exe) => Some(Hit::Fileless),
+                    (Body::Drift(allow), _, Some(s))
+                        if !w.host
+                            && state.as_ref().is_some_and(|st| {
+                                st.drift.was_written(ev.event.header.cgroup_id, s.exe)
+                            })
+                            && !allow.is_match(s.exe) =>
+                    {
+                        Some(Hit::Drift)
                     }
                     (Body::PortScan(p), EventBody::Network(n), _) if is_egress(n) => {
-                        if let Some(st) = &mut state
-                            && let Some(Some(det)) = st.scans.get_mut(ri)
-                        {
-                            let h = &ev.event.header;
-                            let key = PortScanDetector::key(h.cgroup_id, h.pid, !w.host);
-                            if let Some(r) = det.observe(key, h.ktime_ns, n.daddr, n.dport) {
-                                hits[0] = Some(Hit::Scan(r, p.window_ns));
-                            }
-                        }
+                        let h = &ev.event.header;
+                        let key = PortScanDetector::key(h.cgroup_id, h.pid, !w.host);
+                        state
+                            .as_mut()
+                            .and_then(|st| st.scans.get_mut(ri))
+                            .and_then(Option::as_mut)
+                            .and_then(|det| det.observe(key, h.ktime_ns, n.daddr, n.dport))
+                            .map(|r| Hit::Scan(r, p.window_ns))
                     }
-                    _ => {}
+                    _ => None,
+                };
+                if first.is_some() {
+                    hits[0] = first;
                 }
                 if let Some(hit) = hits
                     .into_iter()
