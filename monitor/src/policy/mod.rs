@@ -19,6 +19,8 @@
 //! Matching allocates nothing per event: globs are compiled into glob sets,
 //! CIDRs into sorted range tables, ports into merged range lists. Only a
 //! finding allocates (its summary).
+// Users extend this module: every public item says what it is.
+#![warn(missing_docs)]
 mod compile;
 mod detect;
 mod diagnostic;

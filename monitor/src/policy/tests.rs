@@ -1335,3 +1335,116 @@ fn replacing_rules_keeps_what_containers_wrote() {
     ev.replace_rules(check_dir(&[shipped()]).unwrap());
     assert_eq!(rules_of(&run(&mut ev, &[w.exec("/tmp/p", &[])])), ["drift"]);
 }
+
+#[test]
+fn readme_examples_load() {
+    let readme = fs::read_to_string(shipped().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let files: Vec<&String> = blocks
+        .iter()
+        .filter(|b| {
+            b.lines()
+                .find(|l| !l.trim_start().starts_with('#'))
+                .is_some_and(|l| l.starts_with("networks:") || l.starts_with("policies:"))
+        })
+        .collect();
+    assert!(files.len() >= 3, "{} whole-file examples", files.len());
+    for (i, text) in files.iter().enumerate() {
+        let user = tempfile::tempdir().unwrap();
+        fs::write(user.path().join(format!("{i}.yaml")), text).unwrap();
+        if let Err(diags) = check_dir(&[shipped(), user.path().to_path_buf()]) {
+            panic!("README example {i}:\n{text}\n{diags:#?}");
+        }
+    }
+}
+
+/// Counts allocations made by the current thread.
+mod counting {
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+    };
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    // SAFETY: forwards to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    pub fn allocations() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static COUNTING: counting::Counting = counting::Counting;
+
+#[test]
+fn evaluation_without_findings_does_not_allocate() {
+    let mut ev = with_nginx_policy();
+    let nginx = web().by("/usr/sbin/nginx").parent("/docker-entrypoint.sh");
+    let events = [
+        web().exec("/usr/sbin/nginx", &["nginx", "-g", "daemon off;"]),
+        web().exec("/bin/sh", &["sh", "-c", "true"]),
+        nginx.write("/var/cache/nginx/client_temp/0001"),
+        nginx.file(
+            FileOp::Open,
+            "/etc/nginx/nginx.conf",
+            None,
+            &["O_RDONLY"],
+            3,
+        ),
+        nginx.connect("10.0.3.4", 8080, Protocol::Tcp),
+        nginx.connect("10.96.0.10", 53, Protocol::Udp),
+        nginx.connect("::1", 8081, Protocol::Tcp),
+        host("/usr/bin/dockerd").write("/var/lib/docker/containers/x/config.v2.json"),
+        host("/usr/bin/vim").write("/etc/hosts"),
+    ];
+    let mut out = Vec::with_capacity(16);
+    // Warm-up: regex caches and detector state are filled on first use.
+    for e in &events {
+        ev.evaluate(e, &mut out);
+    }
+    assert!(out.is_empty(), "{out:#?}");
+    let before = counting::allocations();
+    for _ in 0..100 {
+        for e in &events {
+            ev.evaluate(e, &mut out);
+        }
+    }
+    assert_eq!(counting::allocations() - before, 0);
+    assert!(out.is_empty());
+}
