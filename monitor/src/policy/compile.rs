@@ -672,9 +672,21 @@ fn compile_exception(
         }
         rules = Some(v);
     }
+    let selector = r.selector.as_ref().map(|s| {
+        let sel = cx.selector(file, s);
+        if !sel.host && !sel.containers && !sel.has_container_fields() {
+            cx.error(
+                file,
+                loc(s),
+                "this exception's selector selects nothing, so the exception never applies",
+                "set `containers: true`, `host: true`, or a container field (image, name, namespace, pod, runtime, labels), or leave `selector` out",
+            );
+        }
+        sel
+    });
     let e = Exception {
         rules,
-        selector: r.selector.as_ref().map(|s| cx.selector(file, s)),
+        selector,
         exe: cx.globs(file, &r.exe, GlobKind::Path, "exe"),
         parents: cx.globs(file, &r.parents, GlobKind::Path, "parents"),
         paths: cx.globs(file, &r.paths, GlobKind::Path, "path"),

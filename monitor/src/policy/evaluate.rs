@@ -161,10 +161,17 @@ impl RuleSet {
         let merged = super::load::load(dirs, &mut diags);
         let set = super::compile::compile(merged, &mut diags);
         if diags.is_empty() {
-            Ok(set)
-        } else {
-            Err(diags)
+            return Ok(set);
         }
+        // In reading order: by file (load order), line, column.
+        let rank = |d: &Diagnostic| {
+            set.files
+                .iter()
+                .position(|f| *f == d.file)
+                .map_or(0, |i| i + 1)
+        };
+        diags.sort_by_key(|d| (rank(d), d.line, d.col));
+        Err(diags)
     }
 
     /// The number of policies.

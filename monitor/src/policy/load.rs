@@ -56,7 +56,13 @@ fn is_rule_file(p: &Path) -> bool {
 
 /// Parses one rule file's text.
 pub(crate) fn parse(file: &Path, text: &str) -> Result<RawFile, Diagnostic> {
-    serde_saphyr::from_str::<RawFile>(text).map_err(|e| yaml_diagnostic(file, &e))
+    let mut options = serde_saphyr::Options::default();
+    // YAML 1.2 booleans only: `extend: yes` or `host: on` is a mistake, not `true`.
+    options.strict_booleans = true;
+    // Diagnostics carry their own position; no source snippets needed.
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options::<RawFile>(text, options)
+        .map_err(|e| yaml_diagnostic(file, &e))
 }
 
 /// A YAML or shape error, reworded where the parser's text is meant for developers.
@@ -108,6 +114,15 @@ fn explain(raw: &str) -> (String, String) {
         return (
             raw.to_owned(),
             "write a mapping here: `key: value` pairs, one per line".into(),
+        );
+    }
+    if raw.contains("boolean") {
+        return (raw.to_owned(), "write `true` or `false`".into());
+    }
+    if raw.contains("expected string") {
+        return (
+            raw.to_owned(),
+            "write a single value here (quote it if it contains `: `, `#`, `{` or `[`)".into(),
         );
     }
     if raw.starts_with("invalid type") || raw.starts_with("invalid value") {

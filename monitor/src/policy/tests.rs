@@ -434,6 +434,8 @@ fn rule_check_selectors_and_exceptions() {
     exceptions:
       - rules: [r, s]
       - reason: silences everything
+      - rules: [r]
+        selector: {}
 ",
     )]);
     let want = [
@@ -442,11 +444,20 @@ fn rule_check_selectors_and_exceptions() {
         "a.yaml:6:26: error: unknown container runtime `dokcer`",
         "a.yaml:14:20: error: exception names rule `s`, which policy `x` does not have\n  hint: use one of: r",
         "a.yaml:15:9: error: this exception has no conditions and names no rules",
+        "a.yaml:17:19: error: this exception's selector selects nothing",
     ];
     assert_eq!(e.len(), want.len(), "{e:#?}");
     for (got, want) in e.iter().zip(want) {
         assert!(got.starts_with(want), "{got}\n  expected: {want}");
     }
+}
+
+#[test]
+fn rule_check_wrong_value_type() {
+    let e = errors(&[("a.yaml", "policies:\n  - name: y\n    extend: yes\n")]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("a.yaml:3:13: error: "), "{}", e[0]);
+    assert!(e[0].ends_with("hint: write `true` or `false`"), "{}", e[0]);
 }
 
 #[test]
