@@ -1,0 +1,707 @@
+//! The compiled rule set and its evaluation: one event in, findings out.
+use std::{fmt::Write as _, ops::Range, path::PathBuf, sync::Arc};
+
+use super::{
+    Diagnostic,
+    detect::{
+        DetectorLimits, DriftDetector, PortScanDetector, ScanParams, ScanReport, is_fileless_exec,
+        is_write,
+    },
+    matcher::{Dest, ExecList, ExecSubject, Globs, IpTable, PortSet},
+    selector::{Selector, Workload},
+};
+use crate::{
+    alert::{AlertKind, Severity},
+    context::{EnrichedEvent, MetadataStatus},
+    event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo},
+};
+
+/// What a rule found in one event; the alert pipeline turns it into an
+/// [`Alert`](crate::alert::Alert) with the event's context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule's name, e.g. `ssh-server`.
+    pub rule: Arc<str>,
+    /// The policy the rule belongs to, e.g. `default/processes`.
+    pub policy: Arc<str>,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// What the finding is about.
+    pub kind: AlertKind,
+    /// One readable sentence: what happened, where, by whom.
+    pub summary: String,
+}
+
+/// The file ops a file rule can watch, as bits.
+pub(crate) fn op_bit(op: FileOp) -> u8 {
+    1 << (op as u8)
+}
+
+/// All file ops.
+pub(crate) const ALL_OPS: u8 = u8::MAX;
+
+/// A compiled file rule.
+#[derive(Clone, Debug)]
+pub(crate) struct FileRule {
+    /// Protected paths; `None` protects every path (the rule is then an allowlist).
+    pub paths: Option<Globs>,
+    /// Writes that are fine even below a protected path.
+    pub allow: Globs,
+    /// Bits from [`op_bit`].
+    pub ops: u8,
+}
+
+/// What a compiled rule checks.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// An exec matching no entry is unexpected.
+    ProcessAllow(ExecList),
+    /// An exec matching an entry is denied; with `unless_allowed`, not when
+    /// the workload's process allowlist (any selected policy's) has it.
+    ProcessDeny {
+        list: ExecList,
+        unless_allowed: bool,
+    },
+    File(FileRule),
+    /// Egress matching no entry is unexpected.
+    EgressAllow(Vec<Dest>),
+    /// Egress matching an entry is denied.
+    EgressDeny(Vec<Dest>),
+    /// Exec of a file the container wrote; execs of paths in the set are fine.
+    Drift(Globs),
+    /// Exec of an in-memory file.
+    Memfd,
+    PortScan(ScanParams),
+}
+
+/// A compiled rule.
+#[derive(Clone, Debug)]
+pub(crate) struct Rule {
+    pub name: Arc<str>,
+    pub policy: Arc<str>,
+    pub severity: Severity,
+    pub body: Body,
+}
+
+/// A compiled exception: every condition given must hold.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Exception {
+    /// Indices into [`RuleSet::rules`]; `None` for every rule of the policy.
+    pub rules: Option<Vec<usize>>,
+    pub selector: Option<Selector>,
+    pub exe: Option<Globs>,
+    pub parents: Option<Globs>,
+    pub paths: Option<Globs>,
+    pub to: Option<IpTable>,
+    pub ports: Option<PortSet>,
+    pub dns: Option<Globs>,
+}
+
+/// A compiled policy.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub name: Arc<str>,
+    pub selector: Selector,
+    /// Its rules, a range of [`RuleSet::rules`].
+    pub rules: Range<usize>,
+    pub exceptions: Vec<Exception>,
+    pub has_process_allow: bool,
+}
+
+/// Compiled rule files: policies with their selectors, rules and exceptions,
+/// ready to match events without allocating.
+///
+/// Build one with [`RuleSet::load_dirs`]; evaluate stateless rules with
+/// [`RuleSet::evaluate`], or hand it to an [`Evaluator`] to run the stateful
+/// detectors (drift, port scan) too.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    pub(crate) policies: Vec<Policy>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) files: Vec<PathBuf>,
+}
+
+/// Why a rule fired, with what the summary and exceptions need.
+#[derive(Clone, Copy, Debug)]
+enum Hit<'e> {
+    Unexpected,
+    Denied,
+    Drift,
+    Fileless,
+    File { path: &'e str, role: PathRole },
+    Egress { denied: bool },
+    Scan(ScanReport, u64),
+}
+
+/// Which of a file event's paths a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathRole {
+    Path,
+    /// The new name of a rename, link or symlink.
+    Target,
+    /// The old name of a rename.
+    Source,
+}
+
+/// Mutable state the stateful rules use.
+struct State<'s> {
+    drift: &'s DriftDetector,
+    scans: &'s mut [Option<PortScanDetector>],
+}
+
+impl RuleSet {
+    /// Loads and compiles the rule files in `dirs`, in order: each directory's
+    /// `*.yaml`/`*.yml` files sorted by name, the directories in the order
+    /// given (the shipped pack first, then the user's), later files extending
+    /// or overriding earlier policies by name. A path may also name one file.
+    ///
+    /// Returns every problem found, each with file, line and column.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        let merged = super::load::load(dirs, &mut diags);
+        let set = super::compile::compile(merged, &mut diags);
+        if diags.is_empty() {
+            return Ok(set);
+        }
+        // In reading order: by file (load order), line, column.
+        let rank = |d: &Diagnostic| {
+            set.files
+                .iter()
+                .position(|f| *f == d.file)
+                .map_or(0, |i| i + 1)
+        };
+        diags.sort_by_key(|d| (rank(d), d.line, d.col));
+        Err(diags)
+    }
+
+    /// The number of policies.
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// The number of enabled rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rule files loaded, in load order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Policy names with their enabled rules' names, in load order.
+    pub fn policies(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.policies.iter().map(|p| {
+            (
+                &*p.name,
+                self.rules[p.rules.clone()]
+                    .iter()
+                    .map(|r| &*r.name)
+                    .collect(),
+            )
+        })
+    }
+
+    /// One line for `monitor rules check`: `6 files, 7 policies, 20 rules`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}, {} {}, {} {}",
+            self.files.len(),
+            plural(self.files.len(), "file", "files"),
+            self.policies.len(),
+            plural(self.policies.len(), "policy", "policies"),
+            self.rules.len(),
+            plural(self.rules.len(), "rule", "rules"),
+        )
+    }
+
+    /// Matches one event against the stateless rules (process, file, egress,
+    /// fileless exec) and appends what fires to `out`. Drift and port-scan
+    /// rules need history: use an [`Evaluator`] for those.
+    pub fn evaluate(&self, ev: &EnrichedEvent, out: &mut Vec<Finding>) {
+        self.evaluate_with(ev, &Workload::of(ev), out);
+    }
+
+    /// Like [`RuleSet::evaluate`], with the workload given (for callers that
+    /// know more about it than the event carries, such as labels).
+    pub fn evaluate_with(&self, ev: &EnrichedEvent, w: &Workload<'_>, out: &mut Vec<Finding>) {
+        self.run(ev, w, None, out);
+    }
+
+    fn run(
+        &self,
+        ev: &EnrichedEvent,
+        w: &Workload<'_>,
+        mut state: Option<State<'_>>,
+        out: &mut Vec<Finding>,
+    ) {
+        let exec = match &ev.event.body {
+            EventBody::Exec(x) => Some(exec_subject(ev, x)),
+            _ => None,
+        };
+        let mut allowlisted: Option<bool> = None;
+        for policy in &self.policies {
+            if !policy.selector.matches(w) {
+                continue;
+            }
+            for ri in policy.rules.clone() {
+                let rule = &self.rules[ri];
+                let mut hits: [Option<Hit<'_>>; 2] = [None, None];
+                let first = match (&rule.body, &ev.event.body, &exec) {
+                    (Body::ProcessAllow(list), _, Some(s)) if !list.matches(s) => {
+                        Some(Hit::Unexpected)
+                    }
+                    (
+                        Body::ProcessDeny {
+                            list,
+                            unless_allowed,
+                        },
+                        _,
+                        Some(s),
+                    ) if list.matches(s)
+                        && !(*unless_allowed
+                            && *allowlisted.get_or_insert_with(|| self.workload_allows(w, s))) =>
+                    {
+                        Some(Hit::Denied)
+                    }
+                    (Body::File(fr), EventBody::File(f), _) => {
+                        file_hits(fr, f, &mut hits);
+                        None
+                    }
+                    (Body::EgressAllow(dests), EventBody::Network(n), _)
+                        if is_egress(n) && !dests.iter().any(|d| d.matches(n)) =>
+                    {
+                        Some(Hit::Egress { denied: false })
+                    }
+                    (Body::EgressDeny(dests), EventBody::Network(n), _)
+                        if is_egress(n) && dests.iter().any(|d| d.matches(n)) =>
+                    {
+                        Some(Hit::Egress { denied: true })
+                    }
+                    (Body::Memfd, _, Some(s)) if is_fileless_exec(s.exe) => Some(Hit::Fileless),
+                    (Body::Drift(allow), _, Some(s))
+                        if !w.host
+                            && state.as_ref().is_some_and(|st| {
+                                st.drift.was_written(ev.event.header.cgroup_id, s.exe)
+                            })
+                            && !allow.is_match(s.exe) =>
+                    {
+                        Some(Hit::Drift)
+                    }
+                    (Body::PortScan(p), EventBody::Network(n), _) if is_egress(n) => {
+                        let h = &ev.event.header;
+                        let key = PortScanDetector::key(h.cgroup_id, h.pid, !w.host);
+                        state
+                            .as_mut()
+                            .and_then(|st| st.scans.get_mut(ri))
+                            .and_then(Option::as_mut)
+                            .and_then(|det| det.observe(key, h.ktime_ns, n.daddr, n.dport))
+                            .map(|r| Hit::Scan(r, p.window_ns))
+                    }
+                    _ => None,
+                };
+                if first.is_some() {
+                    hits[0] = first;
+                }
+                if let Some(hit) = hits
+                    .into_iter()
+                    .flatten()
+                    .find(|h| !excepted(policy, ri, ev, w, exec.as_ref(), h))
+                {
+                    out.push(finding(rule, ev, exec.as_ref(), hit));
+                }
+            }
+        }
+    }
+
+    /// Whether any selected policy's process allowlist has this exec.
+    fn workload_allows(&self, w: &Workload<'_>, s: &ExecSubject<'_>) -> bool {
+        self.policies
+            .iter()
+            .filter(|p| p.has_process_allow && p.selector.matches(w))
+            .any(|p| {
+                self.rules[p.rules.clone()]
+                    .iter()
+                    .any(|r| matches!(&r.body, Body::ProcessAllow(l) if l.matches(s)))
+            })
+    }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+fn exec_subject<'e>(ev: &'e EnrichedEvent, x: &'e ExecInfo) -> ExecSubject<'e> {
+    ExecSubject {
+        exe: &x.filename,
+        args: &x.args,
+        parent: ev.process.ancestry.first().and_then(|a| a.exe.as_deref()),
+    }
+}
+
+fn is_egress(n: &NetworkInfo) -> bool {
+    matches!(n.op, NetOp::Connect | NetOp::Sendmsg)
+}
+
+/// The paths of a file event that a file rule protects and does not allow,
+/// the new name first (a rename *over* a protected file is the usual attack).
+fn file_hits<'e>(fr: &FileRule, f: &'e FileInfo, hits: &mut [Option<Hit<'e>>; 2]) {
+    if fr.ops & op_bit(f.op) == 0 || !is_write(f) {
+        return;
+    }
+    let target = f.target.as_deref();
+    let candidates: [(Option<&'e str>, PathRole); 2] = match f.op {
+        FileOp::Rename => [
+            (target, PathRole::Target),
+            (Some(&f.path), PathRole::Source),
+        ],
+        FileOp::Link | FileOp::Symlink => [(target, PathRole::Target), (None, PathRole::Path)],
+        _ => [(Some(&f.path), PathRole::Path), (None, PathRole::Path)],
+    };
+    for (slot, (path, role)) in hits.iter_mut().zip(candidates) {
+        if let Some(path) = path
+            && fr.paths.as_ref().is_none_or(|p| p.is_match(path))
+            && !fr.allow.is_match(path)
+        {
+            *slot = Some(Hit::File { path, role });
+        }
+    }
+}
+
+/// Whether one of the policy's exceptions covers this finding.
+fn excepted(
+    policy: &Policy,
+    rule: usize,
+    ev: &EnrichedEvent,
+    w: &Workload<'_>,
+    exec: Option<&ExecSubject<'_>>,
+    hit: &Hit<'_>,
+) -> bool {
+    if policy.exceptions.is_empty() {
+        return false;
+    }
+    let exe = exec.map(|s| s.exe).or(ev.process.exe.as_deref());
+    let parent = ev.process.ancestry.first().and_then(|a| a.exe.as_deref());
+    let path = match hit {
+        Hit::File { path, .. } => Some(*path),
+        Hit::Drift | Hit::Fileless => exe,
+        _ => None,
+    };
+    let net = match &ev.event.body {
+        EventBody::Network(n) => Some(n),
+        _ => None,
+    };
+    let cond = |g: &Option<Globs>, v: Option<&str>| {
+        g.as_ref().is_none_or(|g| v.is_some_and(|v| g.is_match(v)))
+    };
+    policy.exceptions.iter().any(|x| {
+        x.rules.as_ref().is_none_or(|r| r.contains(&rule))
+            && x.selector.as_ref().is_none_or(|s| s.matches(w))
+            && cond(&x.exe, exe)
+            && cond(&x.parents, parent)
+            && cond(&x.paths, path)
+            && x.to
+                .as_ref()
+                .is_none_or(|t| net.is_some_and(|n| t.contains(n.daddr)))
+            && x.ports
+                .as_ref()
+                .is_none_or(|p| net.is_some_and(|n| p.contains(n.dport)))
+            && cond(&x.dns, net.and_then(|n| n.dns.as_deref()))
+    })
+}
+
+fn finding(
+    rule: &Rule,
+    ev: &EnrichedEvent,
+    exec: Option<&ExecSubject<'_>>,
+    hit: Hit<'_>,
+) -> Finding {
+    let (kind, summary) = summary(ev, exec, hit);
+    Finding {
+        rule: rule.name.clone(),
+        policy: rule.policy.clone(),
+        severity: rule.severity,
+        kind,
+        summary,
+    }
+}
+
+/// `in container web (nginx:1.27)` or `on the host`.
+fn place(ev: &EnrichedEvent) -> String {
+    match &ev.container {
+        Some(c) if ev.metadata_status != MetadataStatus::Host => {
+            let who = c
+                .name
+                .clone()
+                .or_else(|| c.id.as_ref().map(|id| id.chars().take(12).collect()))
+                .or_else(|| c.cgroup.clone())
+                .unwrap_or_else(|| format!("with cgroup id {}", ev.event.header.cgroup_id));
+            match &c.image {
+                Some(image) => format!("in container {who} ({image})"),
+                None => format!("in container {who}"),
+            }
+        }
+        _ => "on the host".to_owned(),
+    }
+}
+
+/// `/usr/bin/curl (pid 42)`.
+fn actor(ev: &EnrichedEvent) -> String {
+    let p = &ev.process;
+    let exe = p.exe.as_deref().unwrap_or(&p.comm);
+    format!("{exe} (pid {})", p.pid)
+}
+
+/// The command line, shortened for a one-line summary.
+fn command(s: &ExecSubject<'_>) -> String {
+    const MAX: usize = 120;
+    let mut out = String::from(s.exe);
+    for a in s.args.iter().skip(1) {
+        if out.len() + a.len() + 1 > MAX {
+            out.push_str(" ...");
+            break;
+        }
+        out.push(' ');
+        out.push_str(a);
+    }
+    out
+}
+
+fn errno_name(result: i64) -> String {
+    let e = i32::try_from(-result).unwrap_or(0);
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        _ => return format!("errno {e}"),
+    };
+    name.to_owned()
+}
+
+fn op_name(op: FileOp) -> &'static str {
+    match op {
+        FileOp::Open => "open",
+        FileOp::Creat => "creat",
+        FileOp::Rename => "rename",
+        FileOp::Unlink => "unlink",
+        FileOp::Chmod => "chmod",
+        FileOp::Truncate => "truncate",
+        FileOp::Link => "link",
+        FileOp::Symlink => "symlink",
+    }
+}
+
+fn summary(
+    ev: &EnrichedEvent,
+    exec: Option<&ExecSubject<'_>>,
+    hit: Hit<'_>,
+) -> (AlertKind, String) {
+    let place = place(ev);
+    match hit {
+        Hit::Unexpected => (
+            AlertKind::Process,
+            format!("unexpected process {} {place}", exec.map_or("?", |s| s.exe)),
+        ),
+        Hit::Denied => (
+            AlertKind::Process,
+            format!(
+                "denied process {} {place}",
+                exec.map_or_else(|| "?".to_owned(), command)
+            ),
+        ),
+        Hit::Drift => (
+            AlertKind::Process,
+            format!(
+                "drift: {} was written after the container started and then executed {place}",
+                exec.map_or("?", |s| s.exe)
+            ),
+        ),
+        Hit::Fileless => (
+            AlertKind::Process,
+            format!(
+                "fileless exec of {} (an in-memory or descriptor-only file) {place}",
+                exec.map_or("?", |s| s.exe)
+            ),
+        ),
+        Hit::File { path, role } => {
+            let EventBody::File(f) = &ev.event.body else {
+                return (
+                    AlertKind::File,
+                    format!("write to protected path {path} {place}"),
+                );
+            };
+            let mut s = String::new();
+            if f.result < 0 {
+                s.push_str("attempted ");
+            }
+            match (f.op, role) {
+                (FileOp::Rename, PathRole::Target) => {
+                    let _ = write!(s, "rename of {} over protected path {path}", f.path);
+                }
+                (FileOp::Rename, _) => {
+                    let _ = write!(
+                        s,
+                        "rename of protected path {path} to {}",
+                        f.target.as_deref().unwrap_or("?")
+                    );
+                }
+                (FileOp::Link, _) => {
+                    let _ = write!(s, "hard link {path} to {} in a protected path", f.path);
+                }
+                (FileOp::Symlink, _) => {
+                    let _ = write!(s, "symlink {path} -> {} in a protected path", f.path);
+                }
+                (FileOp::Unlink, _) => {
+                    let _ = write!(s, "deletion of protected path {path}");
+                }
+                (FileOp::Chmod, _) => {
+                    let _ = write!(s, "chmod of protected path {path}");
+                    if let Some(m) = f.mode {
+                        let _ = write!(s, " to {m:o}");
+                    }
+                }
+                (op, _) => {
+                    let _ = write!(s, "write to protected path {path} ({}", op_name(op));
+                    if !f.flags.is_empty() {
+                        let _ = write!(s, " {}", f.flags.join("|"));
+                    }
+                    s.push(')');
+                }
+            }
+            if f.result < 0 {
+                let _ = write!(s, " (failed: {})", errno_name(f.result));
+            }
+            let _ = write!(s, " by {} {place}", actor(ev));
+            (AlertKind::File, s)
+        }
+        Hit::Egress { denied } => {
+            let EventBody::Network(n) = &ev.event.body else {
+                return (AlertKind::Network, format!("egress {place}"));
+            };
+            let proto = match n.protocol {
+                crate::event::Protocol::Tcp => "tcp".to_owned(),
+                crate::event::Protocol::Udp => "udp".to_owned(),
+                crate::event::Protocol::Other(p) => format!("proto {p}"),
+            };
+            let dest = match n.daddr {
+                std::net::IpAddr::V6(a) => format!("[{a}]:{}/{proto}", n.dport),
+                a => format!("{a}:{}/{proto}", n.dport),
+            };
+            let dns = n
+                .dns
+                .as_deref()
+                .map_or_else(String::new, |d| format!(" ({d})"));
+            let why = if denied {
+                "a denied destination"
+            } else {
+                "not on the egress allowlist"
+            };
+            (
+                AlertKind::Network,
+                format!("egress to {dest}{dns}, {why}, by {} {place}", actor(ev)),
+            )
+        }
+        Hit::Scan(r, window_ns) => {
+            let secs = window_ns as f64 / 1e9;
+            (
+                AlertKind::Network,
+                format!(
+                    "port scan: {} distinct ports on {} {} within {secs}s, last by {} {place}",
+                    r.ports,
+                    r.hosts,
+                    plural(r.hosts, "host", "hosts"),
+                    actor(ev)
+                ),
+            )
+        }
+    }
+}
+
+/// Evaluates events against a [`RuleSet`] with the stateful detectors it
+/// needs: drift (which files each container wrote) and one port-scan counter
+/// per port-scan rule. Memory is bounded by [`DetectorLimits`].
+#[derive(Debug)]
+pub struct Evaluator {
+    rules: RuleSet,
+    limits: DetectorLimits,
+    drift: DriftDetector,
+    /// Indexed like [`RuleSet::rules`]; `Some` for port-scan rules.
+    scans: Vec<Option<PortScanDetector>>,
+}
+
+impl Evaluator {
+    /// An evaluator with the default [`DetectorLimits`].
+    pub fn new(rules: RuleSet) -> Self {
+        Self::with_limits(rules, DetectorLimits::default())
+    }
+
+    /// An evaluator with the given memory bounds.
+    pub fn with_limits(rules: RuleSet, limits: DetectorLimits) -> Self {
+        let scans = scans_for(&rules, limits);
+        Evaluator {
+            rules,
+            limits,
+            drift: DriftDetector::new(limits),
+            scans,
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The drift detector's state (for metrics).
+    pub fn drift(&self) -> &DriftDetector {
+        &self.drift
+    }
+
+    /// Puts new rules in force (a reload). What containers wrote is kept;
+    /// port-scan windows start afresh.
+    pub fn replace_rules(&mut self, rules: RuleSet) {
+        self.scans = scans_for(&rules, self.limits);
+        self.rules = rules;
+    }
+
+    /// Learns from one event and appends the findings of every rule to `out`.
+    pub fn evaluate(&mut self, ev: &EnrichedEvent, out: &mut Vec<Finding>) {
+        self.evaluate_with(ev, &Workload::of(ev), out);
+    }
+
+    /// Like [`Evaluator::evaluate`], with the workload given.
+    pub fn evaluate_with(&mut self, ev: &EnrichedEvent, w: &Workload<'_>, out: &mut Vec<Finding>) {
+        self.drift.observe(ev);
+        if let EventBody::Cgroup(c) = &ev.event.body
+            && c.op == CgroupOp::Rmdir
+        {
+            for det in self.scans.iter_mut().flatten() {
+                det.forget_cgroup(c.id);
+            }
+        }
+        let state = State {
+            drift: &self.drift,
+            scans: &mut self.scans,
+        };
+        self.rules.run(ev, w, Some(state), out);
+    }
+}
+
+fn scans_for(rules: &RuleSet, limits: DetectorLimits) -> Vec<Option<PortScanDetector>> {
+    rules
+        .rules
+        .iter()
+        .map(|r| match r.body {
+            Body::PortScan(p) => Some(PortScanDetector::new(p, limits.max_scan_keys)),
+            _ => None,
+        })
+        .collect()
+}
