@@ -35,6 +35,19 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name as in the alert record (`info` ... `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// What an alert is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +162,18 @@ impl Alert {
     /// The container id, or `None` for host processes and the agent.
     pub fn container_id(&self) -> Option<&str> {
         self.container.as_ref().and_then(|c| c.id.as_deref())
+    }
+}
+
+/// Durations in config files as humantime strings (`"30s"`, `"5m"`).
+pub(crate) mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 #[serde(default)]
 pub struct PipelineConfig {
     /// Identical alerts within this window fold into one (0 turns folding off).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "super::duration_str")]
     pub dedup_window: Duration,
     /// Dedup windows open at once; beyond that alerts pass unfolded.
     pub dedup_max_keys: usize,
@@ -29,18 +29,6 @@ impl Default for PipelineConfig {
             dedup_max_keys: 65_536,
             rate_limit: RateLimitConfig::default(),
         }
-    }
-}
-
-/// Durations in config files as humantime strings (`"30s"`, `"5m"`).
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 
