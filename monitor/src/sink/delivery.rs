@@ -60,7 +60,7 @@ pub(super) struct SpooledTask {
 
 /// At most one notice of each kind per sink in this interval (the counts
 /// add up in the next one).
-const NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Notices {
     spool_dropped: u64,
@@ -227,20 +227,20 @@ impl SpooledTask {
 
     /// Raises the agent alerts about drops and refusals, at most one of each
     /// per [`NOTICE_INTERVAL`] (`force` at shutdown).
-    fn report(&self, n: &mut Notices, force: bool) {
+    fn report(&mut self, n: &mut Notices, force: bool) {
         let now = Instant::now();
         let due = |last: Option<Instant>| force || last.is_none_or(|l| now >= l + NOTICE_INTERVAL);
-        let name = &self.shared.name;
+        let name = self.shared.name.clone();
         let queue_dropped = self.shared.take_queue_dropped();
         if queue_dropped > 0 {
             let mut a = Alert::agent(
                 &self.shared.host,
                 "sink-queue-full",
                 Severity::High,
-                format!("sink {name}: {queue_dropped} alerts dropped because its queue was full (the spool could not keep up)"),
+                format!("sink {name}: {queue_dropped} alerts dropped because its queue was full (the sink could not keep up)"),
             );
             a.count = queue_dropped;
-            let _ = self.notices.send(Notice { alert: a, exclude: None });
+            self.raise(a, true, n);
         }
         if n.spool_dropped > 0 && due(n.last_drop_notice) {
             let mut a = Alert::agent(
@@ -253,9 +253,9 @@ impl SpooledTask {
                 ),
             );
             a.count = n.spool_dropped;
-            let _ = self.notices.send(Notice { alert: a, exclude: None });
             n.spool_dropped = 0;
             n.last_drop_notice = Some(now);
+            self.raise(a, true, n);
         }
         if n.failed > 0 && due(n.last_failed_notice) {
             let mut a = Alert::agent(
@@ -268,13 +268,36 @@ impl SpooledTask {
                 ),
             );
             a.count = n.failed;
-            // Sent to the other sinks: this one just refused.
-            let _ = self.notices.send(Notice {
-                alert: a,
-                exclude: Some(name.clone()),
-            });
             n.failed = 0;
             n.last_failed_notice = Some(now);
+            // Not to this sink: it just refused.
+            self.raise(a, false, n);
         }
+    }
+
+    /// Sends a notice to the other sinks and, with `to_self`, appends it to
+    /// this sink's own spool directly: through the queue it could be dropped
+    /// again and, dropping an older alert, cause a notice about itself.
+    /// Drops that appending it causes are counted but raise no new notice.
+    fn raise(&mut self, alert: Alert, to_self: bool, n: &mut Notices) {
+        if to_self {
+            match serde_json::to_vec(&alert) {
+                Ok(rec) => match self.spool.append(&rec) {
+                    Ok(0) => {}
+                    Ok(d) => {
+                        self.shared.metrics.dropped("spool_full", d);
+                        n.spool_dropped_total += d;
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = %self.shared.name, error = %e, "writing a notice to the spool failed");
+                    }
+                },
+                Err(e) => tracing::error!(error = %e, "notice could not be serialised"),
+            }
+        }
+        let _ = self.notices.send(Notice {
+            alert,
+            exclude: Some(self.shared.name.clone()),
+        });
     }
 }
