@@ -70,10 +70,10 @@ struct Receiver {
 
 impl Receiver {
     async fn start(seen: Arc<Seen>, addr: SocketAddr) -> Receiver {
-        let app = Router::new()
-            .route("/hook", post(receive))
-            .with_state(seen);
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
+        let app = Router::new().route("/hook", post(receive)).with_state(seen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -275,7 +275,10 @@ fn start(configs: Vec<SinkConfig>, metrics: &Arc<Metrics>, spool_dir: &Path) -> 
 async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -296,7 +299,13 @@ fn seen_ids(seen: &Seen) -> Vec<String> {
 
 fn assert_clean(m: &SinkMetrics) {
     assert_eq!(m.failed_total(), 0, "failed");
-    for reason in ["spool_full", "queue_full", "closed", "corrupt", "spool_error"] {
+    for reason in [
+        "spool_full",
+        "queue_full",
+        "closed",
+        "corrupt",
+        "spool_error",
+    ] {
         assert_eq!(m.dropped_total(reason), 0, "dropped {reason}");
     }
 }
@@ -334,15 +343,21 @@ async fn alerts_arrive_once_each_in_order_with_valid_signatures() {
     let mut h2 = Hook::new(r2.url(), dir.path().join("s2"));
     h2.secret = Some(secret);
     h2.batch = 25;
-    let sinks = start(vec![h1.config("single"), h2.config("batched")], &metrics, dir.path());
+    let sinks = start(
+        vec![h1.config("single"), h2.config("batched")],
+        &metrics,
+        dir.path(),
+    );
     let sent: Vec<Alert> = (0..300).map(alert).collect();
     for a in &sent {
         sinks.dispatch(a);
     }
     let (m1, m2) = (metrics.sink("single"), metrics.sink("batched"));
-    wait_until(Duration::from_secs(30), "300 deliveries on both sinks", || {
-        m1.delivered_total() == 300 && m2.delivered_total() == 300
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "300 deliveries on both sinks",
+        || m1.delivered_total() == 300 && m2.delivered_total() == 300,
+    )
     .await;
     sinks.shutdown(Duration::from_secs(2)).await;
     assert_eq!(seen_ids(&single), ids(&sent));
@@ -350,7 +365,10 @@ async fn alerts_arrive_once_each_in_order_with_valid_signatures() {
     assert_eq!(single.bad_signatures.load(Ordering::SeqCst), 0);
     assert_eq!(batched.bad_signatures.load(Ordering::SeqCst), 0);
     let requests = batched.requests.load(Ordering::SeqCst);
-    assert!((12..300).contains(&requests), "batches of at most 25: {requests}");
+    assert!(
+        (12..300).contains(&requests),
+        "batches of at most 25: {requests}"
+    );
     for b in batched.bodies.lock().unwrap().iter() {
         assert!(b.as_array().is_some_and(|a| (1..=25).contains(&a.len())));
     }
@@ -417,11 +435,17 @@ async fn receiver_answering_500_then_200_gets_everything_in_order() {
         sinks.dispatch(a);
     }
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "20 deliveries", || m.delivered_total() == 20).await;
+    wait_until(Duration::from_secs(20), "20 deliveries", || {
+        m.delivered_total() == 20
+    })
+    .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen_ids(&seen), ids(&sent));
     assert_eq!(m.retried_total(), 4);
-    assert!(seen.ever_unsigned.load(Ordering::SeqCst), "no secret, no signature");
+    assert!(
+        seen.ever_unsigned.load(Ordering::SeqCst),
+        "no secret, no signature"
+    );
     assert_clean(&m);
     r.stop().await;
 }
@@ -445,7 +469,10 @@ async fn slow_receiver_times_out_and_is_retried() {
     // The event path never waits for the endpoint.
     assert!(t0.elapsed() < Duration::from_millis(200));
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "10 deliveries", || m.delivered_total() == 10).await;
+    wait_until(Duration::from_secs(20), "10 deliveries", || {
+        m.delivered_total() == 10
+    })
+    .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen_ids(&seen), ids(&sent));
     assert_eq!(m.retried_total(), 2, "two timeouts");
@@ -496,8 +523,13 @@ async fn receiver_down_for_a_burst_of_10000_then_everything_arrives() {
     assert_eq!(m.queued_now(), 0);
     assert_clean(&m);
     let text = metrics.encode();
-    assert!(text.contains("monitor_sink_delivered_total{sink=\"hook\"} 10000"), "{text}");
-    assert!(text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 10000"));
+    assert!(
+        text.contains("monitor_sink_delivered_total{sink=\"hook\"} 10000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 10000")
+    );
     eprintln!("dispatching 10,000 alerts took {dispatch_time:?}");
     r.stop().await;
 }
@@ -515,7 +547,10 @@ async fn crash_without_flush_then_reopened_spool_delivers_everything() {
         sinks.dispatch(a);
     }
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "500 spooled", || m.spooled_now() == 500).await;
+    wait_until(Duration::from_secs(20), "500 spooled", || {
+        m.spooled_now() == 500
+    })
+    .await;
     sinks.abort();
 
     let seen = Arc::new(Seen::default());
@@ -523,9 +558,11 @@ async fn crash_without_flush_then_reopened_spool_delivers_everything() {
     let metrics = Metrics::new(Duration::from_secs(10));
     let sinks = start(vec![h.config("hook")], &metrics, dir.path());
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "500 deliveries after restart", || {
-        m.delivered_total() == 500
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "500 deliveries after restart",
+        || m.delivered_total() == 500,
+    )
     .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen_ids(&seen), ids(&sent));
@@ -552,7 +589,10 @@ async fn sigkill_child_process() {
         sinks.dispatch(a);
     }
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "1000 spooled", || m.spooled_now() == 1000).await;
+    wait_until(Duration::from_secs(20), "1000 spooled", || {
+        m.spooled_now() == 1000
+    })
+    .await;
     println!("SPOOLED {}", ids(&sent).join(","));
     // Wait to be killed (bounded).
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -569,7 +609,12 @@ async fn sigkill_during_outage_loses_nothing_spooled() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigkill_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sigkill_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &spool)
         .env("MONITOR_DELIVERY_TEST_CHILD_URL", &url)
         .stdout(Stdio::piped())
@@ -597,11 +642,17 @@ async fn sigkill_during_outage_loses_nothing_spooled() {
     let seen = Arc::new(Seen::default());
     let r = Receiver::start(seen.clone(), addr).await;
     let metrics = Metrics::new(Duration::from_secs(10));
-    let sinks = start(vec![Hook::new(url, spool).config("hook")], &metrics, dir.path());
+    let sinks = start(
+        vec![Hook::new(url, spool).config("hook")],
+        &metrics,
+        dir.path(),
+    );
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(30), "1000 deliveries after SIGKILL", || {
-        m.delivered_total() == 1000
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "1000 deliveries after SIGKILL",
+        || m.delivered_total() == 1000,
+    )
     .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen_ids(&seen), sent);
@@ -621,15 +672,20 @@ async fn full_spool_drops_oldest_counts_and_reports_it() {
         sinks.dispatch(a);
     }
     let m = metrics.sink("hook");
-    wait_until(Duration::from_secs(20), "the queue drained into the spool", || {
-        m.queued_now() == 0 && m.dropped_total("spool_full") > 0
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the queue drained into the spool",
+        || m.queued_now() == 0 && m.dropped_total("spool_full") > 0,
+    )
     .await;
     // Let the once-a-second notice catch up with the last drops.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let dropped = m.dropped_total("spool_full");
     let spooled = m.spooled_now();
-    assert!(dropped > 1000, "a 64 KiB spool holds far fewer than 2000 alerts");
+    assert!(
+        dropped > 1000,
+        "a 64 KiB spool holds far fewer than 2000 alerts"
+    );
 
     let seen = Arc::new(Seen::default());
     let r = Receiver::start(seen.clone(), addr).await;
@@ -641,15 +697,24 @@ async fn full_spool_drops_oldest_counts_and_reports_it() {
     let alerts = seen.alerts.lock().unwrap().clone();
     let (notices, rules): (Vec<&Value>, Vec<&Value>) =
         alerts.iter().partition(|a| a["kind"] == "agent");
-    let got: Vec<String> = rules.iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    let got: Vec<String> = rules
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
     // Each one dropped is one of the oldest: what arrived is the newest, in order.
     let all = ids(&sent);
     assert_eq!(got, all[all.len() - got.len()..].to_vec());
     // Every record the spool took (2000 alerts + the notices it raised into
     // itself) was either delivered or dropped, and counted.
-    let raised = counter(&metrics.encode(), "monitor_alerts_total{rule=\"sink-spool-full\",severity=\"high\"}");
+    let raised = counter(
+        &metrics.encode(),
+        "monitor_alerts_total{rule=\"sink-spool-full\",severity=\"high\"}",
+    );
     assert!(raised >= 1);
-    assert_eq!(got.len() as u64 + notices.len() as u64 + dropped, 2000 + raised);
+    assert_eq!(
+        got.len() as u64 + notices.len() as u64 + dropped,
+        2000 + raised
+    );
     assert_eq!(m.delivered_total(), got.len() as u64 + notices.len() as u64);
     let last = notices.last().expect("an agent alert reports the drops");
     assert_eq!(last["rule"], "sink-spool-full");
@@ -661,7 +726,10 @@ async fn full_spool_drops_oldest_counts_and_reports_it() {
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no total in {summary}"));
-    assert!(reported <= dropped && dropped - reported <= raised, "{summary} vs {dropped}");
+    assert!(
+        reported <= dropped && dropped - reported <= raised,
+        "{summary} vs {dropped}"
+    );
     r.stop().await;
 }
 
@@ -679,7 +747,9 @@ async fn slack_gets_one_readable_message_per_alert() {
     let r = Receiver::start(seen.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let metrics = Metrics::new(Duration::from_secs(10));
     let mut c = Hook::new(r.url(), dir.path().join("s")).config("slack");
-    let SinkKind::Webhook(hc) = c.kind else { unreachable!() };
+    let SinkKind::Webhook(hc) = c.kind else {
+        unreachable!()
+    };
     c.kind = SinkKind::Slack(HttpSinkConfig {
         batch_size: Some(50),
         ..hc
@@ -689,13 +759,23 @@ async fn slack_gets_one_readable_message_per_alert() {
         sinks.dispatch(&a);
     }
     let m = metrics.sink("slack");
-    wait_until(Duration::from_secs(10), "3 messages", || m.delivered_total() == 3).await;
+    wait_until(Duration::from_secs(10), "3 messages", || {
+        m.delivered_total() == 3
+    })
+    .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     let bodies = seen.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 3, "one message per alert");
     let text = bodies[0]["text"].as_str().unwrap();
-    assert!(text.contains("[HIGH] unexpected-process on test-node"), "{text}");
-    assert!(bodies[0]["blocks"].to_string().contains("shop/web-7d9f (web)"));
+    assert!(
+        text.contains("[HIGH] unexpected-process on test-node"),
+        "{text}"
+    );
+    assert!(
+        bodies[0]["blocks"]
+            .to_string()
+            .contains("shop/web-7d9f (web)")
+    );
     r.stop().await;
 }
 
@@ -715,7 +795,10 @@ async fn alertmanager_receives_alerts_with_labels() {
     let addr = free_port();
     let mut am = Command::new(bin)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
@@ -734,14 +817,19 @@ async fn alertmanager_receives_alerts_with_labels() {
         if Instant::now() > end || am.try_wait().unwrap().is_some() {
             let _ = am.kill();
             let out = am.wait_with_output().unwrap();
-            panic!("alertmanager did not start: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "alertmanager did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let metrics = Metrics::new(Duration::from_secs(10));
     let mut c = Hook::new(base.clone(), dir.path().join("s")).config("am");
-    let SinkKind::Webhook(hc) = c.kind else { unreachable!() };
+    let SinkKind::Webhook(hc) = c.kind else {
+        unreachable!()
+    };
     c.kind = SinkKind::Alertmanager(HttpSinkConfig {
         generator_url: Some("http://monitor.invalid/alerts".into()),
         batch_size: None,
@@ -848,7 +936,10 @@ async fn metrics_endpoint_passes_promtool_and_health_flips() {
         "monitor_processes_tracked",
         "monitor_reloads_total",
     ] {
-        assert!(text.contains(&format!("\n{name}")), "{name} missing:\n{text}");
+        assert!(
+            text.contains(&format!("\n{name}")),
+            "{name} missing:\n{text}"
+        );
     }
     assert_eq!(get("/readyz").await.0, 503);
     metrics.set_programs_attached(true);
@@ -921,7 +1012,12 @@ async fn a_dead_endpoint_does_not_slow_other_sinks() {
     let lines: Vec<String> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(lines, ids(&sent));
     r.stop().await;

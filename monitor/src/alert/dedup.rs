@@ -206,9 +206,17 @@ mod tests {
         d.observe(first, t0, &mut out);
         assert_eq!(out.len(), 1);
         for i in 1..5 {
-            d.observe(alert("c1", "/bin/sh", i), t0 + Duration::from_secs(i), &mut out);
+            d.observe(
+                alert("c1", "/bin/sh", i),
+                t0 + Duration::from_secs(i),
+                &mut out,
+            );
         }
-        assert_eq!(out.len(), 1, "identical alerts inside the window are folded");
+        assert_eq!(
+            out.len(),
+            1,
+            "identical alerts inside the window are folded"
+        );
         d.expire(t0 + Duration::from_secs(9), &mut out);
         assert_eq!(out.len(), 1);
         d.expire(t0 + Duration::from_secs(10), &mut out);
@@ -255,8 +263,16 @@ mod tests {
         let mut d = Deduplicator::new(Duration::from_secs(10), 100);
         let mut out = Vec::new();
         d.observe(alert("c1", "/bin/sh", 0), t0, &mut out);
-        d.observe(alert("c1", "/bin/sh", 1), t0 + Duration::from_secs(1), &mut out);
-        d.observe(alert("c1", "/bin/sh", 11), t0 + Duration::from_secs(11), &mut out);
+        d.observe(
+            alert("c1", "/bin/sh", 1),
+            t0 + Duration::from_secs(1),
+            &mut out,
+        );
+        d.observe(
+            alert("c1", "/bin/sh", 11),
+            t0 + Duration::from_secs(11),
+            &mut out,
+        );
         assert_eq!(out.len(), 3);
         assert_eq!(out[1].count, 2);
         assert_eq!(out[2].count, 1);

@@ -102,7 +102,15 @@ impl Alert {
         kind: AlertKind,
         summary: impl Into<String>,
     ) -> Alert {
-        Alert::at(SystemTime::now(), host, rule, policy, severity, kind, summary)
+        Alert::at(
+            SystemTime::now(),
+            host,
+            rule,
+            policy,
+            severity,
+            kind,
+            summary,
+        )
     }
 
     /// As [`Alert::new`], stamped with `at` (tests, replays).
@@ -144,7 +152,14 @@ impl Alert {
         severity: Severity,
         summary: impl Into<String>,
     ) -> Alert {
-        Alert::new(host, rule, AGENT_POLICY, severity, AlertKind::Agent, summary)
+        Alert::new(
+            host,
+            rule,
+            AGENT_POLICY,
+            severity,
+            AlertKind::Agent,
+            summary,
+        )
     }
 
     /// The workload an alert is about: the container id, else `host:<pid>`,

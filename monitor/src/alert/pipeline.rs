@@ -126,7 +126,14 @@ mod tests {
             Some(metrics.clone()),
         );
         let mk = |summary: &str| {
-            let mut a = Alert::new("node-1", "r", "p", Severity::Low, AlertKind::Posture, summary);
+            let mut a = Alert::new(
+                "node-1",
+                "r",
+                "p",
+                Severity::Low,
+                AlertKind::Posture,
+                summary,
+            );
             a.container = Some(ContainerInfo {
                 id: Some("c1".into()),
                 ..Default::default()
@@ -149,6 +156,10 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].rule, "alerts-throttle-ended");
         assert_eq!(out[0].count, 2);
-        assert!(metrics.encode().contains("monitor_alerts_suppressed_total{reason=\"dedup\"} 99"));
+        assert!(
+            metrics
+                .encode()
+                .contains("monitor_alerts_suppressed_total{reason=\"dedup\"} 99")
+        );
     }
 }

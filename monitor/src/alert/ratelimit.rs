@@ -153,7 +153,10 @@ impl RateLimiter {
 
     /// Workloads being throttled now.
     pub fn throttled(&self) -> usize {
-        self.buckets.values().filter(|b| b.throttle.is_some()).count()
+        self.buckets
+            .values()
+            .filter(|b| b.throttle.is_some())
+            .count()
     }
 
     fn started_notice(&self, key: &str, container: &Option<ContainerInfo>) -> Alert {
@@ -211,7 +214,14 @@ mod tests {
     use super::*;
 
     fn alert(container: Option<&str>, rule: &str) -> Alert {
-        let mut a = Alert::new("node-1", rule, "p", Severity::High, AlertKind::File, "write");
+        let mut a = Alert::new(
+            "node-1",
+            rule,
+            "p",
+            Severity::High,
+            AlertKind::File,
+            "write",
+        );
         a.container = container.map(|id| ContainerInfo {
             id: Some(id.to_owned()),
             name: Some("web".to_owned()),
@@ -259,7 +269,11 @@ mod tests {
         let end = &out[5];
         assert_eq!(end.rule, "alerts-throttle-ended");
         assert_eq!(end.count, 6);
-        assert!(end.summary.contains("6 alerts suppressed"), "{}", end.summary);
+        assert!(
+            end.summary.contains("6 alerts suppressed"),
+            "{}",
+            end.summary
+        );
         assert!(end.summary.contains("a: 1, b: 5"), "{}", end.summary);
         assert_eq!(r.throttled(), 0);
     }

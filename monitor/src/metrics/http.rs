@@ -80,7 +80,10 @@ async fn metrics_page(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     let age = m.heartbeat_age().as_secs_f64();
     if m.healthy() {
-        (StatusCode::OK, format!("ok: ring buffer read {age:.1}s ago\n"))
+        (
+            StatusCode::OK,
+            format!("ok: ring buffer read {age:.1}s ago\n"),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -120,7 +120,11 @@ impl Metrics {
             "Kernel events lost (ring buffer full or undecodable), by kind",
             m.events_lost.clone(),
         );
-        r.register("alerts", "Alerts emitted, by rule and severity", m.alerts.clone());
+        r.register(
+            "alerts",
+            "Alerts emitted, by rule and severity",
+            m.alerts.clone(),
+        );
         r.register(
             "alerts_suppressed",
             "Alerts folded by dedup or held back by the rate limiter, by reason",
@@ -141,7 +145,11 @@ impl Metrics {
             "Delivery attempts a sink retried (connect errors, timeouts, 429, 5xx)",
             m.sink_retries.clone(),
         );
-        r.register("sink_queued", "Alerts in a sink's in-memory queue", m.sink_queued.clone());
+        r.register(
+            "sink_queued",
+            "Alerts in a sink's in-memory queue",
+            m.sink_queued.clone(),
+        );
         r.register(
             "sink_spooled",
             "Alerts in a sink's on-disk spool not yet acknowledged",
@@ -288,8 +296,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         self.heartbeat_age.set(self.heartbeat_age().as_secs_f64());
         let mut out = String::new();
-        if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err()
-        {
+        if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err() {
             let _ = writeln!(out, "# encoding failed");
         }
         out
@@ -384,9 +391,17 @@ mod tests {
         m.set_rules_loaded(12);
         m.reload(false);
         let text = m.encode();
-        assert!(text.contains("monitor_events_total{kind=\"exec\"} 1"), "{text}");
-        assert!(text.contains("monitor_events_lost_total{kind=\"file\"} 3"), "{text}");
-        assert!(text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 1"));
+        assert!(
+            text.contains("monitor_events_total{kind=\"exec\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_events_lost_total{kind=\"file\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 1")
+        );
         assert!(text.contains("monitor_sink_delivered_total{sink=\"hook\"} 2"));
         assert!(text.contains("monitor_sink_dropped_total{sink=\"hook\",reason=\"spool_full\"} 1"));
         assert!(text.contains("monitor_rules_loaded 12"));

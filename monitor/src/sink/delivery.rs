@@ -237,7 +237,9 @@ impl SpooledTask {
                 &self.shared.host,
                 "sink-queue-full",
                 Severity::High,
-                format!("sink {name}: {queue_dropped} alerts dropped because its queue was full (the sink could not keep up)"),
+                format!(
+                    "sink {name}: {queue_dropped} alerts dropped because its queue was full (the sink could not keep up)"
+                ),
             );
             a.count = queue_dropped;
             self.raise(a, true, n);

@@ -24,7 +24,10 @@ pub enum Outcome {
     /// 2xx: the batch is acknowledged.
     Delivered,
     /// Connect error, timeout, 408, 429 or 5xx: try again later (`after` from Retry-After).
-    Retry { after: Option<Duration>, reason: String },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// Any other answer: retrying would not help; the batch is dropped and counted.
     Permanent { reason: String },
 }
@@ -202,7 +205,8 @@ impl HttpTarget {
         let body = match &self.format {
             Format::Generic if batch.len() == 1 => batch[0].to_vec(),
             Format::Generic => {
-                let mut v = Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
+                let mut v =
+                    Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
                 v.push(b'[');
                 for (i, b) in batch.iter().enumerate() {
                     if i > 0 {
@@ -290,7 +294,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// 2xx delivered; 408, 429 and 5xx retried (honouring Retry-After, capped at
 /// `max_retry_after`); everything else permanent.
-pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, max_retry_after: Duration) -> Outcome {
+pub fn classify(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    max_retry_after: Duration,
+) -> Outcome {
     let code = status.as_u16();
     if status.is_success() {
         Outcome::Delivered
@@ -354,15 +362,17 @@ fn build_client(config: &HttpConfig) -> Result<reqwest::Client, SinkError> {
     match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
             let mut pem = std::fs::read(cert).map_err(|e| {
-                SinkError::Config(format!("reading client certificate {}: {e}", cert.display()))
+                SinkError::Config(format!(
+                    "reading client certificate {}: {e}",
+                    cert.display()
+                ))
             })?;
             pem.push(b'\n');
             pem.extend(std::fs::read(key).map_err(|e| {
                 SinkError::Config(format!("reading client key {}: {e}", key.display()))
             })?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                SinkError::Config(format!("client certificate/key: {e}"))
-            })?;
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| SinkError::Config(format!("client certificate/key: {e}")))?;
             b = b.identity(id);
         }
         (None, None) => {}
@@ -518,11 +528,24 @@ mod tests {
         let h = HeaderMap::new();
         let max = Duration::from_secs(60);
         assert_eq!(classify(S::NO_CONTENT, &h, max), Outcome::Delivered);
-        for s in [S::REQUEST_TIMEOUT, S::TOO_MANY_REQUESTS, S::BAD_GATEWAY, S::INTERNAL_SERVER_ERROR] {
+        for s in [
+            S::REQUEST_TIMEOUT,
+            S::TOO_MANY_REQUESTS,
+            S::BAD_GATEWAY,
+            S::INTERNAL_SERVER_ERROR,
+        ] {
             assert!(matches!(classify(s, &h, max), Outcome::Retry { .. }), "{s}");
         }
-        for s in [S::BAD_REQUEST, S::UNAUTHORIZED, S::NOT_FOUND, S::MOVED_PERMANENTLY] {
-            assert!(matches!(classify(s, &h, max), Outcome::Permanent { .. }), "{s}");
+        for s in [
+            S::BAD_REQUEST,
+            S::UNAUTHORIZED,
+            S::NOT_FOUND,
+            S::MOVED_PERMANENTLY,
+        ] {
+            assert!(
+                matches!(classify(s, &h, max), Outcome::Permanent { .. }),
+                "{s}"
+            );
         }
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
@@ -550,11 +573,17 @@ mod tests {
         assert_eq!(am["labels"]["namespace"], "shop");
         assert_eq!(am["labels"]["pod"], "web-7d9f");
         assert_eq!(am["labels"]["host"], "node-1");
-        assert_eq!(am["annotations"]["summary"], "unexpected process /usr/sbin/sshd");
+        assert_eq!(
+            am["annotations"]["summary"],
+            "unexpected process /usr/sbin/sshd"
+        );
         assert_eq!(am["startsAt"], "2026-11-29T15:50:00.123456Z");
         let s = slack_message(&a);
         let text = s["text"].as_str().unwrap();
-        assert!(text.contains("[HIGH] unexpected-process on node-1"), "{text}");
+        assert!(
+            text.contains("[HIGH] unexpected-process on node-1"),
+            "{text}"
+        );
         let blocks = s["blocks"].to_string();
         assert!(blocks.contains("shop/web-7d9f (web)"), "{blocks}");
         assert!(blocks.contains("/usr/sbin/sshd (pid 4242)"), "{blocks}");

@@ -47,7 +47,10 @@ impl RotatingFile {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&config.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.path)?;
         let len = file.metadata()?.len();
         Ok(RotatingFile { config, file, len })
     }
@@ -196,7 +199,10 @@ mod tests {
         assert!(dir.path().join("alerts.jsonl.2").exists());
         assert!(!dir.path().join("alerts.jsonl.3").exists());
         assert!(cur.len() <= 100 && one.len() <= 100);
-        assert!(cur.ends_with("\"id\":\"19\",\"p\":\"xxxxxxxxxx\"}\n"), "{cur}");
+        assert!(
+            cur.ends_with("\"id\":\"19\",\"p\":\"xxxxxxxxxx\"}\n"),
+            "{cur}"
+        );
         for line in cur.lines().chain(one.lines()) {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
         }

@@ -83,7 +83,10 @@ impl Spool {
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 numbers.push(n);
             }
         }
@@ -121,9 +124,14 @@ impl Spool {
             };
             let mut off = start;
             while off < complete {
-                let end = off + data[off..complete].iter().position(|&b| b == b'\n').expect("complete");
+                let end = off
+                    + data[off..complete]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .expect("complete");
                 let line = &data[off..end];
-                if !line.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
+                if !line.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+                {
                     spool.push_entry(n, off as u64, line.len() as u32);
                 } else if !line.is_empty() {
                     rec.corrupt += 1;
@@ -339,7 +347,13 @@ mod tests {
         s.ack(all.last().unwrap().0).unwrap();
         let segs = fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
             .count();
         assert_eq!(segs, 1, "only the active segment is left");
         drop(s);
@@ -382,6 +396,9 @@ mod tests {
         s.append(&rec(3)).unwrap();
         drop(s);
         let (s, _) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
-        assert_eq!(ids(&s), vec!["00000000", "00000001", "00000002", "00000003"]);
+        assert_eq!(
+            ids(&s),
+            vec!["00000000", "00000001", "00000002", "00000003"]
+        );
     }
 }
