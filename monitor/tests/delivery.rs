@@ -370,7 +370,9 @@ async fn alerts_arrive_once_each_in_order_with_valid_signatures() {
         "batches of at most 25: {requests}"
     );
     for b in batched.bodies.lock().unwrap().iter() {
-        assert!(b.as_array().is_some_and(|a| (1..=25).contains(&a.len())));
+        // A batch of one is the bare record, more a JSON array.
+        let n = b.as_array().map_or(1, Vec::len);
+        assert!((1..=25).contains(&n), "batch of {n}");
     }
     // The record is the schema, unchanged.
     let first = single.alerts.lock().unwrap()[0].clone();
@@ -475,7 +477,12 @@ async fn slow_receiver_times_out_and_is_retried() {
     .await;
     sinks.shutdown(Duration::from_secs(1)).await;
     assert_eq!(seen_ids(&seen), ids(&sent));
-    assert_eq!(m.retried_total(), 2, "two timeouts");
+    // Two forced timeouts; a loaded machine may add one more, never fewer.
+    assert!(
+        m.retried_total() >= 2,
+        "two timeouts: {}",
+        m.retried_total()
+    );
     assert_clean(&m);
     r.stop().await;
 }
@@ -889,7 +896,7 @@ async fn alertmanager_receives_alerts_with_labels() {
 async fn metrics_endpoint_passes_promtool_and_health_flips() {
     let promtool = "/usr/bin/promtool";
     let have_promtool = need_tool(promtool, "prometheus");
-    let metrics = Metrics::new(Duration::from_millis(300));
+    let metrics = Metrics::new(Duration::from_millis(1_000));
     metrics.event("process");
     metrics.events_lost("file", 2);
     metrics.alert("unexpected-process", "high");
@@ -946,7 +953,7 @@ async fn metrics_endpoint_passes_promtool_and_health_flips() {
     assert_eq!(get("/readyz").await.0, 200);
     metrics.heartbeat();
     assert_eq!(get("/healthz").await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(get("/healthz").await.0, 503, "stale heartbeat");
     metrics.heartbeat();
     assert_eq!(get("/healthz").await.0, 200);

@@ -559,6 +559,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_errors_name_what_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let mut c = HttpConfig {
+            url: "https://127.0.0.1:1/hook".into(),
+            ..Default::default()
+        };
+        c.tls.ca_file = Some(dir.path().join("missing.pem"));
+        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        c.tls.ca_file = None;
+        c.tls.client_cert = Some(ca.clone());
+        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        assert!(e.to_string().contains("client_key"), "{e}");
+        c.tls.client_cert = None;
+        assert!(HttpTarget::new(&c, Format::Generic, None, 1).is_ok());
+        c.url = "ftp://127.0.0.1/".into();
+        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    #[test]
     fn alertmanager_labels_and_slack_text() {
         let a = json!({
             "id": "0193", "time": "2026-11-29T15:50:00.123456Z", "first_seen": "2026-11-29T15:50:00.123456Z",
