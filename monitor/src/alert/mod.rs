@@ -1,6 +1,21 @@
 //! The alert record (schema `monitor.alert/v1`, `shared/design/ALERTS.md`), a
 //! contract other tools rely on: fields may be added, none may change meaning.
+//!
+//! Between `policy` and `sink` an alert passes through the [`AlertPipeline`]:
+//! a [`Deduplicator`] folds identical alerts within a window and a per-workload
+//! [`RateLimiter`] throttles floods, saying so with alerts of kind `agent`.
+//! Both take the time as an argument so their tests are deterministic.
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
+
+mod dedup;
+mod pipeline;
+mod ratelimit;
+
+pub use dedup::{DedupKey, Deduplicator};
+pub use pipeline::{AlertPipeline, PipelineConfig};
+pub use ratelimit::{RateLimitConfig, RateLimiter};
 
 use crate::{
     context::{ContainerInfo, ProcessInfo},
@@ -18,6 +33,19 @@ pub enum Severity {
     Medium,
     High,
     Critical,
+}
+
+impl Severity {
+    /// The name as in the alert record (`info` ... `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 /// What an alert is about.
@@ -53,4 +81,138 @@ pub struct Alert {
     pub network: Option<NetworkInfo>,
     /// How many identical alerts the dedup window folded into this one.
     pub count: u64,
+    /// Added field: time of the first alert folded into this one (equal to
+    /// `time` when nothing was folded).
+    pub first_seen: String,
+    /// Added field: time of the last alert folded into this one.
+    pub last_seen: String,
+    /// Added field: for a folded update sent at the end of a dedup window, the
+    /// `id` of the first alert of that window (already sent); `null` otherwise.
+    pub update_of: Option<String>,
+}
+
+impl Alert {
+    /// A new alert stamped now, with a fresh id, `count` 1 and no context:
+    /// set `container`, `process`, `file` or `network` on the result.
+    pub fn new(
+        host: impl Into<String>,
+        rule: impl Into<String>,
+        policy: impl Into<String>,
+        severity: Severity,
+        kind: AlertKind,
+        summary: impl Into<String>,
+    ) -> Alert {
+        Alert::at(
+            SystemTime::now(),
+            host,
+            rule,
+            policy,
+            severity,
+            kind,
+            summary,
+        )
+    }
+
+    /// As [`Alert::new`], stamped with `at` (tests, replays).
+    pub fn at(
+        at: SystemTime,
+        host: impl Into<String>,
+        rule: impl Into<String>,
+        policy: impl Into<String>,
+        severity: Severity,
+        kind: AlertKind,
+        summary: impl Into<String>,
+    ) -> Alert {
+        let time = rfc3339_micros(at);
+        Alert {
+            schema: SCHEMA,
+            id: new_alert_id(),
+            first_seen: time.clone(),
+            last_seen: time.clone(),
+            time,
+            host: host.into(),
+            rule: rule.into(),
+            policy: policy.into(),
+            severity,
+            kind,
+            summary: summary.into(),
+            container: None,
+            process: None,
+            file: None,
+            network: None,
+            count: 1,
+            update_of: None,
+        }
+    }
+
+    /// An alert about the agent itself (kind `agent`, policy `agent`).
+    pub fn agent(
+        host: impl Into<String>,
+        rule: impl Into<String>,
+        severity: Severity,
+        summary: impl Into<String>,
+    ) -> Alert {
+        Alert::new(
+            host,
+            rule,
+            AGENT_POLICY,
+            severity,
+            AlertKind::Agent,
+            summary,
+        )
+    }
+
+    /// The workload an alert is about: the container id, else `host:<pid>`,
+    /// else `host` (agent alerts).
+    pub fn workload(&self) -> String {
+        if let Some(id) = self.container.as_ref().and_then(|c| c.id.as_deref()) {
+            return id.to_owned();
+        }
+        match &self.process {
+            Some(p) => format!("host:{}", p.pid),
+            None => "host".to_owned(),
+        }
+    }
+
+    /// The container id, or `None` for host processes and the agent.
+    pub fn container_id(&self) -> Option<&str> {
+        self.container.as_ref().and_then(|c| c.id.as_deref())
+    }
+}
+
+/// Durations in config files as humantime strings (`"30s"`, `"5m"`).
+pub(crate) mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `policy` of alerts the agent raises about itself.
+pub const AGENT_POLICY: &str = "agent";
+
+/// A new alert id: a UUID v7 (time-ordered), as a hyphenated lowercase string.
+pub fn new_alert_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-29T15:50:00.123456Z`.
+pub fn rfc3339_micros(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// This machine's host name (the `host` field), or `"unknown"`.
+///
+/// In a DaemonSet the pod's host name is not the node's: pass the node name
+/// (downward API) to the agent instead of calling this.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }

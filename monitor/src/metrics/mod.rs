@@ -1,1 +1,426 @@
-//! See ARCHITECTURE.md.
+//! Prometheus metrics and the health endpoints.
+//!
+//! One [`Metrics`] value (shared as `Arc<Metrics>`) is the registry; every
+//! stage updates it through plain methods taking `&str` labels, so this module
+//! imports nothing from the data path. [`serve`] starts the one HTTP listener:
+//! `/metrics` (Prometheus text format 0.0.4), `/healthz` and `/readyz`.
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+mod http;
+
+pub use http::{HttpListener, serve};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    rule: String,
+    severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkReasonLabels {
+    sink: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// The agent's metrics and health flags.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    stale_after: Duration,
+    heartbeat_ms: AtomicU64,
+    attached: AtomicBool,
+    rules_ready: AtomicBool,
+
+    events: Family<KindLabel, Counter>,
+    events_lost: Family<KindLabel, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    alerts_suppressed: Family<ReasonLabel, Counter>,
+    sink_delivered: Family<SinkLabel, Counter>,
+    sink_failed: Family<SinkLabel, Counter>,
+    sink_retries: Family<SinkLabel, Counter>,
+    sink_queued: Family<SinkLabel, Gauge>,
+    sink_spooled: Family<SinkLabel, Gauge>,
+    sink_spooled_bytes: Family<SinkLabel, Gauge>,
+    sink_dropped: Family<SinkReasonLabels, Counter>,
+    rules_loaded: Gauge,
+    containers_tracked: Gauge,
+    processes_tracked: Gauge,
+    reloads: Family<ResultLabel, Counter>,
+    heartbeat_age: Gauge<f64, AtomicU64>,
+    programs_attached: Gauge,
+}
+
+impl Metrics {
+    /// A registry whose `/healthz` turns unhealthy when the ring buffer reader
+    /// has not called [`Metrics::heartbeat`] for `stale_after`.
+    pub fn new(stale_after: Duration) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("monitor");
+        let m = Metrics {
+            registry: Registry::default(),
+            started: Instant::now(),
+            stale_after,
+            heartbeat_ms: AtomicU64::new(0),
+            attached: AtomicBool::new(false),
+            rules_ready: AtomicBool::new(false),
+            events: Family::default(),
+            events_lost: Family::default(),
+            alerts: Family::default(),
+            alerts_suppressed: Family::default(),
+            sink_delivered: Family::default(),
+            sink_failed: Family::default(),
+            sink_retries: Family::default(),
+            sink_queued: Family::default(),
+            sink_spooled: Family::default(),
+            sink_spooled_bytes: Family::default(),
+            sink_dropped: Family::default(),
+            rules_loaded: Gauge::default(),
+            containers_tracked: Gauge::default(),
+            processes_tracked: Gauge::default(),
+            reloads: Family::default(),
+            heartbeat_age: Gauge::default(),
+            programs_attached: Gauge::default(),
+        };
+        let r = &mut registry;
+        r.register("events", "Kernel events decoded, by kind", m.events.clone());
+        r.register(
+            "events_lost",
+            "Kernel events lost (ring buffer full or undecodable), by kind",
+            m.events_lost.clone(),
+        );
+        r.register(
+            "alerts",
+            "Alerts emitted, by rule and severity",
+            m.alerts.clone(),
+        );
+        r.register(
+            "alerts_suppressed",
+            "Alerts folded by dedup or held back by the rate limiter, by reason",
+            m.alerts_suppressed.clone(),
+        );
+        r.register(
+            "sink_delivered",
+            "Alerts a sink delivered (acknowledged by the endpoint)",
+            m.sink_delivered.clone(),
+        );
+        r.register(
+            "sink_failed",
+            "Alerts a sink gave up on after a permanent error (4xx other than 408/429)",
+            m.sink_failed.clone(),
+        );
+        r.register(
+            "sink_retries",
+            "Delivery attempts a sink retried (connect errors, timeouts, 429, 5xx)",
+            m.sink_retries.clone(),
+        );
+        r.register(
+            "sink_queued",
+            "Alerts in a sink's in-memory queue",
+            m.sink_queued.clone(),
+        );
+        r.register(
+            "sink_spooled",
+            "Alerts in a sink's on-disk spool not yet acknowledged",
+            m.sink_spooled.clone(),
+        );
+        r.register(
+            "sink_spooled_bytes",
+            "Bytes in a sink's on-disk spool not yet acknowledged",
+            m.sink_spooled_bytes.clone(),
+        );
+        r.register(
+            "sink_dropped",
+            "Alerts a sink dropped, by reason (spool_full, queue_full, closed, corrupt)",
+            m.sink_dropped.clone(),
+        );
+        r.register("rules_loaded", "Rules loaded", m.rules_loaded.clone());
+        r.register(
+            "containers_tracked",
+            "Containers in the registry",
+            m.containers_tracked.clone(),
+        );
+        r.register(
+            "processes_tracked",
+            "Processes in the process table",
+            m.processes_tracked.clone(),
+        );
+        r.register(
+            "reloads",
+            "Rule reloads, by result (success, failure)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "ringbuf_heartbeat_age_seconds",
+            "Seconds since the ring buffer reader last reported",
+            m.heartbeat_age.clone(),
+        );
+        r.register(
+            "programs_attached",
+            "1 when the kernel programs are attached",
+            m.programs_attached.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// One decoded event of `kind` (`process`, `file`, `network`, `cgroup`).
+    pub fn event(&self, kind: &str) {
+        self.events.get_or_create(&kind_label(kind)).inc();
+    }
+
+    /// `n` events of `kind` lost (a reserve failure in the kernel, a bad record).
+    pub fn events_lost(&self, kind: &str, n: u64) {
+        self.events_lost.get_or_create(&kind_label(kind)).inc_by(n);
+    }
+
+    /// One alert emitted to the sinks.
+    pub fn alert(&self, rule: &str, severity: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                rule: rule.to_owned(),
+                severity: severity.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One alert folded (`dedup`) or held back (`rate_limit`).
+    pub fn alert_suppressed(&self, reason: &str) {
+        self.alerts_suppressed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The counters of one sink, to keep and update without lookups.
+    pub fn sink(&self, name: &str) -> SinkMetrics {
+        let l = SinkLabel {
+            sink: name.to_owned(),
+        };
+        SinkMetrics {
+            name: name.to_owned(),
+            delivered: self.sink_delivered.get_or_create_owned(&l),
+            failed: self.sink_failed.get_or_create_owned(&l),
+            retries: self.sink_retries.get_or_create_owned(&l),
+            queued: self.sink_queued.get_or_create_owned(&l),
+            spooled: self.sink_spooled.get_or_create_owned(&l),
+            spooled_bytes: self.sink_spooled_bytes.get_or_create_owned(&l),
+            dropped: self.sink_dropped.clone(),
+        }
+    }
+
+    pub fn set_rules_loaded(&self, n: u64) {
+        self.rules_loaded.set(n as i64);
+        self.rules_ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_containers_tracked(&self, n: u64) {
+        self.containers_tracked.set(n as i64);
+    }
+
+    pub fn set_processes_tracked(&self, n: u64) {
+        self.processes_tracked.set(n as i64);
+    }
+
+    /// One rule reload, successful or not.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The ring buffer reader is alive: call at least every few seconds, also
+    /// when no event arrives (after each poll timeout).
+    pub fn heartbeat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The kernel programs are attached (or were detached).
+    pub fn set_programs_attached(&self, attached: bool) {
+        self.attached.store(attached, Ordering::Relaxed);
+        self.programs_attached.set(attached as i64);
+    }
+
+    /// Time since the last heartbeat (since start-up before the first one).
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Alive: the reader reported within `stale_after`.
+    pub fn healthy(&self) -> bool {
+        self.heartbeat_age() <= self.stale_after
+    }
+
+    /// Ready: programs attached and rules loaded.
+    pub fn ready(&self) -> bool {
+        self.attached.load(Ordering::Relaxed) && self.rules_ready.load(Ordering::Relaxed)
+    }
+
+    /// The registry in the Prometheus text format 0.0.4.
+    pub fn encode(&self) -> String {
+        self.heartbeat_age.set(self.heartbeat_age().as_secs_f64());
+        let mut out = String::new();
+        if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err() {
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
+
+fn kind_label(kind: &str) -> KindLabel {
+    KindLabel {
+        kind: kind.to_owned(),
+    }
+}
+
+/// One sink's counters (cheap to clone; all clones update the same values).
+#[derive(Clone)]
+pub struct SinkMetrics {
+    name: String,
+    delivered: Counter,
+    failed: Counter,
+    retries: Counter,
+    queued: Gauge,
+    spooled: Gauge,
+    spooled_bytes: Gauge,
+    dropped: Family<SinkReasonLabels, Counter>,
+}
+
+impl SinkMetrics {
+    pub fn delivered(&self, n: u64) {
+        self.delivered.inc_by(n);
+    }
+    pub fn failed(&self, n: u64) {
+        self.failed.inc_by(n);
+    }
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+    pub fn set_queued(&self, n: u64) {
+        self.queued.set(n as i64);
+    }
+    pub fn set_spooled(&self, records: u64, bytes: u64) {
+        self.spooled.set(records as i64);
+        self.spooled_bytes.set(bytes as i64);
+    }
+    /// `n` alerts dropped for `reason` (`spool_full`, `queue_full`, `closed`, `corrupt`).
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.dropped
+            .get_or_create(&SinkReasonLabels {
+                sink: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.get()
+    }
+    pub fn failed_total(&self) -> u64 {
+        self.failed.get()
+    }
+    pub fn retried_total(&self) -> u64 {
+        self.retries.get()
+    }
+    pub fn queued_now(&self) -> u64 {
+        self.queued.get().max(0) as u64
+    }
+    pub fn spooled_now(&self) -> u64 {
+        self.spooled.get().max(0) as u64
+    }
+    pub fn dropped_total(&self, reason: &str) -> u64 {
+        self.dropped
+            .get(&SinkReasonLabels {
+                sink: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_prometheus_text_with_labels() {
+        let m = Metrics::new(Duration::from_secs(10));
+        m.event("exec");
+        m.events_lost("file", 3);
+        m.alert("unexpected-process", "high");
+        let s = m.sink("hook");
+        s.delivered(2);
+        s.dropped("spool_full", 1);
+        m.set_rules_loaded(12);
+        m.reload(false);
+        let text = m.encode();
+        assert!(
+            text.contains("monitor_events_total{kind=\"exec\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_events_lost_total{kind=\"file\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 1")
+        );
+        assert!(text.contains("monitor_sink_delivered_total{sink=\"hook\"} 2"));
+        assert!(text.contains("monitor_sink_dropped_total{sink=\"hook\",reason=\"spool_full\"} 1"));
+        assert!(text.contains("monitor_rules_loaded 12"));
+        assert!(text.contains("monitor_reloads_total{result=\"failure\"} 1"));
+        assert_eq!(s.dropped_total("spool_full"), 1);
+    }
+
+    #[test]
+    fn health_and_readiness() {
+        let m = Metrics::new(Duration::from_millis(50));
+        assert!(m.healthy());
+        assert!(!m.ready());
+        m.set_programs_attached(true);
+        assert!(!m.ready());
+        m.set_rules_loaded(0);
+        assert!(m.ready());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!m.healthy());
+        m.heartbeat();
+        assert!(m.healthy());
+    }
+}

@@ -1,1 +1,573 @@
-//! See ARCHITECTURE.md.
+//! Delivery of alerts: stdout, files, and webhooks (generic, Slack,
+//! Alertmanager), at least once.
+//!
+//! Each sink has one bounded in-memory queue and one tokio task. The event
+//! loop only serialises the alert once and `try_send`s it to every queue
+//! ([`Sinks::dispatch`]), so a slow or dead endpoint never slows the event
+//! path or the other sinks. A full queue (the sink's task is stuck on its
+//! disk) drops the alert, counts it (`sink_dropped{reason="queue_full"}`) and
+//! raises an `agent` alert.
+//!
+//! HTTP sinks write every alert to their on-disk [`spool`] first and remove
+//! it only when the endpoint acknowledged it with a 2xx, so alerts survive an
+//! endpoint outage and a restart of the agent (SIGKILL included), and are sent
+//! first, in order, when it comes back. Retries use exponential backoff with
+//! jitter on connect errors, timeouts, 408, 429 and 5xx (honouring
+//! Retry-After); other answers are permanent: logged, counted, reported.
+//! Only a full spool drops anything: the oldest first, counted, reported.
+//!
+//! On shutdown ([`Sinks::shutdown`]) each sink keeps sending for the grace
+//! period; whatever is left stays in its spool for the next start.
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    alert::Alert,
+    metrics::{Metrics, SinkMetrics},
+};
+
+mod delivery;
+pub mod http;
+mod local;
+pub mod spool;
+
+pub use delivery::{RetryConfig, backoff};
+pub use http::{Format, HttpConfig, HttpTarget, Outcome, Signer, TlsConfig};
+pub use local::{FileConfig, RotatingFile};
+pub use spool::Spool;
+
+/// Errors a user can cause by configuring a sink; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink configuration: {0}")]
+    Config(String),
+    #[error("webhook secret: {0}")]
+    Secret(String),
+    #[error("sink {sink}: opening its spool in {dir}: {source}")]
+    Spool {
+        sink: String,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sink {sink}: opening {path}: {source}")]
+    File {
+        sink: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a webhook secret comes from: a file or an environment variable,
+/// never the command line (visible to every user in `/proc/*/cmdline`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSource {
+    /// A file holding the secret (surrounding whitespace ignored).
+    pub file: Option<PathBuf>,
+    /// An environment variable holding the secret.
+    pub env: Option<String>,
+}
+
+impl SecretSource {
+    pub fn read(&self) -> Result<String, SinkError> {
+        match (&self.file, &self.env) {
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| SinkError::Secret(format!("reading {}: {e}", path.display()))),
+            (None, Some(var)) => std::env::var(var)
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| SinkError::Secret(format!("environment variable {var} is not set"))),
+            _ => Err(SinkError::Secret(
+                "set exactly one of `secret.file` and `secret.env`".into(),
+            )),
+        }
+    }
+}
+
+/// The spool of one HTTP sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Defaults to `<SinksOptions::spool_dir>/<sink name>`.
+    pub dir: Option<PathBuf>,
+    /// Unacknowledged alerts kept, in bytes; past it the oldest are dropped.
+    pub max_bytes: u64,
+    /// Size of one segment file.
+    pub segment_bytes: u64,
+    /// How often the spool is fsynced (`0s`: after every write).
+    #[serde(with = "crate::alert::duration_str")]
+    pub fsync_interval: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 64 << 20,
+            segment_bytes: 4 << 20,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Settings of a webhook, Slack or Alertmanager sink.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpSinkConfig {
+    #[serde(flatten)]
+    pub http: HttpConfig,
+    /// Signs requests the Standard Webhooks way (generic webhooks only).
+    pub secret: Option<SecretSource>,
+    /// Alerts per request (generic: 1 sends the bare record, more a JSON
+    /// array; Alertmanager: default 64; Slack: always 1).
+    pub batch_size: Option<usize>,
+    pub spool: SpoolConfig,
+    pub retry: RetryConfig,
+    /// Alertmanager only: the `generatorURL` of each alert.
+    pub generator_url: Option<String>,
+}
+
+/// What a sink is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkKind {
+    /// JSON lines on stdout (logs go to stderr).
+    Stdout,
+    /// JSON lines in a file with size-based rotation.
+    File(FileConfig),
+    /// POST of the alert record (or a batch), optionally signed.
+    Webhook(HttpSinkConfig),
+    /// A Slack incoming webhook.
+    Slack(HttpSinkConfig),
+    /// Prometheus Alertmanager (`url` = its base, e.g. `http://am:9093`).
+    Alertmanager(HttpSinkConfig),
+}
+
+/// One sink.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SinkConfig {
+    /// Unique; names the metrics label and the spool directory
+    /// (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Capacity of the in-memory queue, in alerts.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+fn default_queue() -> usize {
+    4096
+}
+
+impl SinkConfig {
+    pub fn new(name: impl Into<String>, kind: SinkKind) -> SinkConfig {
+        SinkConfig {
+            name: name.into(),
+            queue: default_queue(),
+            kind,
+        }
+    }
+}
+
+/// Settings all sinks share.
+#[derive(Clone, Debug)]
+pub struct SinksOptions {
+    /// The `host` of the agent alerts the sinks raise.
+    pub host: String,
+    /// The parent of each HTTP sink's spool directory.
+    pub spool_dir: PathBuf,
+}
+
+/// An agent alert a sink raises, for the other sinks (and itself unless excluded).
+pub(crate) struct Notice {
+    pub alert: Alert,
+    pub exclude: Option<String>,
+}
+
+/// What a sink's task and the dispatcher share.
+pub(crate) struct SinkShared {
+    pub name: String,
+    pub host: String,
+    pub metrics: SinkMetrics,
+    queue_dropped: AtomicU64,
+}
+
+impl SinkShared {
+    fn take_queue_dropped(&self) -> u64 {
+        self.queue_dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+struct Entry {
+    shared: Arc<SinkShared>,
+    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
+}
+
+struct Dispatcher {
+    entries: Vec<Entry>,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    fn dispatch(&self, alert: &Alert, exclude: Option<&str>) {
+        self.metrics.alert(&alert.rule, alert.severity.as_str());
+        let record = match serde_json::to_vec(alert) {
+            Ok(v) => Bytes::from(v),
+            Err(e) => {
+                tracing::error!(error = %e, id = %alert.id, "alert could not be serialised");
+                return;
+            }
+        };
+        for e in &self.entries {
+            if Some(e.shared.name.as_str()) == exclude {
+                continue;
+            }
+            let tx = e.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(tx) = tx.as_ref() else {
+                e.shared.metrics.dropped("closed", 1);
+                continue;
+            };
+            match tx.try_send(record.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    e.shared.metrics.dropped("queue_full", 1);
+                    e.shared.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    e.shared.metrics.dropped("closed", 1);
+                }
+            }
+        }
+    }
+
+    fn close(&self) {
+        for e in &self.entries {
+            e.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+    }
+}
+
+type Starter = Box<dyn FnOnce() -> JoinHandle<()>>;
+
+/// The running sinks.
+pub struct Sinks {
+    dispatcher: Arc<Dispatcher>,
+    tasks: Vec<JoinHandle<()>>,
+    forwarder: Option<JoinHandle<()>>,
+    stop_forwarder: Option<oneshot::Sender<()>>,
+    deadline: watch::Sender<Option<std::time::Instant>>,
+}
+
+impl Sinks {
+    /// Opens the spools and files and starts one task per sink. Must be
+    /// called inside a tokio runtime.
+    pub fn start(
+        configs: Vec<SinkConfig>,
+        options: SinksOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Sinks, SinkError> {
+        let mut names = HashSet::new();
+        for c in &configs {
+            let ok = !c.name.is_empty()
+                && !c.name.starts_with('.')
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+            if !ok {
+                return Err(SinkError::Config(format!(
+                    "sink name `{}`: use letters, digits, `-`, `_` and `.`",
+                    c.name
+                )));
+            }
+            if !names.insert(c.name.clone()) {
+                return Err(SinkError::Config(format!(
+                    "sink name `{}` used twice",
+                    c.name
+                )));
+            }
+        }
+        let (deadline, deadline_rx) = watch::channel(None);
+        let (notices_tx, mut notices_rx) = mpsc::unbounded_channel::<Notice>();
+        let mut entries = Vec::new();
+        let mut starters: Vec<Starter> = Vec::new();
+        for c in configs {
+            let shared = Arc::new(SinkShared {
+                name: c.name.clone(),
+                host: options.host.clone(),
+                metrics: metrics.sink(&c.name),
+                queue_dropped: AtomicU64::new(0),
+            });
+            let (tx, rx) = mpsc::channel::<Bytes>(c.queue.max(1));
+            let sh = shared.clone();
+            let tick = Duration::from_secs(1);
+            let starter: Starter = match c.kind {
+                SinkKind::Stdout => {
+                    let w = local::LocalWriter::Stdout(tokio::io::stdout());
+                    Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick)))
+                }
+                SinkKind::File(fc) => {
+                    let path = fc.path.clone();
+                    let f = RotatingFile::open(fc).map_err(|source| SinkError::File {
+                        sink: c.name.clone(),
+                        path,
+                        source,
+                    })?;
+                    let w = local::LocalWriter::File(f);
+                    Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick)))
+                }
+                kind => {
+                    let (hc, format, default_batch) = match kind {
+                        SinkKind::Webhook(hc) => (hc, Format::Generic, 1),
+                        SinkKind::Slack(hc) => (hc, Format::Slack, 1),
+                        SinkKind::Alertmanager(hc) => {
+                            let f = Format::Alertmanager {
+                                generator_url: hc.generator_url.clone(),
+                            };
+                            (hc, f, 64)
+                        }
+                        SinkKind::Stdout | SinkKind::File(_) => unreachable!("matched above"),
+                    };
+                    let task = spooled_task(
+                        &c.name,
+                        hc,
+                        format,
+                        default_batch,
+                        &options,
+                        sh,
+                        rx,
+                        notices_tx.clone(),
+                        deadline_rx.clone(),
+                    )?;
+                    Box::new(move || tokio::spawn(task.run()))
+                }
+            };
+            starters.push(starter);
+            entries.push(Entry {
+                shared,
+                tx: Mutex::new(Some(tx)),
+            });
+        }
+        drop(notices_tx);
+        // Every sink opened without error: only now start the tasks.
+        let tasks = starters.into_iter().map(|s| s()).collect();
+        let dispatcher = Arc::new(Dispatcher { entries, metrics });
+        let (stop_forwarder, mut stop_rx) = oneshot::channel::<()>();
+        let d = dispatcher.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    n = notices_rx.recv() => match n {
+                        Some(n) => {
+                            tracing::warn!(rule = %n.alert.rule, summary = %n.alert.summary, "agent alert");
+                            d.dispatch(&n.alert, n.exclude.as_deref());
+                        }
+                        None => break,
+                    },
+                    _ = &mut stop_rx => break,
+                }
+            }
+        });
+        Ok(Sinks {
+            dispatcher,
+            tasks,
+            forwarder: Some(forwarder),
+            stop_forwarder: Some(stop_forwarder),
+            deadline,
+        })
+    }
+
+    /// Hands one alert to every sink without waiting: serialises it once,
+    /// counts it in `monitor_alerts_total`, and queues it on each sink.
+    pub fn dispatch(&self, alert: &Alert) {
+        self.dispatcher.dispatch(alert, None);
+    }
+
+    /// The sinks' names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.dispatcher
+            .entries
+            .iter()
+            .map(|e| e.shared.name.clone())
+            .collect()
+    }
+
+    /// Stops taking alerts, lets every sink deliver for up to `grace`, and
+    /// leaves the rest in the spools (fsynced) for the next start.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.deadline
+            .send_replace(Some(std::time::Instant::now() + grace));
+        self.dispatcher.close();
+        let tasks = std::mem::take(&mut self.tasks);
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(grace + Duration::from_secs(2), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sinks did not stop within the grace period");
+        }
+        if let Some(stop) = self.stop_forwarder.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops every task at once without flushing, as a crash would (tests).
+    /// What a spool accepted is on disk; what was still queued is lost.
+    pub fn abort(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(f) = self.forwarder.take() {
+            f.abort();
+        }
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        // Dropped without shutdown: close the queues so the tasks spool what
+        // they hold and stop.
+        self.dispatcher.close();
+        if let Some(stop) = self.stop_forwarder.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spooled_task(
+    name: &str,
+    hc: HttpSinkConfig,
+    format: Format,
+    default_batch: usize,
+    options: &SinksOptions,
+    shared: Arc<SinkShared>,
+    rx: mpsc::Receiver<Bytes>,
+    notices: mpsc::UnboundedSender<Notice>,
+    deadline: watch::Receiver<Option<std::time::Instant>>,
+) -> Result<delivery::SpooledTask, SinkError> {
+    let mut http = hc.http.clone();
+    if matches!(format, Format::Alertmanager { .. }) {
+        http.url = alertmanager_url(&http.url);
+    }
+    let signer = match (&hc.secret, &format) {
+        (Some(s), Format::Generic) => Some(Signer::from_source(s)?),
+        (Some(_), _) => {
+            return Err(SinkError::Config(format!(
+                "sink {name}: `secret` applies to `webhook` sinks only"
+            )));
+        }
+        (None, _) => None,
+    };
+    let target = HttpTarget::new(
+        &http,
+        format,
+        signer,
+        hc.batch_size.unwrap_or(default_batch),
+    )?;
+    let dir = hc
+        .spool
+        .dir
+        .clone()
+        .unwrap_or_else(|| options.spool_dir.join(name));
+    let (spool, recovered) = Spool::open(&dir, hc.spool.max_bytes, hc.spool.segment_bytes)
+        .map_err(|source| SinkError::Spool {
+            sink: name.to_owned(),
+            dir: dir.clone(),
+            source,
+        })?;
+    if recovered.records > 0 || recovered.corrupt > 0 || recovered.torn_bytes > 0 {
+        tracing::info!(sink = %name, records = recovered.records, corrupt = recovered.corrupt,
+            torn_bytes = recovered.torn_bytes, "spool recovered; sending its alerts first");
+    }
+    if recovered.corrupt > 0 {
+        shared.metrics.dropped("corrupt", recovered.corrupt);
+    }
+    Ok(delivery::SpooledTask {
+        shared,
+        rx,
+        spool,
+        max_spool_bytes: hc.spool.max_bytes,
+        target: Arc::new(target),
+        retry: hc.retry.clone(),
+        fsync_interval: hc.spool.fsync_interval,
+        notices,
+        deadline,
+    })
+}
+
+/// `http://am:9093` (or with a trailing `/`) -> `http://am:9093/api/v2/alerts`;
+/// a URL already ending in `/api/v2/alerts` is kept.
+fn alertmanager_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/api/v2/alerts") {
+        base.to_owned()
+    } else {
+        format!("{base}/api/v2/alerts")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_config_from_json() {
+        let c: Vec<SinkConfig> = serde_json::from_str(
+            r#"[
+            {"name": "out", "type": "stdout"},
+            {"name": "file", "type": "file", "path": "/var/log/monitor/alerts.jsonl", "keep": 3},
+            {"name": "hook", "type": "webhook", "url": "https://example.invalid/hook",
+             "headers": {"Authorization": "Bearer x"}, "secret": {"env": "HOOK_SECRET"},
+             "connect_timeout": "2s", "request_timeout": "10s", "batch_size": 10,
+             "spool": {"max_bytes": 1048576, "fsync_interval": "0s"}, "retry": {"initial": "100ms", "max": "30s"},
+             "tls": {"ca_file": "/etc/monitor/ca.pem"}},
+            {"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9093", "queue": 10}
+        ]"#,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 4);
+        let SinkKind::Webhook(h) = &c[2].kind else {
+            panic!()
+        };
+        assert_eq!(h.http.connect_timeout, Duration::from_secs(2));
+        assert_eq!(h.spool.fsync_interval, Duration::ZERO);
+        assert_eq!(h.retry.initial, Duration::from_millis(100));
+        assert_eq!(c[3].queue, 10);
+        assert_eq!(
+            alertmanager_url("http://a:9093/"),
+            "http://a:9093/api/v2/alerts"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let r = RetryConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 1..40 {
+            let d = backoff(attempt, &r);
+            let full = (Duration::from_millis(100) * 2u32.pow((attempt - 1).min(20))).min(r.max);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+        }
+    }
+}
