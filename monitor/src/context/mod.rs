@@ -4,6 +4,10 @@ use serde::Serialize;
 
 use crate::event::Event;
 
+pub mod cgroup_path;
+
+pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
+
 /// The alert record's `container` object. Unknown parts are `None` (JSON `null`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ContainerInfo {
