@@ -5,8 +5,10 @@ use serde::Serialize;
 use crate::event::Event;
 
 pub mod cgroup_path;
+pub mod runtime;
 
 pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
+pub use runtime::{Limit, MetadataError, Posture, RuntimeMetadata, RuntimePaths, read_metadata};
 
 /// The alert record's `container` object. Unknown parts are `None` (JSON `null`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
