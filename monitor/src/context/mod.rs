@@ -5,10 +5,12 @@ use serde::Serialize;
 use crate::event::Event;
 
 pub mod cgroup_path;
+pub mod process;
 pub mod registry;
 pub mod runtime;
 
 pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
+pub use process::{ProcessEntry, ProcessTable};
 pub use registry::{CgroupEntry, CgroupRegistry, RegistryStats, RetryPolicy};
 pub use runtime::{Limit, MetadataError, Posture, RuntimeMetadata, RuntimePaths, read_metadata};
 
