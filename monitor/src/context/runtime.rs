@@ -1007,6 +1007,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn cri_privileged_is_inferred_from_caps_and_masked_paths() {
+        let spec = |caps: &str, masked: &str| -> OciSpec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.1.0","process":{{"capabilities":{{"bounding":[{caps}]}}}},
+                    "linux":{{"namespaces":[{{"type":"network"}}]{masked}}}}}"#
+            ))
+            .unwrap()
+        };
+        // containerd's privileged: every capability, nothing masked.
+        let all = r#""CAP_CHOWN","CAP_SYS_ADMIN","CAP_SYS_MODULE","CAP_NET_ADMIN""#;
+        assert_eq!(oci_posture(&spec(all, "")).privileged, Some(true));
+        // CAP_SYS_ADMIN added to a confined container is not --privileged.
+        let masked = r#","maskedPaths":["/proc/kcore"]"#;
+        assert_eq!(oci_posture(&spec(all, masked)).privileged, Some(false));
+        assert_eq!(
+            oci_posture(&spec(r#""CAP_CHOWN""#, "")).privileged,
+            Some(false)
+        );
+    }
+
+    #[test]
     fn completeness_needs_pod_and_namespace_only_for_cri() {
         let mut m = RuntimeMetadata::new(Runtime::Docker);
         m.name = Some("web".into());
