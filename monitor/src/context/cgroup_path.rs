@@ -15,9 +15,13 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
+    /// Docker Engine (dockerd), also behind cri-dockerd.
     Docker,
+    /// containerd, through its CRI plugin (Kubernetes) or directly.
     Containerd,
+    /// CRI-O.
     Crio,
+    /// Podman (libpod), rootful or rootless.
     Podman,
 }
 
@@ -49,8 +53,11 @@ impl fmt::Display for Runtime {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Qos {
+    /// Requests equal limits; the pod's slice sits directly under `kubepods`.
     Guaranteed,
+    /// Some requests or limits set.
     Burstable,
+    /// No requests or limits.
     BestEffort,
 }
 
@@ -58,20 +65,25 @@ pub enum Qos {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
+    /// `*.scope` units in `*.slice`s.
     Systemd,
+    /// Plain directories.
     Cgroupfs,
 }
 
 /// What a container cgroup's path says about the container.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct CgroupIdentity {
+    /// The runtime the path names (see `runtime_inferred`).
     pub runtime: Runtime,
     /// The full container id: 64 lowercase hex digits.
     pub container_id: String,
     /// The Kubernetes pod UID, with dashes (`1b4e28ba-2fa1-11d2-883f-0016d3cca427`);
     /// static pods have a 32-hex-digit UID.
     pub pod_uid: Option<String>,
+    /// The Kubernetes pod's QoS class.
     pub qos: Option<Qos>,
+    /// How the runtime named the cgroup.
     pub driver: CgroupDriver,
     /// True when the path names no runtime (a bare id under `kubepods` with the
     /// cgroupfs driver, as containerd and cri-dockerd both make) and `runtime`

@@ -16,6 +16,7 @@
 //! | `Some` (id, runtime, cgroup) | `pending` | the runtime has not written its files yet; retried |
 //! | `Some` (what was read) | `partial` | files unreadable or incomplete, or still missing when the registry gave up |
 //! | `None` | `pending` | the event's cgroup is not known yet (its `cgroup_mkdir` is still in flight); looked up |
+#![warn(missing_docs)]
 use std::{
     io,
     path::{Path, PathBuf},
@@ -44,9 +45,13 @@ pub struct ContainerInfo {
     pub id: Option<String>,
     /// `docker`, `containerd`, `crio`, `podman`.
     pub runtime: Option<String>,
+    /// The container's name (Docker's without the leading `/`, Kubernetes' container name).
     pub name: Option<String>,
+    /// The image as the user asked for it (`nginx:1.27`).
     pub image: Option<String>,
+    /// The Kubernetes pod's name.
     pub pod: Option<String>,
+    /// The Kubernetes namespace.
     pub namespace: Option<String>,
     /// The cgroup v2 path, relative to the cgroup2 mount.
     pub cgroup: Option<String>,
@@ -55,19 +60,28 @@ pub struct ContainerInfo {
 /// One ancestor in [`ProcessInfo::ancestry`], nearest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ancestor {
+    /// Host pid.
     pub pid: u32,
+    /// The ancestor's executable, when the process table knows it.
     pub exe: Option<String>,
 }
 
 /// The alert record's `process` object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {
+    /// Host pid (thread-group id).
     pub pid: u32,
+    /// The parent's pid, when known.
     pub ppid: Option<u32>,
+    /// Real uid at the event.
     pub uid: u32,
+    /// The kernel's task name (15 bytes at most).
     pub comm: String,
+    /// The executed file, absolute, when known.
     pub exe: Option<String>,
+    /// argv as executed.
     pub args: Vec<String>,
+    /// Parents, grandparents, ..., nearest first.
     pub ancestry: Vec<Ancestor>,
 }
 
@@ -89,11 +103,13 @@ pub enum MetadataStatus {
 /// An event with its process and container context attached.
 #[derive(Clone, Debug)]
 pub struct EnrichedEvent {
+    /// The event as decoded.
     pub event: Event,
     /// The acting process (for a fork, the parent).
     pub process: ProcessInfo,
     /// `None` for host processes and for cgroups not known yet (see `metadata_status`).
     pub container: Option<ContainerInfo>,
+    /// How complete `container` is.
     pub metadata_status: MetadataStatus,
     /// Everything the runtime's files said (labels, posture facts), once read.
     pub metadata: Option<Arc<RuntimeMetadata>>,
@@ -110,6 +126,7 @@ pub struct EnricherConfig {
     pub ancestry_depth: usize,
     /// The most processes the table keeps.
     pub table_limit: usize,
+    /// How the registry retries containers whose runtime files are not written yet.
     pub retry: RetryPolicy,
 }
 

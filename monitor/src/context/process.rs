@@ -19,9 +19,11 @@ pub struct ProcessEntry {
     pub ppid: Option<u32>,
     /// Real uid as of the last event.
     pub uid: u32,
+    /// The kernel's task name as of the last event.
     pub comm: String,
     /// The executed file, absolute.
     pub exe: Option<String>,
+    /// argv as executed (inherited from the parent until the first exec).
     pub args: Vec<String>,
     /// Start, in monotonic nanoseconds since boot (`bpf_ktime_get_ns`'s clock);
     /// 0 when unknown.

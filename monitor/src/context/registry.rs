@@ -59,6 +59,7 @@ pub struct CgroupEntry {
     pub identity: Option<CgroupIdentity>,
     /// What the runtime's files said, once read.
     pub metadata: Option<Arc<RuntimeMetadata>>,
+    /// How complete the container context is (`Host` for host cgroups).
     pub status: MetadataStatus,
     /// When the registry first saw the cgroup.
     pub first_seen: Instant,
@@ -631,6 +632,41 @@ mod tests {
                 unresolved: 0
             }
         );
+    }
+
+    /// The cgroup2 mount point, from this machine's mountinfo.
+    fn real_cgroup2_mount() -> Option<PathBuf> {
+        let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        info.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(point))
+        })
+    }
+
+    #[test]
+    fn scans_the_real_cgroup2_tree_and_finds_this_process() {
+        let Some(mount) = real_cgroup2_mount() else {
+            eprintln!("no cgroup2 mount here; nothing to scan");
+            return;
+        };
+        let mut r = registry(&fixture_root());
+        let n = r.scan(&mount, Instant::now()).unwrap();
+        assert!(n >= 1 && r.len() == n);
+        assert_eq!(
+            r.entry(fs::metadata(&mount).unwrap().ino()).unwrap().path,
+            "/"
+        );
+        // This process's cgroup, as /proc names it, is registered under its inode.
+        let me = crate::context::ProcessTable::read_proc(
+            Path::new("/proc"),
+            std::process::id(),
+            Some(&mount),
+        )
+        .unwrap();
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        assert_eq!(r.entry(me.cgroup_id).map(|e| e.path.as_str()), Some(own));
     }
 
     #[test]

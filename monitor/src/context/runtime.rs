@@ -133,8 +133,11 @@ pub struct Posture {
     pub host_network: Option<bool>,
     /// Docker's network mode as written (`bridge`, `host`, `none`, `container:<id>`, ...).
     pub network_mode: Option<String>,
+    /// The root filesystem is mounted read-only.
     pub read_only_rootfs: Option<bool>,
+    /// The memory limit in bytes.
     pub memory_limit: Option<Limit>,
+    /// The CPU limit in millicores.
     pub cpu_limit: Option<Limit>,
     /// Docker's restart policy: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
     pub restart_policy: Option<String>,
@@ -154,8 +157,11 @@ pub struct RuntimeMetadata {
     pub name: Option<String>,
     /// The image as the user asked for it (`nginx:1.27`, `docker.io/library/nginx:1.27`).
     pub image: Option<String>,
+    /// The Kubernetes pod's name.
     pub pod: Option<String>,
+    /// The Kubernetes namespace.
     pub namespace: Option<String>,
+    /// The Kubernetes pod's UID.
     pub pod_uid: Option<String>,
     /// The pod sandbox the container runs in (CRI runtimes).
     pub sandbox_id: Option<String>,
@@ -163,6 +169,7 @@ pub struct RuntimeMetadata {
     pub is_sandbox: bool,
     /// Docker's container labels, CRI-O's container labels.
     pub labels: BTreeMap<String, String>,
+    /// How the container runs.
     pub posture: Posture,
 }
 
@@ -196,19 +203,30 @@ pub enum MetadataError {
     /// The runtime has not written the file yet (or the container is already
     /// gone); worth trying again shortly.
     #[error("{} is not there (not written yet, or the container is gone)", path.display())]
-    NotWritten { path: PathBuf },
+    NotWritten {
+        /// The file looked for.
+        path: PathBuf,
+    },
     #[error(
         "cannot read {}: {source}; give the agent read access to the runtime's state under the host root",
         path.display()
     )]
+    /// The file is there but cannot be read (permissions, not a regular
+    /// file, a symlink, too large).
     Unreadable {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
     #[error("{} is not in the format the runtime writes: {source}", path.display())]
+    /// The file is not the JSON the runtime writes (or is still being written,
+    /// see [`MetadataError::is_retryable`]).
     Malformed {
+        /// The file.
         path: PathBuf,
+        /// What the parser found.
         #[source]
         source: serde_json::Error,
     },
