@@ -914,6 +914,78 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn rootless_docker_and_cri_dockerd_bare_ids_read_docker_files() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "9".repeat(64);
+        let write = |docker_root: &Path, labels: &str| {
+            let dir = docker_root.join("containers").join(&id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("config.v2.json"),
+                format!(
+                    r#"{{"ID":"{id}","Name":"/k8s_app_shop-0_shop_5b5e07db-f1b9-4530-81ef-b7d04d66b83e_0","Config":{{"Image":"shop:2","User":"1000","Labels":{labels}}}}}"#
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("hostconfig.json"),
+                r#"{"NetworkMode":"container:abc"}"#,
+            )
+            .unwrap();
+        };
+        let paths = RuntimePaths::with_host_root(root.path());
+
+        // Rootless: under the user's home, found through etc/passwd.
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        write(&root.path().join("home/bob/.local/share/docker"), "null");
+        let rootless = parse_cgroup_path(&format!(
+            "/user.slice/user-1001.slice/user@1001.service/user.slice/docker-{id}.scope"
+        ))
+        .unwrap();
+        let m = read_metadata(&paths, &rootless).unwrap();
+        assert_eq!(m.image.as_deref(), Some("shop:2"));
+        assert_eq!(m.posture.uid, Some(1000));
+        assert_eq!(m.posture.host_network, Some(false));
+        // Rootful Docker has no such container.
+        let rootful = parse_cgroup_path(&format!("/docker/{id}")).unwrap();
+        assert!(matches!(
+            read_metadata(&paths, &rootful),
+            Err(MetadataError::NotWritten { .. })
+        ));
+
+        // A bare id under kubepods: containerd's bundle is missing, cri-dockerd's files are there.
+        write(
+            &root.path().join("var/lib/docker"),
+            r#"{"io.kubernetes.container.name":"app","io.kubernetes.pod.name":"shop-0","io.kubernetes.pod.namespace":"shop","io.kubernetes.pod.uid":"5b5e07db-f1b9-4530-81ef-b7d04d66b83e"}"#,
+        );
+        let bare = parse_cgroup_path(&format!(
+            "/kubepods/besteffort/pod5b5e07db-f1b9-4530-81ef-b7d04d66b83e/{id}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (bare.runtime, bare.runtime_inferred),
+            (Runtime::Containerd, true)
+        );
+        let m = read_metadata(&paths, &bare).unwrap();
+        assert_eq!(m.runtime, Runtime::Docker);
+        assert_eq!(m.name.as_deref(), Some("app"));
+        assert_eq!(m.pod.as_deref(), Some("shop-0"));
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        assert!(m.is_complete());
+        // A scope that names containerd is not looked for in Docker's files.
+        let named = parse_cgroup_path(&format!("/system.slice/cri-containerd-{id}.scope")).unwrap();
+        assert!(matches!(
+            read_metadata(&paths, &named),
+            Err(MetadataError::NotWritten { .. })
+        ));
+    }
+
+    #[test]
     fn missing_files_are_not_written_yet_and_retryable() {
         let absent = "0".repeat(64);
         for path in [
