@@ -1,0 +1,1134 @@
+//! A container's name, image, pod and posture, read from its runtime's own
+//! state files under a host root (`/`, or `/host` in a DaemonSet). Read-only:
+//! nothing here asks a runtime's API or writes anything.
+//!
+//! | runtime    | files (under the host root) |
+//! | ---------- | --------------------------- |
+//! | Docker     | `var/lib/docker/containers/<id>/config.v2.json` and `hostconfig.json` |
+//! | containerd | `run/containerd/io.containerd.runtime.v2.task/{k8s.io,moby}/<id>/config.json` (OCI, `io.kubernetes.cri.*` annotations) |
+//! | CRI-O      | `run/containers/storage/overlay-containers/<id>/userdata/config.json` (OCI, `io.kubernetes.cri-o.*` annotations) |
+//! | Podman     | `var/lib/containers/storage/overlay-containers/<id>/userdata/config.json` and the store's `containers.json` |
+//!
+//! Rootless Docker and Podman keep the same files under the user's home
+//! (`~/.local/share/docker`, `~/.local/share/containers/storage`), found
+//! through the host's `etc/passwd`.
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{self, Read},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::cgroup_path::{CgroupIdentity, Runtime};
+
+/// The largest state file read; `containers.json` lists every container of a store.
+const MAX_STATE_FILE: u64 = 16 << 20;
+
+/// Where the runtimes keep their state, relative to `host_root`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimePaths {
+    /// The host's `/` as the agent sees it: `/`, or `/host` in a DaemonSet.
+    pub host_root: PathBuf,
+    /// Docker's data root (`data-root` in `daemon.json`).
+    pub docker_root: PathBuf,
+    /// containerd's state directory (`state` in `config.toml`).
+    pub containerd_state: PathBuf,
+    /// The containerd namespaces whose task bundles are searched, in order.
+    pub containerd_namespaces: Vec<String>,
+    /// The containers/storage run root CRI-O keeps `userdata` in.
+    pub storage_runroot: PathBuf,
+    /// The containers/storage graph root Podman keeps `userdata` and `containers.json` in.
+    pub storage_graphroot: PathBuf,
+}
+
+impl Default for RuntimePaths {
+    fn default() -> Self {
+        RuntimePaths::with_host_root("/")
+    }
+}
+
+impl RuntimePaths {
+    /// The runtimes' default locations under `host_root`.
+    pub fn with_host_root(host_root: impl Into<PathBuf>) -> Self {
+        RuntimePaths {
+            host_root: host_root.into(),
+            docker_root: "var/lib/docker".into(),
+            containerd_state: "run/containerd".into(),
+            containerd_namespaces: vec!["k8s.io".into(), "moby".into()],
+            storage_runroot: "run/containers/storage".into(),
+            storage_graphroot: "var/lib/containers/storage".into(),
+        }
+    }
+
+    /// An absolute host path (or one relative to the host's `/`) under `host_root`.
+    fn host(&self, path: &Path) -> PathBuf {
+        self.host_root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// The home directory of `uid`, from the host's `etc/passwd`.
+    fn home_of(&self, uid: u32) -> Option<PathBuf> {
+        let passwd = std::fs::read_to_string(self.host(Path::new("etc/passwd"))).ok()?;
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| self.host(Path::new(f[5])))
+        })
+    }
+
+    fn docker_roots(&self, rootless_uid: Option<u32>) -> Vec<PathBuf> {
+        match rootless_uid {
+            Some(uid) => self
+                .home_of(uid)
+                .map(|home| home.join(".local/share/docker"))
+                .into_iter()
+                .collect(),
+            None => vec![self.host(&self.docker_root)],
+        }
+    }
+
+    /// Podman's (graph root, run root) pairs to search.
+    fn storage_roots(&self, rootless_uid: Option<u32>) -> Vec<(PathBuf, PathBuf)> {
+        match rootless_uid {
+            Some(uid) => self
+                .home_of(uid)
+                .map(|home| {
+                    (
+                        home.join(".local/share/containers/storage"),
+                        self.host(Path::new(&format!("run/user/{uid}/containers"))),
+                    )
+                })
+                .into_iter()
+                .collect(),
+            None => vec![(
+                self.host(&self.storage_graphroot),
+                self.host(&self.storage_runroot),
+            )],
+        }
+    }
+}
+
+/// A resource limit as the runtime configured it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    /// No limit: the container may use all the host has.
+    Unlimited,
+    /// Bytes for memory, millicores (1000 = one CPU) for CPU.
+    Set(u64),
+}
+
+/// Facts about how a container runs that the posture rules judge.
+/// Each is `None` when the runtime's files do not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Posture {
+    /// Docker's and Podman's `--privileged`; for CRI runtimes inferred from the
+    /// spec as they write it for privileged containers (`CAP_SYS_ADMIN` in the
+    /// bounding set and no masked paths).
+    pub privileged: Option<bool>,
+    /// Shares the host's network namespace (Docker `--network host`, a pod's
+    /// `hostNetwork`: an OCI spec without a network namespace).
+    pub host_network: Option<bool>,
+    /// Docker's network mode as written (`bridge`, `host`, `none`, `container:<id>`, ...).
+    pub network_mode: Option<String>,
+    /// The root filesystem is mounted read-only.
+    pub read_only_rootfs: Option<bool>,
+    /// The memory limit in bytes.
+    pub memory_limit: Option<Limit>,
+    /// The CPU limit in millicores.
+    pub cpu_limit: Option<Limit>,
+    /// Docker's restart policy: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+    pub restart_policy: Option<String>,
+    /// The user the main process runs as, as configured (`nginx`, `1000:1000`, `0`).
+    pub user: Option<String>,
+    /// The numeric uid, where the files give it.
+    pub uid: Option<u32>,
+}
+
+/// What the runtime's state files say about one container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuntimeMetadata {
+    /// Whose files were read (may differ from the path's guess, see
+    /// [`CgroupIdentity::runtime_inferred`]).
+    pub runtime: Runtime,
+    /// The container's name: Docker's without the leading `/`, the Kubernetes container name.
+    pub name: Option<String>,
+    /// The image as the user asked for it (`nginx:1.27`, `docker.io/library/nginx:1.27`).
+    pub image: Option<String>,
+    /// The Kubernetes pod's name.
+    pub pod: Option<String>,
+    /// The Kubernetes namespace.
+    pub namespace: Option<String>,
+    /// The Kubernetes pod's UID.
+    pub pod_uid: Option<String>,
+    /// The pod sandbox the container runs in (CRI runtimes).
+    pub sandbox_id: Option<String>,
+    /// The pod's sandbox ("pause") container itself, not a workload.
+    pub is_sandbox: bool,
+    /// Docker's container labels, CRI-O's container labels.
+    pub labels: BTreeMap<String, String>,
+    /// How the container runs.
+    pub posture: Posture,
+}
+
+impl RuntimeMetadata {
+    fn new(runtime: Runtime) -> Self {
+        RuntimeMetadata {
+            runtime,
+            name: None,
+            image: None,
+            pod: None,
+            namespace: None,
+            pod_uid: None,
+            sandbox_id: None,
+            is_sandbox: false,
+            labels: BTreeMap::new(),
+            posture: Posture::default(),
+        }
+    }
+
+    /// Name and image known, and for CRI runtimes pod and namespace too.
+    pub fn is_complete(&self) -> bool {
+        self.name.is_some()
+            && self.image.is_some()
+            && (!self.runtime.is_cri() || (self.pod.is_some() && self.namespace.is_some()))
+    }
+}
+
+/// Why a container's metadata could not be read.
+#[derive(Debug, Error)]
+pub enum MetadataError {
+    /// The runtime has not written the file yet (or the container is already
+    /// gone); worth trying again shortly.
+    #[error("{} is not there (not written yet, or the container is gone)", path.display())]
+    NotWritten {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    #[error(
+        "cannot read {}: {source}; give the agent read access to the runtime's state under the host root",
+        path.display()
+    )]
+    /// The file is there but cannot be read (permissions, not a regular
+    /// file, a symlink, too large).
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not in the format the runtime writes: {source}", path.display())]
+    /// The file is not the JSON the runtime writes (or is still being written,
+    /// see [`MetadataError::is_retryable`]).
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl MetadataError {
+    /// Whether trying again later may succeed: the file is missing, or ends
+    /// early as a file being written does.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MetadataError::NotWritten { .. } => true,
+            MetadataError::Malformed { source, .. } => source.is_eof(),
+            MetadataError::Unreadable { .. } => false,
+        }
+    }
+}
+
+/// Reads the metadata of the container `identity` names from its runtime's files.
+pub fn read_metadata(
+    paths: &RuntimePaths,
+    identity: &CgroupIdentity,
+) -> Result<RuntimeMetadata, MetadataError> {
+    let id = identity.container_id.as_str();
+    let uid = identity.rootless_uid;
+    match identity.runtime {
+        Runtime::Docker => first_found(paths.docker_roots(uid), |root| read_docker(&root, id)),
+        Runtime::Containerd => {
+            let found = first_found(paths.containerd_namespaces.iter(), |ns| {
+                read_containerd(
+                    &paths
+                        .host(&paths.containerd_state)
+                        .join("io.containerd.runtime.v2.task")
+                        .join(ns)
+                        .join(id),
+                )
+            });
+            match found {
+                // A bare id under kubepods may be cri-dockerd's.
+                Err(e @ MetadataError::NotWritten { .. }) if identity.runtime_inferred => {
+                    first_found(paths.docker_roots(uid), |root| read_docker(&root, id))
+                        .map_err(|_| e)
+                }
+                other => other,
+            }
+        }
+        Runtime::Crio => {
+            let candidates = [
+                paths.host(&paths.storage_runroot),
+                paths.host(&paths.storage_graphroot),
+            ];
+            first_found(candidates, |root| {
+                read_crio(&root.join("overlay-containers").join(id).join("userdata"))
+            })
+        }
+        Runtime::Podman => first_found(paths.storage_roots(uid), |(graph, run)| {
+            read_podman(&graph, &run, id)
+        }),
+    }
+}
+
+/// The first candidate whose files exist, or the first "not written" error.
+fn first_found<T, I: IntoIterator>(
+    candidates: I,
+    mut read: impl FnMut(I::Item) -> Result<T, MetadataError>,
+) -> Result<T, MetadataError> {
+    let mut missing = None;
+    for c in candidates {
+        match read(c) {
+            Err(e @ MetadataError::NotWritten { .. }) => {
+                missing.get_or_insert(e);
+            }
+            other => return other,
+        }
+    }
+    Err(missing.unwrap_or_else(|| MetadataError::NotWritten {
+        // No candidate at all: a rootless user without a home in etc/passwd.
+        path: PathBuf::from("etc/passwd"),
+    }))
+}
+
+/// Reads a runtime state file: a regular file, not through a symlink, bounded
+/// in size, never blocking (a FIFO planted in a rootless user's store must not
+/// stall the agent).
+fn read_state_file(path: &Path) -> Result<Vec<u8>, MetadataError> {
+    let unreadable = |source| MetadataError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(MetadataError::NotWritten {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) => return Err(unreadable(e)),
+    };
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(unreadable(io::Error::other("not a regular file")));
+    }
+    if meta.len() > MAX_STATE_FILE {
+        return Err(unreadable(io::Error::other(format!(
+            "larger than {MAX_STATE_FILE} bytes"
+        ))));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_STATE_FILE)
+        .read_to_end(&mut buf)
+        .map_err(unreadable)?;
+    Ok(buf)
+}
+
+fn parse<'a, T: Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -> Result<T, MetadataError> {
+    serde_json::from_slice(bytes).map_err(|source| MetadataError::Malformed {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn non_empty(s: Option<&String>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).cloned()
+}
+
+// ---- Docker ---------------------------------------------------------------
+
+/// `config.v2.json`: the container as dockerd keeps it (the fields read here).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerContainer {
+    #[serde(rename = "ID")]
+    id: String,
+    name: Option<String>,
+    config: Option<DockerConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerConfig {
+    image: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    user: Option<String>,
+}
+
+/// `hostconfig.json`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerHostConfig {
+    privileged: Option<bool>,
+    network_mode: Option<String>,
+    readonly_rootfs: Option<bool>,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    restart_policy: Option<DockerRestartPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerRestartPolicy {
+    name: Option<String>,
+    maximum_retry_count: Option<i64>,
+}
+
+/// Reads `<docker_root>/containers/<id>/config.v2.json` and `hostconfig.json`.
+pub fn read_docker(docker_root: &Path, id: &str) -> Result<RuntimeMetadata, MetadataError> {
+    let dir = docker_root.join("containers").join(id);
+    let config_path = dir.join("config.v2.json");
+    let host_path = dir.join("hostconfig.json");
+    let config = read_state_file(&config_path)?;
+    let host = read_state_file(&host_path)?;
+    let container: DockerContainer = parse(&config_path, &config)?;
+    let host: DockerHostConfig = parse(&host_path, &host)?;
+    if container.id != id {
+        return Err(MetadataError::Malformed {
+            path: config_path,
+            source: serde::de::Error::custom(format!("holds container {}", container.id)),
+        });
+    }
+    Ok(docker_metadata(container, host))
+}
+
+fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
+    let mut m = RuntimeMetadata::new(Runtime::Docker);
+    m.name = c
+        .name
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .filter(|n| !n.is_empty());
+    let config = c.config.unwrap_or(DockerConfig {
+        image: None,
+        labels: None,
+        user: None,
+    });
+    m.image = non_empty(config.image.as_ref());
+    m.labels = config.labels.unwrap_or_default();
+    // cri-dockerd labels a pod's containers the way the kubelet's dockershim did.
+    m.pod = non_empty(m.labels.get("io.kubernetes.pod.name"));
+    m.namespace = non_empty(m.labels.get("io.kubernetes.pod.namespace"));
+    m.pod_uid = non_empty(m.labels.get("io.kubernetes.pod.uid"));
+    if let Some(name) = non_empty(m.labels.get("io.kubernetes.container.name")) {
+        m.is_sandbox = name == "POD";
+        m.name = Some(name);
+    }
+    // The config is merged with the image's: an empty user is root.
+    let user = config.user.unwrap_or_default();
+    m.posture.uid = if user.is_empty() {
+        Some(0)
+    } else {
+        user.split(':').next().and_then(|u| u.parse().ok())
+    };
+    m.posture.user = Some(if user.is_empty() {
+        "0".to_owned()
+    } else {
+        user
+    });
+
+    let p = &mut m.posture;
+    p.privileged = h.privileged;
+    p.network_mode = h.network_mode.clone();
+    p.host_network = h.network_mode.as_deref().map(|mode| mode == "host");
+    p.read_only_rootfs = h.readonly_rootfs;
+    p.memory_limit = h.memory.map(|bytes| match bytes {
+        b if b > 0 => Limit::Set(b as u64),
+        _ => Limit::Unlimited,
+    });
+    p.cpu_limit = match (h.nano_cpus, h.cpu_quota) {
+        (Some(n), _) if n > 0 => Some(Limit::Set(n as u64 / 1_000_000)),
+        (_, Some(q)) if q > 0 => {
+            let period = h.cpu_period.filter(|&p| p > 0).unwrap_or(100_000);
+            Some(Limit::Set(q as u64 * 1000 / period as u64))
+        }
+        (None, None) => None,
+        _ => Some(Limit::Unlimited),
+    };
+    p.restart_policy = h.restart_policy.map(|r| {
+        let name = r
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "no".into());
+        match r.maximum_retry_count {
+            Some(n) if n > 0 && name == "on-failure" => format!("{name}:{n}"),
+            _ => name,
+        }
+    });
+    m
+}
+
+// ---- OCI runtime spec (containerd, CRI-O, Podman) -------------------------
+
+/// An OCI runtime spec `config.json` (the fields read here).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciSpec {
+    #[allow(dead_code)] // required: a JSON file without it is no OCI spec
+    oci_version: String,
+    process: Option<OciProcess>,
+    root: Option<OciRoot>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    linux: Option<OciLinux>,
+}
+
+#[derive(Deserialize)]
+struct OciProcess {
+    user: Option<OciUser>,
+    capabilities: Option<OciCapabilities>,
+}
+
+#[derive(Deserialize)]
+struct OciUser {
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct OciCapabilities {
+    #[serde(default)]
+    bounding: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct OciRoot {
+    readonly: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciLinux {
+    resources: Option<OciResources>,
+    #[serde(default)]
+    namespaces: Vec<OciNamespace>,
+    #[serde(default)]
+    masked_paths: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct OciResources {
+    memory: Option<OciMemory>,
+    cpu: Option<OciCpu>,
+    /// cgroup v2 files by name (`memory.max`, `cpu.max`).
+    #[serde(default)]
+    unified: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct OciMemory {
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OciCpu {
+    quota: Option<i64>,
+    period: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct OciNamespace {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+fn read_oci(path: &Path) -> Result<OciSpec, MetadataError> {
+    let bytes = read_state_file(path)?;
+    parse(path, &bytes)
+}
+
+/// The posture facts every OCI spec states.
+fn oci_posture(spec: &OciSpec) -> Posture {
+    let mut p = Posture::default();
+    if let Some(user) = spec.process.as_ref().and_then(|p| p.user.as_ref()) {
+        p.uid = user.uid;
+        p.user = user.uid.map(|uid| match user.gid {
+            Some(gid) => format!("{uid}:{gid}"),
+            None => uid.to_string(),
+        });
+    }
+    p.read_only_rootfs = Some(spec.root.as_ref().and_then(|r| r.readonly).unwrap_or(false));
+    if let Some(linux) = &spec.linux {
+        p.host_network = Some(!linux.namespaces.iter().any(|ns| ns.kind == "network"));
+        if let Some(caps) = spec.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
+            let sys_admin = caps.bounding.iter().any(|c| c == "CAP_SYS_ADMIN");
+            p.privileged = Some(sys_admin && linux.masked_paths.is_empty());
+        }
+        let res = linux.resources.as_ref();
+        let unified = |key: &str| res.and_then(|r| r.unified.get(key)).map(String::as_str);
+        let memory = res.and_then(|r| r.memory.as_ref()).and_then(|m| m.limit);
+        p.memory_limit = Some(match (memory, unified("memory.max")) {
+            (Some(b), _) if b > 0 => Limit::Set(b as u64),
+            (_, Some(v)) => v.parse().map(Limit::Set).unwrap_or(Limit::Unlimited),
+            _ => Limit::Unlimited,
+        });
+        let cpu = res.and_then(|r| r.cpu.as_ref());
+        let quota = cpu
+            .and_then(|c| c.quota)
+            .filter(|&q| q > 0)
+            .map(|q| q as u64);
+        let period = cpu.and_then(|c| c.period).filter(|&p| p > 0);
+        let from_unified = unified("cpu.max").and_then(|v| {
+            let mut it = v.split_whitespace();
+            let q = it.next()?.parse::<u64>().ok()?; // "max" is no limit
+            Some((q, it.next().and_then(|p| p.parse().ok())))
+        });
+        p.cpu_limit = Some(match (quota, from_unified) {
+            (Some(q), _) => Limit::Set(q * 1000 / period.unwrap_or(100_000)),
+            (None, Some((q, per))) => {
+                Limit::Set(q * 1000 / per.filter(|&p| p > 0).unwrap_or(100_000))
+            }
+            _ => Limit::Unlimited,
+        });
+    }
+    p
+}
+
+/// Reads a containerd task bundle's `config.json` (`<bundle>/config.json`).
+pub fn read_containerd(bundle: &Path) -> Result<RuntimeMetadata, MetadataError> {
+    let spec = read_oci(&bundle.join("config.json"))?;
+    Ok(containerd_metadata(&spec))
+}
+
+fn containerd_metadata(spec: &OciSpec) -> RuntimeMetadata {
+    let a = |k: &str| non_empty(spec.annotations.get(k));
+    let mut m = RuntimeMetadata::new(Runtime::Containerd);
+    m.is_sandbox = a("io.kubernetes.cri.container-type").as_deref() == Some("sandbox");
+    m.name = a("io.kubernetes.cri.container-name");
+    m.image = a("io.kubernetes.cri.image-name");
+    if m.is_sandbox {
+        // The kubelet's name for a pod's sandbox container, as CRI-O labels it.
+        m.name.get_or_insert_with(|| "POD".to_owned());
+        m.image = m
+            .image
+            .or_else(|| a("io.kubernetes.cri.podsandbox.image-name"));
+    }
+    m.pod = a("io.kubernetes.cri.sandbox-name");
+    m.namespace = a("io.kubernetes.cri.sandbox-namespace");
+    m.pod_uid = a("io.kubernetes.cri.sandbox-uid");
+    m.sandbox_id = a("io.kubernetes.cri.sandbox-id");
+    m.posture = oci_posture(spec);
+    m
+}
+
+/// Reads a CRI-O container's `<userdata>/config.json`.
+pub fn read_crio(userdata: &Path) -> Result<RuntimeMetadata, MetadataError> {
+    let spec = read_oci(&userdata.join("config.json"))?;
+    Ok(crio_metadata(&spec))
+}
+
+fn crio_metadata(spec: &OciSpec) -> RuntimeMetadata {
+    let ann = &spec.annotations;
+    // Labels and metadata are JSON documents inside annotations.
+    let labels: BTreeMap<String, String> = ann
+        .get("io.kubernetes.cri-o.Labels")
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    let get = |k: &str| non_empty(ann.get(k)).or_else(|| non_empty(labels.get(k)));
+    let mut m = RuntimeMetadata::new(Runtime::Crio);
+    m.is_sandbox = get("io.kubernetes.cri-o.ContainerType").as_deref() == Some("sandbox");
+    m.name = get("io.kubernetes.container.name").or_else(|| {
+        #[derive(Deserialize)]
+        struct Metadata {
+            name: Option<String>,
+        }
+        let meta: Metadata = serde_json::from_str(ann.get("io.kubernetes.cri-o.Metadata")?).ok()?;
+        non_empty(meta.name.as_ref())
+    });
+    m.image = get("io.kubernetes.cri-o.ImageName").or_else(|| get("io.kubernetes.cri-o.Image"));
+    m.pod = get("io.kubernetes.pod.name").or_else(|| get("io.kubernetes.cri-o.KubeName"));
+    m.namespace =
+        get("io.kubernetes.pod.namespace").or_else(|| get("io.kubernetes.cri-o.Namespace"));
+    m.pod_uid = get("io.kubernetes.pod.uid");
+    m.sandbox_id = get("io.kubernetes.cri-o.SandboxID");
+    m.labels = labels;
+    m.posture = oci_posture(spec);
+    m
+}
+
+/// One entry of containers/storage's `containers.json`.
+#[derive(Deserialize)]
+struct StorageContainer {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    /// A JSON document Podman writes: `{"image-name": ..., "name": ...}`.
+    metadata: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StorageMetadata {
+    #[serde(rename = "image-name")]
+    image_name: Option<String>,
+    name: Option<String>,
+}
+
+/// Reads a Podman container: the OCI spec in its `userdata` (under the graph
+/// root, or the run root) and its name and image from the store's `containers.json`.
+pub fn read_podman(
+    graphroot: &Path,
+    runroot: &Path,
+    id: &str,
+) -> Result<RuntimeMetadata, MetadataError> {
+    let spec = first_found([graphroot, runroot], |root| {
+        read_oci(
+            &root
+                .join("overlay-containers")
+                .join(id)
+                .join("userdata/config.json"),
+        )
+    })?;
+    let mut m = RuntimeMetadata::new(Runtime::Podman);
+    m.posture = oci_posture(&spec);
+    // Podman says whether it ran the container --privileged.
+    if let Some(p) = spec.annotations.get("io.podman.annotations.privileged") {
+        m.posture.privileged = Some(p.eq_ignore_ascii_case("true"));
+    }
+    // --rm containers may live in the volatile list.
+    let lists = ["containers.json", "volatile-containers.json"]
+        .map(|f| graphroot.join("overlay-containers").join(f));
+    let entry = first_found(lists.iter(), |path| {
+        let bytes = read_state_file(path)?;
+        let all: Vec<StorageContainer> = parse(path, &bytes)?;
+        all.into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| MetadataError::NotWritten { path: path.clone() })
+    })?;
+    let meta: Option<StorageMetadata> = entry
+        .metadata
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    m.name = entry
+        .names
+        .first()
+        .cloned()
+        .or_else(|| meta.as_ref().and_then(|m| m.name.clone()));
+    m.image = meta.and_then(|m| m.image_name).filter(|s| !s.is_empty());
+    Ok(m)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::context::cgroup_path::parse_cgroup_path;
+
+    /// The fixtures: a host root holding each runtime's real state files.
+    pub(crate) fn fixture_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/runtime/host")
+    }
+
+    pub(crate) const DOCKER_WEB: &str =
+        "8ad700d1f7115aba42de87ce088d3f16808a1ac54e2d7f562c499bdef8d0a0d4";
+    pub(crate) const DOCKER_PRIV: &str =
+        "43f0f7a7161b170c4666003296a36c6faae295016849ff5416d67a524e17703c";
+    pub(crate) const CONTAINERD_APP: &str =
+        "7be7ca56452ce0f69575654683e3b8cdc61d8898d06caf92fbf5ffffcd856bd7";
+    pub(crate) const CONTAINERD_SANDBOX: &str =
+        "2f8ce2bd696584bcc7d7c107135a38354d6766bc7ea7dd137bb4acfc92592268";
+    pub(crate) const CRIO_APP: &str =
+        "438e2ba9d5970597608a7df68ae72f6085a1460f976f964ed5f369c793eaa4fe";
+    pub(crate) const PODMAN_WEB: &str =
+        "2ce0d2ad61e6c6f318b83c01ca2f4f8fdef947a0345a5734c9fa885e5e963f0b";
+    pub(crate) const PODMAN_ROOTLESS: &str =
+        "57656b20fb883085861e0047f87e29302bfb811ca3e13ab9308650b7070f2fd5";
+
+    fn read(path: &str) -> Result<RuntimeMetadata, MetadataError> {
+        let identity = parse_cgroup_path(path).expect("a container path");
+        read_metadata(&RuntimePaths::with_host_root(fixture_root()), &identity)
+    }
+
+    #[test]
+    fn docker_container_with_limits() {
+        let m = read(&format!("/system.slice/docker-{DOCKER_WEB}.scope")).unwrap();
+        assert_eq!(m.runtime, Runtime::Docker);
+        assert_eq!(m.name.as_deref(), Some("web"));
+        assert_eq!(m.image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(m.pod, None);
+        assert_eq!(
+            m.labels
+                .get("com.docker.compose.service")
+                .map(String::as_str),
+            Some("web")
+        );
+        assert!(m.is_complete());
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(false));
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(p.read_only_rootfs, Some(true));
+        assert_eq!(p.memory_limit, Some(Limit::Set(268_435_456)));
+        assert_eq!(p.cpu_limit, Some(Limit::Set(500)));
+        assert_eq!(p.restart_policy.as_deref(), Some("on-failure:5"));
+        assert_eq!(p.user.as_deref(), Some("101:101"));
+        assert_eq!(p.uid, Some(101));
+    }
+
+    #[test]
+    fn docker_privileged_host_network_unbounded_root() {
+        let m = read(&format!("/docker/{DOCKER_PRIV}")).unwrap();
+        assert_eq!(m.name.as_deref(), Some("debug"));
+        assert_eq!(m.image.as_deref(), Some("alpine:3.20"));
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(true));
+        assert_eq!(p.host_network, Some(true));
+        assert_eq!(p.read_only_rootfs, Some(false));
+        assert_eq!(p.memory_limit, Some(Limit::Unlimited));
+        assert_eq!(p.cpu_limit, Some(Limit::Unlimited));
+        assert_eq!(p.restart_policy.as_deref(), Some("always"));
+        assert_eq!(p.user.as_deref(), Some("0"));
+        assert_eq!(p.uid, Some(0));
+    }
+
+    #[test]
+    fn containerd_kubernetes_container() {
+        let m = read(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod01b4b887_7635_4346_9c20_58a294bbb034.slice/cri-containerd-{CONTAINERD_APP}.scope"
+        ))
+        .unwrap();
+        assert_eq!(m.runtime, Runtime::Containerd);
+        assert_eq!(m.name.as_deref(), Some("coredns"));
+        assert_eq!(
+            m.image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.11.1")
+        );
+        assert_eq!(m.pod.as_deref(), Some("coredns-6d4b75cb6d-w4b72"));
+        assert_eq!(m.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(
+            m.pod_uid.as_deref(),
+            Some("01b4b887-7635-4346-9c20-58a294bbb034")
+        );
+        assert_eq!(m.sandbox_id.as_deref(), Some(CONTAINERD_SANDBOX));
+        assert!(!m.is_sandbox);
+        assert!(m.is_complete());
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(false));
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.read_only_rootfs, Some(true));
+        assert_eq!(p.memory_limit, Some(Limit::Set(178_257_920)));
+        assert_eq!(p.cpu_limit, Some(Limit::Set(100)));
+        assert_eq!(p.user.as_deref(), Some("65532:65532"));
+        assert_eq!(p.restart_policy, None);
+    }
+
+    #[test]
+    fn containerd_sandbox_found_by_a_bare_id() {
+        let m = read(&format!(
+            "/kubepods/burstable/pod01b4b887-7635-4346-9c20-58a294bbb034/{CONTAINERD_SANDBOX}"
+        ))
+        .unwrap();
+        assert!(m.is_sandbox);
+        assert_eq!(m.name.as_deref(), Some("POD"));
+        assert_eq!(m.image.as_deref(), Some("registry.k8s.io/pause:3.9"));
+        assert_eq!(m.pod.as_deref(), Some("coredns-6d4b75cb6d-w4b72"));
+        assert!(m.is_complete());
+        // The sandbox owns the pod's network namespace; it is not the host's.
+        assert_eq!(m.posture.host_network, Some(false));
+        assert_eq!(m.posture.cpu_limit, Some(Limit::Unlimited));
+    }
+
+    #[test]
+    fn crio_kubernetes_container() {
+        let m = read(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5b5e07db_f1b9_4530_81ef_b7d04d66b83e.slice/crio-{CRIO_APP}.scope"
+        ))
+        .unwrap();
+        assert_eq!(m.runtime, Runtime::Crio);
+        assert_eq!(m.name.as_deref(), Some("coredns"));
+        assert_eq!(
+            m.image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.11.1")
+        );
+        assert_eq!(m.pod.as_deref(), Some("coredns-6d4b75cb6d-4mtdm"));
+        assert_eq!(m.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(
+            m.pod_uid.as_deref(),
+            Some("5b5e07db-f1b9-4530-81ef-b7d04d66b83e")
+        );
+        assert_eq!(
+            m.sandbox_id.as_deref(),
+            Some("500027715b8ab8cdb7871c0894b8a7d3eea199c7a8f458351952f44a6ad6cc14")
+        );
+        assert_eq!(
+            m.labels
+                .get("io.kubernetes.container.name")
+                .map(String::as_str),
+            Some("coredns")
+        );
+        assert!(m.is_complete());
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(false));
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.read_only_rootfs, Some(true));
+        assert_eq!(p.memory_limit, Some(Limit::Set(178_257_920)));
+        assert_eq!(p.cpu_limit, Some(Limit::Unlimited));
+        assert_eq!(p.uid, Some(0));
+    }
+
+    #[test]
+    fn podman_rootful_privileged_from_its_annotation() {
+        let m = read(&format!("/machine.slice/libpod-{PODMAN_WEB}.scope")).unwrap();
+        assert_eq!(m.runtime, Runtime::Podman);
+        assert_eq!(m.name.as_deref(), Some("web"));
+        assert_eq!(m.image.as_deref(), Some("docker.io/library/nginx:1.27.4"));
+        assert!(m.is_complete());
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(true));
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.memory_limit, Some(Limit::Set(536_870_912)));
+        assert_eq!(p.cpu_limit, Some(Limit::Set(1500)));
+        assert_eq!(p.read_only_rootfs, Some(false));
+    }
+
+    #[test]
+    fn podman_rootless_found_through_passwd() {
+        let m = read(&format!(
+            "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{PODMAN_ROOTLESS}.scope"
+        ))
+        .unwrap();
+        assert_eq!(m.name.as_deref(), Some("sleepy_ramanujan"));
+        assert_eq!(m.image.as_deref(), Some("docker.io/library/nginx:1.27.4"));
+        assert_eq!(m.posture.privileged, Some(false));
+        assert_eq!(m.posture.host_network, Some(true));
+        assert_eq!(m.posture.uid, Some(0));
+    }
+
+    #[test]
+    fn rootless_docker_and_cri_dockerd_bare_ids_read_docker_files() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "9".repeat(64);
+        let write = |docker_root: &Path, labels: &str| {
+            let dir = docker_root.join("containers").join(&id);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("config.v2.json"),
+                format!(
+                    r#"{{"ID":"{id}","Name":"/k8s_app_shop-0_shop_5b5e07db-f1b9-4530-81ef-b7d04d66b83e_0","Config":{{"Image":"shop:2","User":"1000","Labels":{labels}}}}}"#
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("hostconfig.json"),
+                r#"{"NetworkMode":"container:abc"}"#,
+            )
+            .unwrap();
+        };
+        let paths = RuntimePaths::with_host_root(root.path());
+
+        // Rootless: under the user's home, found through etc/passwd.
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        write(&root.path().join("home/bob/.local/share/docker"), "null");
+        let rootless = parse_cgroup_path(&format!(
+            "/user.slice/user-1001.slice/user@1001.service/user.slice/docker-{id}.scope"
+        ))
+        .unwrap();
+        let m = read_metadata(&paths, &rootless).unwrap();
+        assert_eq!(m.image.as_deref(), Some("shop:2"));
+        assert_eq!(m.posture.uid, Some(1000));
+        assert_eq!(m.posture.host_network, Some(false));
+        // Rootful Docker has no such container.
+        let rootful = parse_cgroup_path(&format!("/docker/{id}")).unwrap();
+        assert!(matches!(
+            read_metadata(&paths, &rootful),
+            Err(MetadataError::NotWritten { .. })
+        ));
+
+        // A bare id under kubepods: containerd's bundle is missing, cri-dockerd's files are there.
+        write(
+            &root.path().join("var/lib/docker"),
+            r#"{"io.kubernetes.container.name":"app","io.kubernetes.pod.name":"shop-0","io.kubernetes.pod.namespace":"shop","io.kubernetes.pod.uid":"5b5e07db-f1b9-4530-81ef-b7d04d66b83e"}"#,
+        );
+        let bare = parse_cgroup_path(&format!(
+            "/kubepods/besteffort/pod5b5e07db-f1b9-4530-81ef-b7d04d66b83e/{id}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (bare.runtime, bare.runtime_inferred),
+            (Runtime::Containerd, true)
+        );
+        let m = read_metadata(&paths, &bare).unwrap();
+        assert_eq!(m.runtime, Runtime::Docker);
+        assert_eq!(m.name.as_deref(), Some("app"));
+        assert_eq!(m.pod.as_deref(), Some("shop-0"));
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        assert!(m.is_complete());
+        // A scope that names containerd is not looked for in Docker's files.
+        let named = parse_cgroup_path(&format!("/system.slice/cri-containerd-{id}.scope")).unwrap();
+        assert!(matches!(
+            read_metadata(&paths, &named),
+            Err(MetadataError::NotWritten { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_files_are_not_written_yet_and_retryable() {
+        let absent = "0".repeat(64);
+        for path in [
+            format!("/system.slice/docker-{absent}.scope"),
+            format!("/system.slice/cri-containerd-{absent}.scope"),
+            format!("/system.slice/crio-{absent}.scope"),
+            format!("/machine.slice/libpod-{absent}.scope"),
+            format!("/kubepods/pod01b4b887-7635-4346-9c20-58a294bbb034/{absent}"),
+            // uid 4242 has no passwd entry.
+            format!(
+                "/user.slice/user-4242.slice/user@4242.service/user.slice/libpod-{absent}.scope"
+            ),
+        ] {
+            let err = read(&path).unwrap_err();
+            assert!(
+                matches!(err, MetadataError::NotWritten { .. }),
+                "{path}: {err}"
+            );
+            assert!(err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn malformed_and_truncated_files_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "1".repeat(64);
+        let c = dir.path().join("containers").join(&id);
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("hostconfig.json"), br#"{"Privileged":false}"#).unwrap();
+
+        // Half-written: retry.
+        std::fs::write(c.join("config.v2.json"), br#"{"ID":"11"#).unwrap();
+        let err = read_docker(dir.path(), &id).unwrap_err();
+        assert!(matches!(err, MetadataError::Malformed { .. }));
+        assert!(err.is_retryable(), "{err}");
+
+        // Wrong shape: give up.
+        std::fs::write(c.join("config.v2.json"), br#"{"Name":"/x"}"#).unwrap();
+        let err = read_docker(dir.path(), &id).unwrap_err();
+        assert!(matches!(err, MetadataError::Malformed { .. }));
+        assert!(!err.is_retryable(), "{err}");
+
+        // Another container's file.
+        std::fs::write(
+            c.join("config.v2.json"),
+            format!(r#"{{"ID":"{}"}}"#, "2".repeat(64)),
+        )
+        .unwrap();
+        assert!(matches!(
+            read_docker(dir.path(), &id),
+            Err(MetadataError::Malformed { .. })
+        ));
+
+        // Not an OCI spec at all.
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("config.json"), b"{}").unwrap();
+        assert!(matches!(
+            read_containerd(&bundle),
+            Err(MetadataError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn unreadable_state_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "3".repeat(64);
+        let c = dir.path().join("containers").join(&id);
+        std::fs::create_dir_all(&c).unwrap();
+        // A directory where a file should be, and a symlink: neither is followed.
+        std::fs::create_dir(c.join("config.v2.json")).unwrap();
+        std::fs::write(c.join("hostconfig.json"), b"{}").unwrap();
+        let err = read_docker(dir.path(), &id).unwrap_err();
+        assert!(matches!(err, MetadataError::Unreadable { .. }), "{err}");
+        assert!(!err.is_retryable());
+
+        std::fs::remove_dir(c.join("config.v2.json")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", c.join("config.v2.json")).unwrap();
+        let err = read_docker(dir.path(), &id).unwrap_err();
+        assert!(matches!(err, MetadataError::Unreadable { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_does_not_block_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_containerd(dir.path()).unwrap_err();
+        assert!(matches!(err, MetadataError::Unreadable { .. }), "{err}");
+    }
+
+    #[test]
+    fn oci_unified_cgroup_limits_are_read() {
+        let spec: OciSpec = serde_json::from_str(
+            r#"{"ociVersion":"1.1.0","process":{"user":{"uid":1000,"gid":1000}},"root":{"path":"rootfs"},
+                "linux":{"resources":{"unified":{"memory.max":"134217728","cpu.max":"50000 100000"}},
+                "namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+        )
+        .unwrap();
+        let p = oci_posture(&spec);
+        assert_eq!(p.memory_limit, Some(Limit::Set(134_217_728)));
+        assert_eq!(p.cpu_limit, Some(Limit::Set(500)));
+        assert_eq!(p.host_network, Some(true));
+        assert_eq!(p.read_only_rootfs, Some(false));
+        assert_eq!(p.privileged, None);
+        assert_eq!(p.user.as_deref(), Some("1000:1000"));
+    }
+
+    #[test]
+    fn cri_privileged_is_inferred_from_caps_and_masked_paths() {
+        let spec = |caps: &str, masked: &str| -> OciSpec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.1.0","process":{{"capabilities":{{"bounding":[{caps}]}}}},
+                    "linux":{{"namespaces":[{{"type":"network"}}]{masked}}}}}"#
+            ))
+            .unwrap()
+        };
+        // containerd's privileged: every capability, nothing masked.
+        let all = r#""CAP_CHOWN","CAP_SYS_ADMIN","CAP_SYS_MODULE","CAP_NET_ADMIN""#;
+        assert_eq!(oci_posture(&spec(all, "")).privileged, Some(true));
+        // CAP_SYS_ADMIN added to a confined container is not --privileged.
+        let masked = r#","maskedPaths":["/proc/kcore"]"#;
+        assert_eq!(oci_posture(&spec(all, masked)).privileged, Some(false));
+        assert_eq!(
+            oci_posture(&spec(r#""CAP_CHOWN""#, "")).privileged,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn completeness_needs_pod_and_namespace_only_for_cri() {
+        let mut m = RuntimeMetadata::new(Runtime::Docker);
+        m.name = Some("web".into());
+        assert!(!m.is_complete());
+        m.image = Some("nginx".into());
+        assert!(m.is_complete());
+        m.runtime = Runtime::Containerd;
+        assert!(!m.is_complete());
+        m.pod = Some("web-1".into());
+        assert!(!m.is_complete());
+        m.namespace = Some("shop".into());
+        assert!(m.is_complete());
+    }
+}
