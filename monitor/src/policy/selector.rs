@@ -82,7 +82,10 @@ impl<'a> Workload<'a> {
                 namespace: c.namespace.as_deref(),
                 pod: c.pod.as_deref(),
                 runtime: c.runtime.as_deref(),
-                labels: &NoLabels,
+                labels: match &ev.metadata {
+                    Some(m) => &m.labels,
+                    None => &NoLabels,
+                },
             },
             _ => Workload::host(),
         }

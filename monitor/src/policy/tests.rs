@@ -659,6 +659,7 @@ impl Actor {
             },
             container: self.container.clone(),
             metadata_status: self.status,
+            metadata: None,
         }
     }
 
