@@ -9,5 +9,6 @@ pub mod context;
 pub mod event;
 pub mod metrics;
 pub mod policy;
+pub mod run;
 pub mod sink;
 pub mod trace;

@@ -216,3 +216,33 @@ pub fn host_name() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
 }
+
+impl Alert {
+    /// The alert for a policy finding, stamped with the event's own time and
+    /// carrying its container, process, file and network context.
+    pub fn from_finding(
+        finding: &crate::policy::Finding,
+        event: &crate::context::EnrichedEvent,
+        at: SystemTime,
+        host: &str,
+    ) -> Alert {
+        use crate::event::EventBody;
+        let mut alert = Alert::at(
+            at,
+            host,
+            &*finding.rule,
+            &*finding.policy,
+            finding.severity,
+            finding.kind,
+            finding.summary.clone(),
+        );
+        alert.container = event.container.clone();
+        alert.process = Some(event.process.clone());
+        match &event.event.body {
+            EventBody::File(f) => alert.file = Some(f.clone()),
+            EventBody::Network(n) => alert.network = Some(n.clone()),
+            _ => {}
+        }
+        alert
+    }
+}

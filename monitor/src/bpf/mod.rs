@@ -7,6 +7,7 @@ pub mod btf;
 pub mod cgroupfs;
 pub mod load;
 pub mod reader;
+pub mod source;
 pub mod tracefs;
 
 use std::path::PathBuf;

@@ -27,6 +27,17 @@ pub struct FileConfig {
     pub keep: u32,
 }
 
+impl FileConfig {
+    /// A file at `path` with the default rotation (100 MiB, 5 kept).
+    pub fn new(path: PathBuf) -> FileConfig {
+        FileConfig {
+            path,
+            max_bytes: default_max_bytes(),
+            keep: default_keep(),
+        }
+    }
+}
+
 fn default_max_bytes() -> u64 {
     100 << 20
 }

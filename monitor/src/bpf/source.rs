@@ -1,0 +1,208 @@
+//! The agent's input: the programs loaded, the ring buffer read on its own
+//! task, the optional cgroup scope kept in step, and the lost-event counters.
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+};
+
+use anyhow::{Context as _, bail};
+use monitor_common::kind;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::warn;
+
+use super::{CgroupFilter, LostCounters, Started, cgroupfs, reader};
+use crate::event::{CgroupOp, Event, EventBody};
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOptions {
+    /// cgroup v2 directories (absolute, or relative to the cgroup2 mount), each
+    /// with its descendants. Empty: the whole machine.
+    pub cgroups: Vec<PathBuf>,
+    pub ring_buffer_bytes: u32,
+}
+
+/// Events as they come from the kernel, within the scope asked for.
+pub struct EventSource {
+    pub started: Started,
+    rx: mpsc::Receiver<Event>,
+    pub stats: Arc<reader::ReaderStats>,
+    lost: LostCounters,
+    lost_seen: [u64; kind::COUNT as usize],
+    scope: Option<Scope>,
+    reader: JoinHandle<anyhow::Result<()>>,
+}
+
+impl EventSource {
+    pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource> {
+        let filtered = !opts.cgroups.is_empty();
+        let mut started = super::start(opts.ring_buffer_bytes, filtered)?;
+        let scope = if filtered {
+            let kernel_filter = started.kernel.take_cgroup_filter()?;
+            Some(Scope::new(
+                &started.cgroup2_mount,
+                &opts.cgroups,
+                kernel_filter,
+            )?)
+        } else {
+            None
+        };
+        let ring = started.kernel.take_events()?;
+        let lost = started.kernel.take_lost_counters()?;
+        let (tx, rx) = mpsc::channel(4096);
+        let stats = Arc::new(reader::ReaderStats::default());
+        let reader = tokio::spawn(reader::run(ring, tx, stats.clone()));
+        Ok(EventSource {
+            started,
+            rx,
+            stats,
+            lost,
+            lost_seen: [0; kind::COUNT as usize],
+            scope,
+            reader,
+        })
+    }
+
+    /// The next event in scope; `None` when the reader has stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let event = self.rx.recv().await?;
+            if let (Some(scope), EventBody::Cgroup(c)) = (self.scope.as_mut(), &event.body) {
+                if let Err(e) = scope.on_cgroup(c.op, c.id, &c.path) {
+                    warn!("cannot update the kernel's cgroup filter: {e:#}");
+                }
+                // A cgroup event is the registry's business only inside the scope.
+                if !scope.covers(&c.path) {
+                    continue;
+                }
+            }
+            return Some(event);
+        }
+    }
+
+    /// Records the kernel could not send since the last call, by kind name.
+    pub fn newly_lost(&mut self) -> Vec<(&'static str, u64)> {
+        match self.lost.totals() {
+            Ok(totals) => totals
+                .iter()
+                .zip(self.lost_seen.iter_mut())
+                .enumerate()
+                .filter_map(|(k, (&now, seen))| {
+                    let new = now.saturating_sub(*seen);
+                    *seen = now;
+                    (new > 0).then(|| (kind::name(k as u32), new))
+                })
+                .collect(),
+            Err(e) => {
+                warn!("cannot read the lost-event counters: {e:#}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// All records lost since start.
+    pub fn lost_total(&self) -> u64 {
+        self.lost_seen.iter().sum()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.stats.records.load(Ordering::Relaxed)
+    }
+
+    pub fn cgroup2_mount(&self) -> &Path {
+        &self.started.cgroup2_mount
+    }
+
+    /// Whether the reader task is still running.
+    pub fn reader_alive(&self) -> bool {
+        !self.reader.is_finished()
+    }
+}
+
+impl Drop for EventSource {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A set of cgroup subtrees: their ids go in the kernel's filter, and cgroups
+/// made below them later are added as they appear.
+struct Scope {
+    /// Paths relative to the cgroup2 mount, starting with `/`.
+    roots: Vec<String>,
+    ids: HashSet<u64>,
+    kernel: CgroupFilter,
+}
+
+impl Scope {
+    fn new(mount: &Path, dirs: &[PathBuf], kernel: CgroupFilter) -> anyhow::Result<Self> {
+        let mut scope = Scope {
+            roots: Vec::new(),
+            ids: HashSet::new(),
+            kernel,
+        };
+        for dir in dirs {
+            let abs = if dir.is_absolute() {
+                dir.clone()
+            } else {
+                mount.join(dir)
+            };
+            let rel = abs.strip_prefix(mount).with_context(|| {
+                format!(
+                    "--cgroup {} is not below the cgroup v2 mount {}",
+                    dir.display(),
+                    mount.display()
+                )
+            })?;
+            if !abs.is_dir() {
+                bail!("--cgroup {}: no such cgroup directory", abs.display());
+            }
+            scope
+                .roots
+                .push(format!("/{}", rel.display()).replace("//", "/"));
+            for entry in walk_dirs(&abs) {
+                scope.add(cgroupfs::cgroup_id(&entry)?)?;
+            }
+        }
+        Ok(scope)
+    }
+
+    fn add(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.ids.insert(id) {
+            self.kernel.add(id)?;
+        }
+        Ok(())
+    }
+
+    fn covers(&self, path: &str) -> bool {
+        self.roots
+            .iter()
+            .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))
+    }
+
+    fn on_cgroup(&mut self, op: CgroupOp, id: u64, path: &str) -> anyhow::Result<()> {
+        match op {
+            CgroupOp::Mkdir if self.covers(path) => self.add(id),
+            CgroupOp::Rmdir if self.ids.remove(&id) => self.kernel.remove(id),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The directory and every directory below it.
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = std::fs::read_dir(&out[i]) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}

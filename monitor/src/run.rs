@@ -1,0 +1,232 @@
+//! `monitor run`: the whole data path. Events from the kernel are enriched,
+//! matched against the rules, folded and rate-limited, and delivered to every
+//! sink. One loop owns every stage's state; each stage hands the next a value.
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use tracing::{error, info, warn};
+
+use crate::{
+    alert::{Alert, AlertPipeline, PipelineConfig, Severity, host_name},
+    bpf::source::{EventSource, SourceOptions},
+    clock::WallClock,
+    context::Enricher,
+    metrics::{self, Metrics},
+    policy::{self, Evaluator, Finding},
+    sink::{SinkConfig, Sinks, SinksOptions},
+    trace::enricher_config,
+};
+
+/// Everything `monitor run` is told.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub source: SourceOptions,
+    /// Rule directories, later ones extending earlier ones.
+    pub rules: Vec<PathBuf>,
+    pub host_root: PathBuf,
+    pub sinks: Vec<SinkConfig>,
+    pub spool_dir: PathBuf,
+    /// Metrics and health endpoints; off when `None`.
+    pub listen: Option<SocketAddr>,
+    pub pipeline: PipelineConfig,
+    /// How long to keep delivering after SIGTERM before spooling the rest.
+    pub shutdown_grace: Duration,
+    /// How often rule files are checked for changes (SIGHUP reloads at once).
+    pub reload_interval: Duration,
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let host = host_name();
+    // Rules first: a bad rule set should stop the agent before it loads anything.
+    let rules = load_rules(&opts.rules).context("the rules do not load")?;
+    info!("{}", rules.summary());
+    // /healthz fails when the ring buffer reader has not woken for this long.
+    let metrics = Metrics::new(Duration::from_secs(10));
+    metrics.set_rules_loaded(rules.rule_count() as u64);
+    let listener = match opts.listen {
+        Some(addr) => {
+            let l = metrics::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?;
+            info!(addr = %l.local_addr, "metrics and health endpoints up");
+            Some(l)
+        }
+        None => None,
+    };
+    let sinks = Sinks::start(
+        opts.sinks.clone(),
+        SinksOptions {
+            host: host.clone(),
+            spool_dir: opts.spool_dir.clone(),
+        },
+        metrics.clone(),
+    )
+    .context("starting the sinks")?;
+
+    let mut source = EventSource::start(&opts.source)?;
+    metrics.set_programs_attached(true);
+    let mut enricher = Enricher::new(enricher_config(&opts.host_root));
+    if let Err(e) = enricher.seed(source.cgroup2_mount()) {
+        warn!("could not read the initial cgroups and processes: {e}");
+    }
+    let mut evaluator = Evaluator::new(rules);
+    let mut pipeline = AlertPipeline::new(opts.pipeline.clone(), &host, Some(metrics.clone()));
+    let mut watcher = RuleWatcher::new(&opts.rules);
+    let clock = WallClock::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    info!("running; alerts go to {}", sinks.names().join(", "));
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reload_tick = tokio::time::interval(opts.reload_interval);
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            event = source.next() => {
+                let Some(event) = event else {
+                    error!("the ring buffer reader stopped");
+                    break;
+                };
+                metrics.event(event.name());
+                let at = clock.at(event.header.ktime_ns);
+                let enriched = enricher.enrich(event);
+                evaluator.evaluate(&enriched, &mut findings);
+                let now = Instant::now();
+                for finding in findings.drain(..) {
+                    let alert = Alert::from_finding(&finding, &enriched, at, &host);
+                    for out in pipeline.push(alert, now) {
+                        sinks.dispatch(&out);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                for out in pipeline.tick(now) {
+                    sinks.dispatch(&out);
+                }
+                for (kind, lost) in source.newly_lost() {
+                    metrics.events_lost(kind, lost);
+                    let summary = format!("the kernel dropped {lost} {kind} events: the ring buffer was full ({} lost since start)", source.lost_total());
+                    warn!("{summary}");
+                    sinks.dispatch(&Alert::agent(&host, "events-lost", Severity::High, summary));
+                }
+                if source.reader_alive() && source.stats.heartbeat.load(std::sync::atomic::Ordering::Relaxed) + 3 >= unix_now() {
+                    metrics.heartbeat();
+                }
+                enricher.retry_pending(now);
+                metrics.set_containers_tracked(enricher.registry().len() as u64);
+                metrics.set_processes_tracked(enricher.processes().len() as u64);
+            }
+            _ = reload_tick.tick() => {
+                if watcher.changed() {
+                    reload(&opts.rules, &mut evaluator, &metrics, "rule files changed");
+                }
+            }
+            _ = sighup.recv() => {
+                watcher.changed();
+                reload(&opts.rules, &mut evaluator, &metrics, "SIGHUP");
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    info!(
+        "stopping: delivering what is queued (grace {:?})",
+        opts.shutdown_grace
+    );
+    for out in pipeline.flush(Instant::now()) {
+        sinks.dispatch(&out);
+    }
+    sinks.shutdown(opts.shutdown_grace).await;
+    if let Some(l) = listener {
+        let _ = l.shutdown().await;
+    }
+    info!(
+        records = source.records(),
+        lost_total = source.lost_total(),
+        "stopped"
+    );
+    Ok(())
+}
+
+fn load_rules(dirs: &[PathBuf]) -> anyhow::Result<policy::RuleSet> {
+    policy::check_dir(dirs).map_err(|diags| {
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        anyhow::anyhow!(
+            "{}\n{}",
+            text.join("\n"),
+            policy::check_summary(&Err(diags))
+        )
+    })
+}
+
+/// Swaps the rule set atomically: a set that does not load is refused with its
+/// errors logged and the running one kept.
+fn reload(dirs: &[PathBuf], evaluator: &mut Evaluator, metrics: &Metrics, why: &str) {
+    match load_rules(dirs) {
+        Ok(rules) => {
+            info!("reloaded the rules ({why}): {}", rules.summary());
+            metrics.set_rules_loaded(rules.rule_count() as u64);
+            evaluator.replace_rules(rules);
+            metrics.reload(true);
+        }
+        Err(e) => {
+            error!("the new rules were refused ({why}); the running rules stay in force:\n{e:#}");
+            metrics.reload(false);
+        }
+    }
+}
+
+/// Notices edits to rule files by their names, sizes and modification times:
+/// cheap to poll, and immune to the rename-over that editors do.
+struct RuleWatcher {
+    dirs: Vec<PathBuf>,
+    last: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl RuleWatcher {
+    fn new(dirs: &[PathBuf]) -> Self {
+        let mut w = RuleWatcher {
+            dirs: dirs.to_vec(),
+            last: Vec::new(),
+        };
+        w.last = w.snapshot();
+        w
+    }
+
+    fn snapshot(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+        let mut files = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    files.push((e.path(), m.len(), m.modified().ok()));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    fn changed(&mut self) -> bool {
+        let now = self.snapshot();
+        let changed = now != self.last;
+        self.last = now;
+        changed
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
