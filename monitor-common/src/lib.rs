@@ -168,8 +168,9 @@ pub struct ExitEvent {
 
 /// A file opened for writing, created, renamed, removed or chmod-ed.
 ///
-/// Built at `sys_enter_*`, kept per thread, completed with the result at
-/// `sys_exit_*` and only then sent.
+/// The arguments are kept per thread at `sys_enter_*`; the record is built at
+/// `sys_exit_*`, with the result, and sent only as long as it needs to be
+/// (see [`FileEvent::SIZE_NO_DIRS`]): userspace zero-fills the rest.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
@@ -194,6 +195,19 @@ pub struct FileEvent {
     pub dir: DirWalk,
     /// The directory `path2` is relative to.
     pub dir2: DirWalk,
+}
+
+impl FileEvent {
+    /// Bytes sent when neither path needed a directory walk: the walks are
+    /// last so that a record can stop before them.
+    pub const SIZE_NO_DIRS: usize = core::mem::offset_of!(FileEvent, dir);
+    /// Bytes sent when only `path` needed a walk.
+    pub const SIZE_ONE_DIR: usize = core::mem::offset_of!(FileEvent, dir2);
+}
+
+impl ExecEvent {
+    /// Bytes sent when the cwd was not walked (the filename was absolute).
+    pub const SIZE_NO_CWD: usize = core::mem::offset_of!(ExecEvent, cwd);
 }
 
 /// A connect or sendmsg with a destination, seen by the cgroup socket hooks.

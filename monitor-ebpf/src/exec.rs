@@ -134,13 +134,15 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
 
-    if ev.filename[0] != b'/' {
+    let size = if ev.filename[0] != b'/' {
         walk_dirfd(AT_FDCWD, &mut ev.cwd, &o);
+        core::mem::size_of::<ExecEvent>()
     } else {
-        ev.cwd.flags = 0;
-        ev.cwd.len = 0;
-    }
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
+        ExecEvent::SIZE_NO_CWD
+    };
+    // SAFETY: `size` is at most the record's size, and the record is in map memory.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const ExecEvent).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         count_lost(kind::EXEC);
     }
     Ok(())

@@ -1,8 +1,12 @@
 //! File changes: opens for writing, creation, rename, unlink, chmod, truncate,
-//! link and symlink. Each `sys_enter_*` builds the record and keeps it per
-//! thread; the shared `sys_exit` program adds the result and sends it.
+//! link and symlink. Each `sys_enter_*` filters and keeps the arguments per
+//! thread; the shared `sys_exit` program builds the record with the result and
+//! sends it.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user,
+        generated::{bpf_get_current_cgroup_id, bpf_probe_read_user_str},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -21,16 +25,20 @@ const O_TRUNC: u32 = 0o1000;
 /// Opens with any of these flags can change the file; the rest are reads.
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
-/// What a `sys_enter_*` program read from its arguments.
-struct Call {
+/// What a `sys_enter_*` program read from its arguments, kept per thread
+/// until the syscall returns. Small on purpose: the record itself is built
+/// only once, at exit, straight into per-CPU scratch.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Call {
     op: u32,
     dirfd: i32,
     path: u64,
     dirfd2: i32,
+    /// Whether `path` names a file (a symlink's first argument is just text).
+    resolve_path: u32,
     /// 0 when the call has one path.
     path2: u64,
-    /// Whether `path` names a file (a symlink's first argument is just text).
-    resolve_path: bool,
     flags: u32,
     mode: u32,
 }
@@ -43,7 +51,7 @@ impl Call {
             path,
             dirfd2: AT_FDCWD,
             path2: 0,
-            resolve_path: true,
+            resolve_path: 1,
             flags: 0,
             mode: 0,
         }
@@ -78,9 +86,18 @@ fn open_call(op: u32, dirfd: i32, path: u64, flags: u32, mode: u32) -> Option<Ca
 
 #[inline(always)]
 fn stash(call: Call) -> Result<(), i64> {
-    let Some(header) = context::current(kind::FILE) else {
+    if context::current(kind::FILE).is_none() {
         return Ok(());
-    };
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING_FILE.insert(&tid, &call, 0).map_err(i64::from)
+}
+
+/// Builds the record for a finished call and sends as much of it as is used.
+#[inline(always)]
+fn complete(call: &Call, ret: i64) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let header = context::header(kind::FILE, pid_tgid, unsafe { bpf_get_current_cgroup_id() });
     let o = offsets();
     let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     let ev: &mut FileEvent = unsafe { &mut *ev };
@@ -90,7 +107,7 @@ fn stash(call: Call) -> Result<(), i64> {
     ev.mode = call.mode;
     ev.dirfd = call.dirfd;
     ev.dirfd2 = call.dirfd2;
-    ev.ret = 0;
+    ev.ret = ret;
     let n = unsafe {
         bpf_probe_read_user_str(
             ev.path.as_mut_ptr().cast(),
@@ -99,15 +116,15 @@ fn stash(call: Call) -> Result<(), i64> {
         )
     };
     ev.path_len = if n > 0 { n as u32 - 1 } else { 0 };
-    if call.resolve_path && ev.path_len > 0 && ev.path[0] != b'/' {
+    let mut dirs = 0;
+    if call.resolve_path != 0 && ev.path_len > 0 && ev.path[0] != b'/' {
         walk_dirfd(call.dirfd, &mut ev.dir, &o);
+        dirs = 1;
     } else {
         ev.dir.flags = 0;
         ev.dir.len = 0;
     }
     ev.path2_len = 0;
-    ev.dir2.flags = 0;
-    ev.dir2.len = 0;
     if call.path2 != 0 {
         let n = unsafe {
             bpf_probe_read_user_str(
@@ -118,11 +135,26 @@ fn stash(call: Call) -> Result<(), i64> {
         };
         ev.path2_len = if n > 0 { n as u32 - 1 } else { 0 };
         if ev.path2_len > 0 && ev.path2[0] != b'/' {
+            if dirs == 0 {
+                // dir2 follows dir in the record: mark dir absent explicitly.
+                ev.dir.flags = 0;
+                ev.dir.len = 0;
+            }
             walk_dirfd(call.dirfd2, &mut ev.dir2, &o);
+            dirs = 2;
         }
     }
-    let tid = bpf_get_current_pid_tgid() as u32;
-    PENDING_FILE.insert(&tid, &*ev, 0).map_err(i64::from)
+    let size = match dirs {
+        0 => FileEvent::SIZE_NO_DIRS,
+        1 => FileEvent::SIZE_ONE_DIR,
+        _ => core::mem::size_of::<FileEvent>(),
+    };
+    // SAFETY: `size` is at most the record's size, and the record is in map memory.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count_lost(kind::FILE);
+    }
+    Ok(())
 }
 
 /// Defines a `sys_enter_*` program from a function that reads the call.
@@ -238,7 +270,7 @@ enter!(sys_enter_link, |ctx| Some(Call::two(
     arg(&ctx, 1)?
 )));
 enter!(sys_enter_symlinkat, |ctx| Some(Call {
-    resolve_path: false,
+    resolve_path: 0,
     ..Call::two(
         file_op::SYMLINK,
         AT_FDCWD,
@@ -248,7 +280,7 @@ enter!(sys_enter_symlinkat, |ctx| Some(Call {
     )
 }));
 enter!(sys_enter_symlink, |ctx| Some(Call {
-    resolve_path: false,
+    resolve_path: 0,
     ..Call::two(
         file_op::SYMLINK,
         AT_FDCWD,
@@ -262,13 +294,10 @@ enter!(sys_enter_symlink, |ctx| Some(Call {
 #[tracepoint]
 pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(ev) = PENDING_FILE.get_ptr_mut(&tid) {
-        let ev = unsafe { &mut *ev };
-        ev.ret = arg::<i64>(&ctx, 0).unwrap_or(0);
-        if EVENTS.output::<FileEvent>(&*ev, 0).is_err() {
-            count_lost(kind::FILE);
-        }
+    if let Some(call) = unsafe { PENDING_FILE.get(&tid) } {
+        let call = *call;
         let _ = PENDING_FILE.remove(&tid);
+        let _ = complete(&call, arg::<i64>(&ctx, 0).unwrap_or(0));
     }
     0
 }

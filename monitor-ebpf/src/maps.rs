@@ -22,9 +22,10 @@ pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(6553
 #[map]
 pub static PENDING_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(1024, 0);
 
-/// A file operation in flight, by thread id (kept from `sys_enter_*` to `sys_exit_*`).
+/// The arguments of a file syscall in flight, by thread id (kept from
+/// `sys_enter_*` to `sys_exit_*`).
 #[map]
-pub static PENDING_FILE: LruHashMap<u32, FileEvent> = LruHashMap::with_max_entries(1024, 0);
+pub static PENDING_FILE: LruHashMap<u32, crate::file::Call> = LruHashMap::with_max_entries(4096, 0);
 
 /// Per-CPU room to build records larger than the 512-byte stack.
 #[map]

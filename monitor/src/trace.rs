@@ -123,20 +123,26 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     let clock = WallClock::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stdout = std::io::stdout();
+    // Lines are buffered and flushed whenever the queue is drained: one write
+    // per burst instead of one per event, and no added latency when idle.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     loop {
         tokio::select! {
             event = source.next() => {
-                let Some(event) = event else { break };
-                // Every event updates the context, shown or not.
-                let show = opts.kinds.allows(&event);
-                let enriched = enricher.enrich(event);
-                if !show {
-                    continue;
+                let Some(mut event) = event else { break };
+                loop {
+                    // Every event updates the context, shown or not.
+                    let show = opts.kinds.allows(&event);
+                    let enriched = enricher.enrich(event);
+                    if show {
+                        serde_json::to_writer(&mut out, &line(&clock, &enriched))?;
+                        out.write_all(b"\n")?;
+                    }
+                    match source.try_next() {
+                        Some(next) => event = next,
+                        None => break,
+                    }
                 }
-                let line = render(&clock, &enriched)?;
-                let mut out = stdout.lock();
-                writeln!(out, "{line}")?;
                 out.flush()?;
             }
             _ = tick.tick() => {
@@ -172,9 +178,10 @@ fn report_lost(source: &mut EventSource) {
     }
 }
 
-pub fn render(clock: &WallClock, e: &EnrichedEvent) -> anyhow::Result<String> {
+/// The trace line of an enriched event.
+pub fn line<'a>(clock: &WallClock, e: &'a EnrichedEvent) -> TraceLine<'a> {
     let event = &e.event;
-    let line = TraceLine {
+    TraceLine {
         time: clock.rfc3339(event.header.ktime_ns),
         event: event.name(),
         cgroup_id: event.header.cgroup_id,
@@ -197,6 +204,5 @@ pub fn render(clock: &WallClock, e: &EnrichedEvent) -> anyhow::Result<String> {
             }),
             _ => None,
         },
-    };
-    Ok(serde_json::to_string(&line)?)
+    }
 }

@@ -68,17 +68,33 @@ impl EventSource {
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             let event = self.rx.recv().await?;
-            if let (Some(scope), EventBody::Cgroup(c)) = (self.scope.as_mut(), &event.body) {
-                if let Err(e) = scope.on_cgroup(c.op, c.id, &c.path) {
-                    warn!("cannot update the kernel's cgroup filter: {e:#}");
-                }
-                // A cgroup event is the registry's business only inside the scope.
-                if !scope.covers(&c.path) {
-                    continue;
-                }
+            if self.in_scope(&event) {
+                return Some(event);
             }
-            return Some(event);
         }
+    }
+
+    /// The next event in scope if one is already waiting: lets a consumer
+    /// batch its output and flush only when it has caught up.
+    pub fn try_next(&mut self) -> Option<Event> {
+        loop {
+            let event = self.rx.try_recv().ok()?;
+            if self.in_scope(&event) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Keeps the scope in step with cgroup events, and says whether the event
+    /// belongs to the scope (a cgroup event outside it is nobody's business).
+    fn in_scope(&mut self, event: &Event) -> bool {
+        if let (Some(scope), EventBody::Cgroup(c)) = (self.scope.as_mut(), &event.body) {
+            if let Err(e) = scope.on_cgroup(c.op, c.id, &c.path) {
+                warn!("cannot update the kernel's cgroup filter: {e:#}");
+            }
+            return scope.covers(&c.path);
+        }
+        true
     }
 
     /// Records the kernel could not send since the last call, by kind name.

@@ -43,18 +43,46 @@ fn read<T: Copy>(data: &[u8], what: &'static str) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) })
 }
 
+/// Copies a record the kernel may have cut short after `min` bytes (its
+/// optional tail left out); the missing tail reads as zeroes.
+fn read_prefix<T: Copy>(data: &[u8], min: usize, what: &'static str) -> Result<T, DecodeError> {
+    if data.len() < min {
+        return Err(DecodeError::Short {
+            what,
+            len: data.len(),
+            need: min,
+        });
+    }
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let n = data.len().min(size_of::<T>());
+    // SAFETY: at most size_of::<T>() bytes are copied into a zeroed T, and
+    // every record type is plain old data for which zero bytes are valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), value.as_mut_ptr().cast::<u8>(), n);
+        Ok(value.assume_init())
+    }
+}
+
 /// Decodes one record as the kernel programs wrote it.
 pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     let header: Header = read(data, "header")?;
     let body = match header.kind {
-        kind::EXEC => EventBody::Exec(exec(&read::<ExecEvent>(data, "exec record")?)),
+        kind::EXEC => EventBody::Exec(exec(&read_prefix::<ExecEvent>(
+            data,
+            ExecEvent::SIZE_NO_CWD,
+            "exec record",
+        )?)),
         kind::FORK => EventBody::Fork {
             child_pid: read::<ForkEvent>(data, "fork record")?.child_pid,
         },
         kind::EXIT => EventBody::Exit {
             exit_code: read::<ExitEvent>(data, "exit record")?.exit_code,
         },
-        kind::FILE => EventBody::File(file(&read::<FileEvent>(data, "file record")?)?),
+        kind::FILE => EventBody::File(file(&read_prefix::<FileEvent>(
+            data,
+            FileEvent::SIZE_NO_DIRS,
+            "file record",
+        )?)?),
         kind::NET => EventBody::Network(network(&read::<NetEvent>(data, "network record")?)?),
         kind::CGROUP => EventBody::Cgroup(cgroup(&read::<CgroupEvent>(data, "cgroup record")?)?),
         other => return Err(DecodeError::UnknownKind(other)),
@@ -546,6 +574,34 @@ mod tests {
                 level: 2,
                 path: path.into()
             }
+        );
+    }
+
+    #[test]
+    fn records_cut_after_the_used_part_decode_the_same() {
+        let ev = file_event(file_op::OPEN, "/etc/passwd", walk(&[], 0), "", walk(&[], 0));
+        let full = decode(&bytes(&ev)).unwrap();
+        let cut = decode(&bytes(&ev)[..FileEvent::SIZE_NO_DIRS]).unwrap();
+        assert_eq!(full, cut);
+        assert!(matches!(
+            decode(&bytes(&ev)[..FileEvent::SIZE_NO_DIRS - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+        // A rename whose first path was relative: dir present, dir2 cut.
+        let ev = file_event(
+            file_op::RENAME,
+            "a",
+            walk(&["tmp"], walk_flags::PRESENT),
+            "/etc/b",
+            walk(&[], 0),
+        );
+        let EventBody::File(f) = decode(&bytes(&ev)[..FileEvent::SIZE_ONE_DIR]).unwrap().body
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (f.path.as_str(), f.target.as_deref()),
+            ("/tmp/a", Some("/etc/b"))
         );
     }
 
