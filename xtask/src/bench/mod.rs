@@ -211,7 +211,7 @@ struct Listener {
 
 impl Listener {
     fn start() -> anyhow::Result<Listener> {
-        let l = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
+        let l = listen_loopback().context("listening on 127.0.0.1")?;
         let port = l.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -228,6 +228,41 @@ impl Listener {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// A listener on 127.0.0.1 with a deep accept queue: with std's 128, a
+/// moment without the CPU fills the queue, a SYN is dropped, and one connect
+/// of the loop waits a second for its retransmission.
+fn listen_loopback() -> std::io::Result<TcpListener> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls; the fd is owned by the TcpListener on success
+    // and closed on failure.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+            || libc::listen(fd, 4096) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(TcpListener::from_raw_fd(fd))
     }
 }
 
@@ -427,12 +462,6 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     process::install_interrupt_handler();
     let mut machine = Machine::read();
     let mut notes = Vec::new();
-    if machine.busy {
-        notes.push(format!(
-            "the machine was busy when the bench started (load average {:.2}): other processes shared the {} CPUs, so single figures are noisy; trust the medians and the ranges, and measure again on a quiet machine",
-            machine.loadavg_start[0], machine.cpus
-        ));
-    }
     if sections.contains(&Section::Overhead) && !args.no_install {
         ensure_peers(&mut notes);
     }

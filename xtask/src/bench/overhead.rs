@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{
     Ctx,
     peers::{self, AuditSession},
-    process::{Drained, Workload, check_interrupt, cpu_secs, field_u64, strip_ansi},
+    process::{Drained, Workload, check_interrupt, cpu_secs, field_u64, sleep, strip_ansi},
     stats::{Spread, rotated},
 };
 
@@ -318,6 +318,18 @@ fn stop(live: Live, run: usize, config: &'static str) -> anyhow::Result<Session>
     Ok(s)
 }
 
+/// Lets the observer finish the previous loop's events, so no loop pays for
+/// the one before it. The same pause for every configuration.
+fn settle(live: &Live) -> anyhow::Result<()> {
+    match live {
+        Live::Observer { proc, .. } => {
+            proc.wait_for_lines(u64::MAX, Duration::from_millis(200), Duration::from_secs(10))?;
+        }
+        Live::Nothing | Live::Audit { .. } => sleep(Duration::from_millis(200))?,
+    }
+    Ok(())
+}
+
 fn run_loop(ctx: &Ctx, spec: &LoopSpec, iterations: u64) -> anyhow::Result<(u64, f64, bool)> {
     let max = ctx.plan.loop_max_secs;
     let args = ctx.workload_args(
@@ -392,6 +404,7 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Overhead> {
             let order: Vec<usize> = rotated(&(0..LOOPS.len()).collect::<Vec<_>>(), run);
             for i in order {
                 let spec = &LOOPS[i];
+                settle(&live)?;
                 let (done, ns, early) = run_loop(ctx, spec, iterations[i])?;
                 samples.push(Sample {
                     run,

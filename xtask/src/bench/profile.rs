@@ -1,6 +1,11 @@
-//! Where the time goes: `perf record` (cpu-clock) of the agent at 200,000
-//! file events a second, and of the open-write-close loop under `monitor
-//! trace`. Separate passes: the sampling never touches a timed figure.
+//! Where the time goes: `perf record -g` (cpu-clock) of the agent at 200,000
+//! file events a second, and of the open-write-close and connect loops under
+//! `monitor trace`. Separate passes: the sampling never touches a timed figure.
+//!
+//! Besides the flat profile, the inclusive share of a few kernel functions
+//! tells what the hooks cost the workload: `trace_call_bpf` is every
+//! tracepoint program, `bpf_ringbuf_output`/`_submit` sending a record, and
+//! `irq_work_queue` the wake-up of the reader that a send may raise.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -22,10 +27,33 @@ pub struct Symbol {
     pub symbol: String,
 }
 
+/// Kernel functions whose inclusive share (with their callees) is reported.
+const INCLUSIVE: [&str; 13] = [
+    // The syscall tracepoint path every syscall of every task takes while
+    // any syscall tracepoint has a program.
+    "syscall_trace_enter",
+    "syscall_exit_work",
+    "perf_syscall_enter",
+    "perf_syscall_exit",
+    "trace_call_bpf",
+    "__cgroup_bpf_run_filter_sock_addr",
+    "bpf_ringbuf_output",
+    "bpf_ringbuf_submit",
+    "bpf_ringbuf_reserve",
+    "irq_work_queue",
+    "bpf_probe_read_user_str",
+    "pipe_write",
+    "anon_pipe_write",
+];
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
+    /// `agent`, or the workload kind profiled.
+    pub subject: String,
     pub what: String,
     pub top: Vec<Symbol>,
+    /// Share of samples in these functions and what they call.
+    pub inclusive: Vec<Symbol>,
     /// Share of samples in kernel code (`[kernel.kallsyms]`, BPF programs).
     pub kernel_percent: f64,
     /// Share of samples in BPF programs and BPF helpers.
@@ -34,6 +62,8 @@ pub struct Profile {
     pub json_percent: f64,
     /// Share in writing to stdout (write syscalls, pipe), for the agent.
     pub write_percent: f64,
+    /// Share where a task is switched in (`finish_task_switch`): sleeping and waking.
+    pub switch_percent: f64,
     /// Events per second during the profile, and the agent's CPU per event.
     pub events_per_sec: Option<f64>,
     pub agent_us_per_event: Option<f64>,
@@ -51,7 +81,7 @@ pub fn perf_works() -> bool {
 /// Samples `pid` for `secs` into `out`.
 fn record(pid: u32, secs: f64, out: &Path) -> anyhow::Result<()> {
     let status = Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "997", "-p"])
+        .args(["record", "-g", "-e", "cpu-clock", "-F", "997", "-p"])
         .arg(pid.to_string())
         .arg("-o")
         .arg(out)
@@ -66,10 +96,12 @@ fn record(pid: u32, secs: f64, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `perf report` rows: percent, dso, symbol.
-fn report(data: &Path) -> anyhow::Result<Vec<Symbol>> {
+/// `perf report` rows: percent, dso, symbol. `children`: inclusive shares.
+fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
     let out = Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "--sort", "dso,symbol", "-i"])
+        .args(["report", "--stdio", "-g", "none", "--sort", "dso,symbol"])
+        .arg(if children { "--children" } else { "--no-children" })
+        .arg("-i")
         .arg(data)
         .stderr(Stdio::null())
         .output()
@@ -77,27 +109,67 @@ fn report(data: &Path) -> anyhow::Result<Vec<Symbol>> {
     Ok(parse_report(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Flat and inclusive profile of one recording.
+fn analyse(subject: &str, what: String, data: &Path) -> anyhow::Result<Profile> {
+    let mut p = summarize(subject, what, report(data, false)?);
+    let children = report(data, true)?;
+    p.inclusive = INCLUSIVE
+        .iter()
+        .filter_map(|name| children.iter().find(|s| s.symbol == *name).cloned())
+        .chain(
+            children
+                .iter()
+                .filter(|s| s.symbol.starts_with("bpf_prog_") && s.percent >= 0.5)
+                .cloned(),
+        )
+        .collect();
+    Ok(p)
+}
+
+impl Profile {
+    /// Inclusive share of a function, 0 when it was not sampled.
+    pub fn inclusive_of(&self, symbol: &str) -> f64 {
+        self.inclusive
+            .iter()
+            .filter(|s| s.symbol == symbol)
+            .map(|s| s.percent)
+            .sum()
+    }
+}
+
+/// Rows of `perf report --stdio`; with `--children` the first percent
+/// (inclusive) is kept and the second (self) skipped.
 pub fn parse_report(text: &str) -> Vec<Symbol> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim();
             let (pct, rest) = l.split_once('%')?;
             let percent: f64 = pct.trim().parse().ok()?;
-            let rest = rest.trim();
+            let mut rest = rest.trim();
+            if let Some((self_pct, after)) = rest.split_once('%')
+                && self_pct.trim().parse::<f64>().is_ok()
+            {
+                rest = after.trim();
+            }
             // "dso  [.] symbol" or "dso  [k] symbol"
             let (dso, sym) = rest
                 .split_once(" [.] ")
                 .or_else(|| rest.split_once(" [k] "))?;
+            // Drop the IPC columns perf adds when it has nothing for them ("-  -").
+            let mut words: Vec<&str> = sym.split_whitespace().collect();
+            while words.last() == Some(&"-") {
+                words.pop();
+            }
             Some(Symbol {
                 percent,
                 dso: dso.trim().to_owned(),
-                symbol: sym.trim().to_owned(),
+                symbol: words.join(" "),
             })
         })
         .collect()
 }
 
-fn summarize(what: String, all: Vec<Symbol>) -> Profile {
+fn summarize(subject: &str, what: String, all: Vec<Symbol>) -> Profile {
     let share = |f: &dyn Fn(&Symbol) -> bool| -> f64 {
         all.iter().filter(|s| f(s)).map(|s| s.percent).sum()
     };
@@ -105,6 +177,7 @@ fn summarize(what: String, all: Vec<Symbol>) -> Profile {
         s.symbol.starts_with("bpf_") || s.symbol.contains("bpf_prog_") || s.dso.contains("bpf")
     };
     Profile {
+        subject: subject.to_owned(),
         what,
         kernel_percent: share(&|s| s.dso.contains("kernel") || is_bpf(s)),
         bpf_percent: share(&is_bpf),
@@ -114,8 +187,10 @@ fn summarize(what: String, all: Vec<Symbol>) -> Profile {
                 || s.symbol.contains("ksys_write")
                 || s.symbol.contains("vfs_write")
         }),
+        switch_percent: share(&|s| s.symbol.starts_with("finish_task_switch")),
         events_per_sec: None,
         agent_us_per_event: None,
+        inclusive: Vec::new(),
         top: all.into_iter().take(15).collect(),
     }
 }
@@ -149,38 +224,35 @@ fn agent_profile(ctx: &Ctx) -> anyhow::Result<Profile> {
     agent.wait_for_lines(events, Duration::from_secs(2), Duration::from_secs(20))?;
     let cpu = cpu_secs(agent.pid()).map(|c| c - cpu0);
     let _ = agent.stop(libc::SIGTERM, Duration::from_secs(15));
-    let mut p = summarize(
+    let mut p = analyse(
+        "agent",
         "`monitor trace --kind file` at 200,000 open-write-close events/s (2 generators)".into(),
-        report(&data)?,
-    );
+        &data,
+    )?;
     p.events_per_sec = Some(events as f64 / secs);
     p.agent_us_per_event = cpu.map(|c| c * 1e6 / events.max(1) as f64);
     let _ = std::fs::remove_file(&data);
     Ok(p)
 }
 
-/// The open-write-close loop itself under `monitor trace`: what the hooks
-/// cost the workload.
-fn workload_profile(ctx: &Ctx) -> anyhow::Result<Profile> {
+/// A loop itself under `monitor trace`: what the hooks cost the workload.
+fn workload_profile(ctx: &Ctx, kind: &str, label: &str) -> anyhow::Result<Profile> {
     let agent = ctx.agent("trace", &["--kind", "all"], "tracing;", None)?;
     let args = ctx.workload_args(
-        "open",
+        kind,
         &[
             ("--iterations", "100000000".into()),
             ("--max-secs", "4".into()),
         ],
     );
     let w = Workload::spawn(&ctx.workload, &args)?;
-    let data = ctx.shm.join("workload.perf");
+    let data = ctx.shm.join(format!("{kind}.perf"));
     // Skip the start-up, then sample the loop.
     std::thread::sleep(Duration::from_millis(300));
     record(w.pid(), 3.0, &data)?;
     w.wait(Duration::from_secs(60))?;
     let _ = agent.stop(libc::SIGTERM, Duration::from_secs(15));
-    let p = summarize(
-        "the open-write-close loop under `monitor trace`".into(),
-        report(&data)?,
-    );
+    let p = analyse(kind, format!("the {label} loop under `monitor trace`"), &data)?;
     let _ = std::fs::remove_file(&data);
     Ok(p)
 }
@@ -189,8 +261,12 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Profile>> {
     check_interrupt()?;
     let a = agent_profile(ctx)?;
     check_interrupt()?;
-    let w = workload_profile(ctx)?;
-    Ok(vec![a, w])
+    let open = workload_profile(ctx, "open", "open-write-close")?;
+    check_interrupt()?;
+    let connect = workload_profile(ctx, "connect", "TCP connect")?;
+    check_interrupt()?;
+    let control = workload_profile(ctx, "getppid", "getppid (control)")?;
+    Ok(vec![a, open, connect, control])
 }
 
 #[cfg(test)]
@@ -204,14 +280,22 @@ mod tests {
                     #\n\
                     \x20   12.50%  monitor            [.] serde_json::ser::format_escaped_str\n\
                     \x20    7.25%  [kernel.kallsyms]  [k] pipe_write\n\
-                    \x20    3.00%  bpf_prog_1a2b_sys_enter_openat  [k] bpf_prog_1a2b_sys_enter_openat\n\
+                    \x20    3.00%  bpf_prog_1a2b_sys_enter_openat  [k] bpf_prog_1a2b_sys_enter_openat   -      -   \n\
                     \n";
         let rows = parse_report(text);
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].percent, 12.5);
         assert_eq!(rows[0].dso, "monitor");
         assert_eq!(rows[1].symbol, "pipe_write");
-        let p = summarize("x".into(), rows);
+        assert_eq!(rows[2].symbol, "bpf_prog_1a2b_sys_enter_openat");
+        let p = summarize("agent", "x".into(), rows);
+        let children = parse_report(
+            "    41.49%     1.24%  [kernel.kallsyms]  [k] trace_call_bpf\n\
+             \x20   29.74%     0.33%  [kernel.kallsyms]  [k] irq_work_queue\n",
+        );
+        assert_eq!(children[1].symbol, "irq_work_queue");
+        assert_eq!(children[1].percent, 29.74);
+        assert_eq!(children[0].dso, "[kernel.kallsyms]");
         assert_eq!(p.json_percent, 12.5);
         assert_eq!(p.write_percent, 7.25);
         assert_eq!(p.bpf_percent, 3.0);

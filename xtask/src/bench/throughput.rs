@@ -180,10 +180,19 @@ pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
             break;
         }
     }
+    // Paced generators can fall short of a target: the best rate actually
+    // achieved on the lossless part of the ladder.
+    let achieved = highest.and_then(|h| {
+        summaries
+            .iter()
+            .take_while(|r| r.target_rate <= h.target_rate)
+            .filter_map(|r| r.achieved_rate.map(|a| a.median))
+            .reduce(f64::max)
+    });
     Throughput {
         steps: steps.to_vec(),
         highest_lossless_target: highest.map(|r| r.target_rate),
-        highest_lossless_achieved: highest.and_then(|r| r.achieved_rate.map(|a| a.median)),
+        highest_lossless_achieved: achieved,
         rates: summaries,
     }
 }
@@ -224,6 +233,9 @@ mod tests {
         assert_eq!(t.highest_lossless_achieved, Some(20.0));
         assert_eq!(t.rates[2].lossless_reps, 0);
         assert_eq!(t.rates[2].lost.unwrap().median, 10.0);
+        // A generator short of its target: the best achieved rate counts.
+        let short = summarize(&[step(10, 12, 12, 0), step(20, 11, 11, 0)], &[10, 20]);
+        assert_eq!(short.highest_lossless_achieved, Some(12.0));
     }
 
     #[test]
