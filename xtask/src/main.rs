@@ -79,12 +79,8 @@ fn main() -> anyhow::Result<()> {
 
 /// Where cargo puts build output (honours CARGO_TARGET_DIR and config).
 fn target_dir() -> anyhow::Result<PathBuf> {
-    let meta = output(Command::new("cargo").args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-    ]))?;
+    let meta =
+        output(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
     let v: serde_json::Value = serde_json::from_str(&meta).context("parsing cargo metadata")?;
     v["target_directory"]
         .as_str()

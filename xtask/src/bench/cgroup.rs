@@ -23,8 +23,8 @@ pub struct BenchCgroup {
 
 impl BenchCgroup {
     pub fn create() -> anyhow::Result<BenchCgroup> {
-        let text = fs::read_to_string("/proc/self/mountinfo")
-            .context("reading /proc/self/mountinfo")?;
+        let text =
+            fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
         let Some(mount) = cgroup2_mount_in(&text) else {
             bail!("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)");
         };

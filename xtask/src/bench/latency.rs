@@ -132,7 +132,11 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Latency> {
         check_interrupt()?;
         reps.push(rep(ctx, r)?);
     }
-    Ok(summarize(reps, ctx.plan.latency_rate, ctx.plan.latency_samples))
+    Ok(summarize(
+        reps,
+        ctx.plan.latency_rate,
+        ctx.plan.latency_samples,
+    ))
 }
 
 pub fn summarize(reps: Vec<Rep>, rate: f64, samples_per_rep: u64) -> Latency {
@@ -141,9 +145,8 @@ pub fn summarize(reps: Vec<Rep>, rate: f64, samples_per_rep: u64) -> Latency {
         .flat_map(|r| r.samples_us.iter().map(|&us| us as f64 / 1e3))
         .collect();
     pooled.sort_by(f64::total_cmp);
-    let of = |f: fn(&Rep) -> Option<f64>| {
-        Spread::of(&reps.iter().filter_map(f).collect::<Vec<_>>())
-    };
+    let of =
+        |f: fn(&Rep) -> Option<f64>| Spread::of(&reps.iter().filter_map(f).collect::<Vec<_>>());
     Latency {
         rate,
         samples_per_rep,

@@ -270,10 +270,8 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.port).into(),
-            Duration::from_secs(1),
-        );
+        let _ =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -455,7 +453,12 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
             .collect()
     };
     crate::run(Command::new("cargo").args([
-        "build", "--release", "-p", "xtask", "--bin", "workload",
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "workload",
     ]))?;
     let monitor = target_dir.join("release/monitor");
     let workload = target_dir.join("release/workload");
@@ -490,7 +493,9 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         command: format!(
             "cargo xtask bench{}{}",
             if args.quick { " --quick" } else { "" },
-            args.runs.map(|n| format!(" --runs {n}")).unwrap_or_default()
+            args.runs
+                .map(|n| format!(" --runs {n}"))
+                .unwrap_or_default()
         ),
         machine: machine.clone(),
         plan,
@@ -508,18 +513,17 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         eprintln!("bench: --- {section:?} ---");
         let outcome = match section {
             Section::Overhead => overhead::measure(&ctx).map(|o| results.overhead = Some(o)),
-            Section::Throughput => {
-                throughput::measure(&ctx).map(|t| results.throughput = Some(t))
-            }
+            Section::Throughput => throughput::measure(&ctx).map(|t| results.throughput = Some(t)),
             Section::Latency => latency::measure(&ctx).map(|l| results.latency = Some(l)),
             Section::Memory => memory::measure(&ctx).map(|m| results.memory = Some(m)),
             Section::Profile => {
                 if profile::perf_works() {
                     profile::measure(&ctx).map(|p| results.profile = Some(p))
                 } else {
-                    results
-                        .notes
-                        .push("no profile: `perf record` does not work here (apt-get install linux-perf)".into());
+                    results.notes.push(
+                        "no profile: `perf record` does not work here (apt-get install linux-perf)"
+                            .into(),
+                    );
                     Ok(())
                 }
             }

@@ -225,9 +225,8 @@ fn available(ctx: &Ctx, cfg: &Config) -> Result<(), String> {
 }
 
 pub fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|p| p.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
 fn start(ctx: &Ctx, cfg: &Config) -> anyhow::Result<Live> {
@@ -323,7 +322,11 @@ fn stop(live: Live, run: usize, config: &'static str) -> anyhow::Result<Session>
 fn settle(live: &Live) -> anyhow::Result<()> {
     match live {
         Live::Observer { proc, .. } => {
-            proc.wait_for_lines(u64::MAX, Duration::from_millis(200), Duration::from_secs(10))?;
+            proc.wait_for_lines(
+                u64::MAX,
+                Duration::from_millis(200),
+                Duration::from_secs(10),
+            )?;
         }
         Live::Nothing | Live::Audit { .. } => sleep(Duration::from_millis(200))?,
     }

@@ -223,12 +223,7 @@ impl Drained {
 
     /// Waits until `want` lines have arrived, or until no line arrived for
     /// `quiet`, or `max` has passed. Returns the count.
-    pub fn wait_for_lines(
-        &self,
-        want: u64,
-        quiet: Duration,
-        max: Duration,
-    ) -> anyhow::Result<u64> {
+    pub fn wait_for_lines(&self, want: u64, quiet: Duration, max: Duration) -> anyhow::Result<u64> {
         let start = Instant::now();
         let mut last = self.lines();
         let mut last_change = Instant::now();

@@ -100,7 +100,11 @@ fn record(pid: u32, secs: f64, out: &Path) -> anyhow::Result<()> {
 fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
     let out = Command::new("perf")
         .args(["report", "--stdio", "-g", "none", "--sort", "dso,symbol"])
-        .arg(if children { "--children" } else { "--no-children" })
+        .arg(if children {
+            "--children"
+        } else {
+            "--no-children"
+        })
         .arg("-i")
         .arg(data)
         .stderr(Stdio::null())
@@ -252,7 +256,11 @@ fn workload_profile(ctx: &Ctx, kind: &str, label: &str) -> anyhow::Result<Profil
     record(w.pid(), 3.0, &data)?;
     w.wait(Duration::from_secs(60))?;
     let _ = agent.stop(libc::SIGTERM, Duration::from_secs(15));
-    let p = analyse(kind, format!("the {label} loop under `monitor trace`"), &data)?;
+    let p = analyse(
+        kind,
+        format!("the {label} loop under `monitor trace`"),
+        &data,
+    )?;
     let _ = std::fs::remove_file(&data);
     Ok(p)
 }

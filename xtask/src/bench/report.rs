@@ -38,7 +38,7 @@ fn num(v: f64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -174,8 +174,14 @@ fn targets(md: &mut String, r: &Results) {
         return;
     }
     let _ = writeln!(md, "## Targets at a glance\n");
-    let _ = writeln!(md, "No test asserts these; the bench reports against them.\n");
-    let _ = writeln!(md, "| what | target | measured (median, range) | |\n| --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "No test asserts these; the bench reports against them.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| what | target | measured (median, range) | |\n| --- | --- | --- | --- |"
+    );
     if let Some(o) = &r.overhead {
         for l in &o.loops {
             if let Some(t) = trace_ratio(o, l.kind, TRACE) {
@@ -394,7 +400,11 @@ fn overhead(md: &mut String, o: &Overhead, profiles: Option<&[Profile]>) {
              the resolved path (a dentry walk in the kernel)."
         );
     }
-    for p in profiles.unwrap_or_default().iter().filter(|p| p.subject != "agent") {
+    for p in profiles
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.subject != "agent")
+    {
         wakeup_finding(md, p);
     }
     let per_line: Vec<f64> = o
@@ -492,7 +502,11 @@ fn throughput(md: &mut String, t: &Throughput, profiles: Option<&[Profile]>) {
             spread_with(&r.agent_cores, |v| format!("{v:.2}")),
             r.lossless_reps,
             r.reps,
-            if r.agent_always_answered { "yes" } else { "**no**" }
+            if r.agent_always_answered {
+                "yes"
+            } else {
+                "**no**"
+            }
         );
     }
     let _ = writeln!(md, "\n### What this shows\n");
@@ -560,9 +574,8 @@ fn throughput(md: &mut String, t: &Throughput, profiles: Option<&[Profile]>) {
         let _ = writeln!(
             md,
             "- The generators could not reach every target on this machine ({}): with the agent and the \
-             generators sharing {} CPUs, the achieved rate, not the target, is the figure to read.",
-            short.join("; "),
-            "the"
+             generators sharing the CPUs, the achieved rate, not the target, is the figure to read.",
+            short.join("; ")
         );
     }
     if let Some(p) = profiles.and_then(|p| p.iter().find(|p| p.subject == "agent")) {
@@ -659,10 +672,7 @@ fn memory(md: &mut String, m: &super::memory::Memory) {
          and 1,000 cgroups made (mkdir) under the watched directory, then after removing them. Containers are \
          cgroups to the agent: each mkdir reaches it as a `cgroup_mkdir` event and goes into the kernel's filter map.\n"
     );
-    let _ = writeln!(
-        md,
-        "| stage | VmRSS | VmHWM (peak) |\n| --- | --- | --- |"
-    );
+    let _ = writeln!(md, "| stage | VmRSS | VmHWM (peak) |\n| --- | --- | --- |");
     for s in &m.stages {
         let _ = writeln!(
             md,
@@ -717,7 +727,10 @@ fn profiles(md: &mut String, ps: &[Profile]) {
             facts.push(format!("pipe writes {:.1} %", p.write_percent));
         }
         if p.subject == "agent" {
-            facts.push(format!("switched in (`finish_task_switch`) {:.1} %", p.switch_percent));
+            facts.push(format!(
+                "switched in (`finish_task_switch`) {:.1} %",
+                p.switch_percent
+            ));
         }
         if let Some(e) = p.events_per_sec {
             facts.push(format!("{}/s events", num(e)));

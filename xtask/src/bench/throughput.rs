@@ -158,10 +158,7 @@ pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
                 target_rate: rate,
                 achieved_rate: spread(&|s| Some(s.achieved_rate), rate),
                 lost: spread(&|s| s.lost.map(|l| l as f64), rate),
-                missing_lines: spread(
-                    &|s| Some(s.events.saturating_sub(s.lines) as f64),
-                    rate,
-                ),
+                missing_lines: spread(&|s| Some(s.events.saturating_sub(s.lines) as f64), rate),
                 agent_cores: spread(&|s| s.agent_cores, rate),
                 lossless_reps: these.iter().filter(|s| s.lossless()).count(),
                 reps: these.len(),

@@ -37,7 +37,9 @@ struct Opts {
 
 fn parse() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
-    let kind = args.next().ok_or("usage: workload KIND [--option value]...")?;
+    let kind = args
+        .next()
+        .ok_or("usage: workload KIND [--option value]...")?;
     let mut o = Opts {
         kind,
         iterations: 1000,
@@ -235,7 +237,7 @@ fn timed_loop(o: &Opts) -> Result<String, String> {
         step.run()?;
         done += 1;
         // Reading the clock costs ~20 ns: check it every 64 iterations.
-        if done % 64 == 0 && Instant::now() > deadline {
+        if done.is_multiple_of(64) && Instant::now() > deadline {
             stopped_early = true;
             break;
         }
