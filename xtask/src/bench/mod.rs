@@ -474,6 +474,7 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
             peers::AUDIT_KEY
         );
     }
+    let audit_quiet = peers::AuditQuiet::start(&mut notes);
     let agent_subcommands = agent_subcommands(&monitor)?;
     let shm = ShmDir::create()?;
     let listener = Listener::start()?;
@@ -539,6 +540,7 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     drop(ctx);
     drop(listener);
     drop(shm);
+    drop(audit_quiet);
     machine.loadavg_end = loadavg();
     results.machine = machine;
     results.not_measured = not_measured(results.overhead.as_ref());

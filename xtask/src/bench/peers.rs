@@ -5,8 +5,10 @@
 //! carries [`AUDIT_KEY`], is removed by key when the session ends (also on
 //! error or ^C), and stale ones from a killed bench are removed at start.
 use std::{
-    path::Path,
+    fs,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -105,6 +107,106 @@ pub fn remove_audit_rules() -> bool {
     auditctl(&["-l"]).is_ok_and(|l| !l.contains(AUDIT_KEY))
 }
 
+/// Audit's residue. Once audit has been enabled since boot (by any auditd,
+/// including the bench's own session), the kernel gives every new task an
+/// audit context, and each of its syscalls then pays for audit even with
+/// auditd stopped and auditing disabled (here `getppid` went from about 190
+/// to 340 ns). A task-list `never` rule stops that for tasks forked while it
+/// is loaded, so every configuration but auditd measures a machine without
+/// audit. Task rules take no key, so ownership is a marker file naming the
+/// bench's pid: a later bench removes the rule of one that was killed.
+pub struct AuditQuiet {
+    marker: Option<PathBuf>,
+}
+
+/// Set while the bench owns the `never,task` rule; auditd sessions lift it.
+static QUIET_OWNED: AtomicBool = AtomicBool::new(false);
+const QUIET_MARKER: &str = "/run/monitor-bench-audit-quiet-";
+const QUIET_RULE: &str = "-a never,task";
+
+fn set_quiet(on: bool) -> anyhow::Result<()> {
+    let present = auditctl(&["-l"])?.lines().any(|l| l.trim() == QUIET_RULE);
+    match (on, present) {
+        (true, false) => auditctl(&["-a", "task,never"]).map(drop),
+        (false, true) => auditctl(&["-d", "task,never"]).map(drop),
+        _ => Ok(()),
+    }
+}
+
+impl AuditQuiet {
+    /// Loads the rule unless someone else's is there. Never fails: a note
+    /// says what could not be done.
+    pub fn start(notes: &mut Vec<String>) -> AuditQuiet {
+        let none = AuditQuiet { marker: None };
+        if auditctl(&["-v"]).is_err() {
+            return none;
+        }
+        // A killed bench's rule and marker.
+        if let Ok(rd) = fs::read_dir("/run") {
+            for e in rd.flatten() {
+                let path = e.path();
+                let Some(pid) = path
+                    .to_str()
+                    .and_then(|p| p.strip_prefix(QUIET_MARKER))
+                    .map(str::to_owned)
+                else {
+                    continue;
+                };
+                if !Path::new("/proc").join(&pid).exists() {
+                    let _ = set_quiet(false);
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        match auditctl(&["-l"]) {
+            Ok(rules) if rules.lines().any(|l| l.trim() == QUIET_RULE) => {
+                notes.push(format!(
+                    "an audit rule `{QUIET_RULE}` was already loaded (not the bench's); it was left as it was"
+                ));
+                return none;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                notes.push(format!("could not list audit rules: {e:#}"));
+                return none;
+            }
+        }
+        let marker = PathBuf::from(format!("{QUIET_MARKER}{}", std::process::id()));
+        if let Err(e) = fs::write(&marker, "") {
+            notes.push(format!(
+                "could not write {}: {e}; audit's per-task residue is not switched off",
+                marker.display()
+            ));
+            return none;
+        }
+        if let Err(e) = set_quiet(true) {
+            let _ = fs::remove_file(&marker);
+            notes.push(format!(
+                "could not load `{QUIET_RULE}` ({e:#}): if audit was ever enabled since boot, every configuration pays audit's per-syscall cost"
+            ));
+            return none;
+        }
+        QUIET_OWNED.store(true, Ordering::SeqCst);
+        AuditQuiet {
+            marker: Some(marker),
+        }
+    }
+}
+
+impl Drop for AuditQuiet {
+    fn drop(&mut self) {
+        if let Some(marker) = self.marker.take() {
+            QUIET_OWNED.store(false, Ordering::SeqCst);
+            if let Err(e) = set_quiet(false) {
+                eprintln!(
+                    "bench: could not remove `{QUIET_RULE}`: {e:#}; remove it with `auditctl -d task,never`"
+                );
+            }
+            let _ = fs::remove_file(marker);
+        }
+    }
+}
+
 /// auditd running with the bench's rule loaded. Stopping (or dropping) it
 /// removes the rule, restores the kernel's audit settings, and stops the
 /// daemon if the bench started it.
@@ -134,6 +236,10 @@ impl AuditSession {
             before,
             done: false,
         };
+        // The workloads of this session are to be audited.
+        if QUIET_OWNED.load(Ordering::SeqCst) {
+            set_quiet(false)?;
+        }
         if before.pid == 0 {
             // No systemd here: run the daemon in the foreground as our child.
             let child = Command::new("auditd")
@@ -191,6 +297,11 @@ impl AuditSession {
         }
         self.done = true;
         let removed = remove_audit_rules();
+        if QUIET_OWNED.load(Ordering::SeqCst)
+            && let Err(e) = set_quiet(true)
+        {
+            eprintln!("bench: could not load `{QUIET_RULE}` again: {e:#}");
+        }
         let _ = auditctl(&["-e", &self.before.enabled.to_string()]);
         let _ = auditctl(&["-b", &self.before.backlog_limit.max(1).to_string()]);
         if let Some(mut d) = self.daemon.take() {

@@ -268,7 +268,10 @@ fn overhead(md: &mut String, o: &Overhead, profiles: Option<&[Profile]>) {
          keyed rule (`-a always,exit -F arch=b64 -S execve -S openat -S open -S creat -S rename -S renameat \
          -S renameat2 -S unlink -S unlinkat -S connect`, backlog 8192), machine-wide as audit rules are; \
          bpftrace prints exec, openat with write flags and connect of the bench's cgroup, line-buffered into \
-         a pipe the bench drains.\n",
+         a pipe the bench drains. Once audit has been enabled since boot, the kernel gives every new task an \
+         audit context whose cost every syscall pays even with auditd stopped (on this kind of machine it made a \
+         `getppid` about 1.7× slower); so the bench loads `-a never,task` for every configuration but auditd, and removes it \
+         at the end.\n",
         o.runs
     );
     let _ = write!(md, "| loop | iterations | no monitor, per iteration |");
