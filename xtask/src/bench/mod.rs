@@ -128,6 +128,8 @@ pub struct Ctx {
     pub plan: Plan,
     /// Subcommands `monitor --help` lists.
     pub agent_subcommands: Vec<String>,
+    /// The agent's default ring buffer size, from `monitor trace --help`.
+    pub ring_buffer_bytes: Option<u64>,
 }
 
 impl Ctx {
@@ -375,6 +377,13 @@ fn agent_subcommands(monitor: &Path) -> anyhow::Result<Vec<String>> {
     Ok(parse_subcommands(&help))
 }
 
+/// `[default: N]` of `--ring-buffer-bytes` in `monitor trace --help`.
+pub fn parse_ring_default(help: &str) -> Option<u64> {
+    let line = help.lines().find(|l| l.contains("--ring-buffer-bytes"))?;
+    let at = line.find("[default: ")? + "[default: ".len();
+    line[at..].split(']').next()?.trim().parse().ok()
+}
+
 pub fn parse_subcommands(help: &str) -> Vec<String> {
     help.lines()
         .skip_while(|l| !l.trim_start().starts_with("Commands:"))
@@ -476,6 +485,8 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     }
     let audit_quiet = peers::AuditQuiet::start(&mut notes);
     let agent_subcommands = agent_subcommands(&monitor)?;
+    let ring_buffer_bytes =
+        parse_ring_default(&capture(Command::new(&monitor).args(["trace", "--help"])));
     let shm = ShmDir::create()?;
     let listener = Listener::start()?;
     let ctx = Ctx {
@@ -486,6 +497,7 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         port: listener.port,
         plan: plan.clone(),
         agent_subcommands,
+        ring_buffer_bytes,
     };
 
     let mut results = Results {
@@ -519,7 +531,10 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
             Section::Memory => memory::measure(&ctx).map(|m| results.memory = Some(m)),
             Section::Profile => {
                 if profile::perf_works() {
-                    profile::measure(&ctx).map(|p| results.profile = Some(p))
+                    profile::measure(&ctx).map(|(p, notes)| {
+                        results.profile = Some(p);
+                        results.notes.extend(notes);
+                    })
                 } else {
                     results.notes.push(
                         "no profile: `perf record` does not work here (apt-get install linux-perf)"
@@ -571,6 +586,9 @@ mod tests {
         let help = "eBPF runtime behaviour monitor\n\nUsage: monitor <COMMAND>\n\nCommands:\n  trace  Print every event\n  run    Watch and alert\n  help   Print this message\n\nOptions:\n  -h, --help  Print help\n";
         assert_eq!(parse_subcommands(help), vec!["trace", "run"]);
         assert!(parse_subcommands("Usage: monitor\n").is_empty());
+        let trace = "      --ring-buffer-bytes <BYTES>  Ring buffer size in bytes (a power of two) [default: 8388608]\n";
+        assert_eq!(parse_ring_default(trace), Some(8 << 20));
+        assert_eq!(parse_ring_default("  -h, --help\n"), None);
     }
 
     #[test]

@@ -557,6 +557,26 @@ fn throughput(md: &mut String, t: &Throughput, profiles: Option<&[Profile]>) {
             },
             spread_with(&first_loss.agent_cores, |v| format!("{v:.2}"))
         );
+        if let (Some(cap), Some(rate)) = (
+            t.ring_capacity_records,
+            first_loss.achieved_rate.map(|a| a.median),
+        ) {
+            let _ = writeln!(
+                md,
+                "- The ring buffer ({} MiB, the agent's default) holds {} file records of {} bytes: at {}/s \
+                 that is {:.0} ms of events. A reader that does not run for that long (descheduled on a busy \
+                 machine, or slower than the rate) loses what comes after. Smaller records (each carries two \
+                 {}-byte path buffers and two {}-byte directory buffers at full size) or a larger buffer \
+                 would stretch that.",
+                t.ring_buffer_bytes.unwrap_or(0) >> 20,
+                num(cap as f64),
+                num(t.file_record_bytes as f64),
+                num(rate),
+                cap as f64 / rate.max(1.0) * 1000.0,
+                monitor_common::PATH_LEN,
+                monitor_common::DIR_LEN
+            );
+        }
     }
     let short: Vec<String> = t
         .rates

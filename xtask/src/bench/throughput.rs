@@ -56,6 +56,11 @@ pub struct RateSummary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Throughput {
+    /// The agent's ring buffer (its default size) and what one file record takes in it.
+    pub ring_buffer_bytes: Option<u64>,
+    pub file_record_bytes: u64,
+    /// File records the ring buffer holds when the reader stops reading.
+    pub ring_capacity_records: Option<u64>,
     pub steps: Vec<Step>,
     pub rates: Vec<RateSummary>,
     /// The highest target rate lossless in every repetition (all lower ones too).
@@ -138,7 +143,15 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Throughput> {
             steps.push(step(ctx, rep, rate, ctx.plan.rate_secs)?);
         }
     }
-    Ok(summarize(&steps, &ctx.plan.rates))
+    let mut t = summarize(&steps, &ctx.plan.rates);
+    t.ring_buffer_bytes = ctx.ring_buffer_bytes;
+    t.ring_capacity_records = ctx.ring_buffer_bytes.map(|b| b / t.file_record_bytes);
+    Ok(t)
+}
+
+/// A file record as the ring buffer stores it: 8-byte header, 8-byte aligned.
+pub fn file_record_bytes() -> u64 {
+    (size_of::<monitor_common::FileEvent>() as u64).next_multiple_of(8) + 8
 }
 
 pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
@@ -187,6 +200,9 @@ pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
             .reduce(f64::max)
     });
     Throughput {
+        ring_buffer_bytes: None,
+        file_record_bytes: file_record_bytes(),
+        ring_capacity_records: None,
         steps: steps.to_vec(),
         highest_lossless_target: highest.map(|r| r.target_rate),
         highest_lossless_achieved: achieved,
