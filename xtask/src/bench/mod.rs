@@ -291,6 +291,9 @@ pub struct Machine {
     pub loadavg_end: [f64; 3],
     /// Other processes kept the CPUs busy when the bench started.
     pub busy: bool,
+    /// Other eBPF agents, kernel tests, bpftrace or auditd seen at the start
+    /// or the end (`pid comm`).
+    pub other_observers: Vec<String>,
 }
 
 fn loadavg() -> [f64; 3] {
@@ -330,6 +333,7 @@ impl Machine {
             loadavg_start: load,
             loadavg_end: load,
             busy: load[0] > 0.5,
+            other_observers: process::other_observers(),
         }
     }
 }
@@ -557,6 +561,11 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     drop(shm);
     drop(audit_quiet);
     machine.loadavg_end = loadavg();
+    for o in process::other_observers() {
+        if !machine.other_observers.contains(&o) {
+            machine.other_observers.push(o);
+        }
+    }
     results.machine = machine;
     results.not_measured = not_measured(results.overhead.as_ref());
 

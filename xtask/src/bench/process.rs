@@ -406,6 +406,32 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Other eBPF or audit observers running now (`pid comm`): other monitor
+/// agents and their kernel tests, bpftrace, auditd. Their hooks run on the
+/// same syscalls in every configuration, the baseline too.
+pub fn other_observers() -> Vec<String> {
+    let me = std::process::id();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let comm = comm.trim();
+            (comm.starts_with("monitor")
+                || comm.starts_with("kernel_")
+                || comm == "bpftrace"
+                || comm == "auditd")
+                .then(|| format!("{pid} {comm}"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Pids whose `comm` is exactly `name` (kernel threads included).
 pub fn pids_named(name: &str) -> Vec<u32> {
     let Ok(rd) = fs::read_dir("/proc") else {

@@ -176,8 +176,9 @@ pub fn parse_report(text: &str) -> Vec<Symbol> {
 }
 
 fn summarize(subject: &str, what: String, all: Vec<Symbol>) -> Profile {
+    // `+ 0.0`: an empty float sum is -0.0.
     let share = |f: &dyn Fn(&Symbol) -> bool| -> f64 {
-        all.iter().filter(|s| f(s)).map(|s| s.percent).sum()
+        all.iter().filter(|s| f(s)).map(|s| s.percent).sum::<f64>() + 0.0
     };
     let is_bpf = |s: &Symbol| {
         s.symbol.starts_with("bpf_") || s.symbol.contains("bpf_prog_") || s.dso.contains("bpf")

@@ -88,6 +88,15 @@ pub fn markdown(r: &Results) -> String {
             m.loadavg_start[0], m.loadavg_end[0], m.cpus
         );
     }
+    if !m.other_observers.is_empty() {
+        let _ = writeln!(
+            md,
+            "> **Other observers were running** ({}): other agents and their kernel tests. Their programs \
+             run on the same hooked syscalls in every configuration, the baseline included, which adds to \
+             the baseline's time and lowers every ratio a little.\n",
+            m.other_observers.join(", ")
+        );
+    }
     if r.plan.quick {
         let _ = writeln!(
             md,
