@@ -462,8 +462,9 @@ fn wakeup_finding(md: &mut String, p: &Profile) {
                 md,
                 "- Profile of the {label} under `monitor trace`: no program of the agent ran, but {slow_path:.1} % \
                  of its samples are in the syscall tracing path (`syscall_trace_enter`, `syscall_exit_work`): \
-                 while any program is attached to a syscall tracepoint, every syscall of every task takes that \
-                 path, hooked or not. That much of the control's ratio is the agent's; the rest is the machine."
+                 while any program, the agent's or another tool's, is attached to a syscall tracepoint, every \
+                 syscall of every task takes that path, hooked or not. With no other observer running, that \
+                 much of the control's ratio is the agent's; with others running the baseline pays it too."
             );
         }
         return;
