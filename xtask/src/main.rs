@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
 //!
 //! `setup` makes a fresh machine able to build the kernel programs; every
 //! other task calls it first, so nobody has to remember it.
@@ -12,6 +12,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+
+mod bench;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -39,6 +41,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Setup, build, then measure the agent (as root): overhead against no
+    /// monitor, auditd and bpftrace, throughput without loss, latency and
+    /// memory. Writes BENCHMARKS.md and bench-results.json at the repo root.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run { args } => {
             setup()?;
             build_release()?;
-            let status = Command::new(root.join("target/release/monitor"))
+            let status = Command::new(target_dir()?.join("release/monitor"))
                 .args(args)
                 .status()?;
             std::process::exit(status.code().unwrap_or(1));
@@ -63,7 +69,23 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             test(&args)
         }
+        Task::Bench(args) => {
+            setup()?;
+            build_release()?;
+            bench::run(args, &root, &target_dir()?)
+        }
     }
+}
+
+/// Where cargo puts build output (honours CARGO_TARGET_DIR and config).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let meta =
+        output(Command::new("cargo").args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let v: serde_json::Value = serde_json::from_str(&meta).context("parsing cargo metadata")?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
 }
 
 fn workspace_root() -> PathBuf {

@@ -1,0 +1,621 @@
+//! `cargo xtask bench`: what the agent costs the workloads it watches, how
+//! many events a second it takes without loss, how late its lines are, and
+//! how much memory it holds; compared with auditd and bpftrace where that
+//! makes sense. Writes `BENCHMARKS.md` and `bench-results.json` at the
+//! repository root.
+//!
+//! Robust numbers on a noisy machine come from interleaving: every run starts
+//! each configuration in turn (rotated, so none always goes first), ratios are
+//! taken within a run, and the report gives the median and range over runs.
+//!
+//! Everything the bench makes is removed when it ends, also on error or ^C:
+//! its cgroup v2 directory, its files under `/dev/shm`, its audit rules, the
+//! auditd it started, and every process it started.
+mod cgroup;
+mod latency;
+mod memory;
+mod overhead;
+mod peers;
+mod process;
+mod profile;
+mod report;
+mod stats;
+mod throughput;
+
+use std::{
+    fs,
+    io::Write as _,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+use serde::Serialize;
+
+use self::{
+    cgroup::BenchCgroup,
+    process::{Drained, LineHook, Ready, interrupted},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Few runs and short loops: a smoke test for CI and development.
+    #[arg(long)]
+    pub quick: bool,
+    /// Interleaved runs of the overhead loops (default 3 with --quick, else 9).
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Only these sections (comma separated); the others are reported as not run.
+    #[arg(long, value_delimiter = ',', value_name = "SECTIONS")]
+    pub only: Vec<Section>,
+    /// Do not `apt-get install` auditd and bpftrace when they are missing
+    /// (their configurations are then skipped, with a note).
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    Overhead,
+    Throughput,
+    Latency,
+    Memory,
+    Profile,
+}
+
+const ALL_SECTIONS: [Section; 5] = [
+    Section::Overhead,
+    Section::Throughput,
+    Section::Latency,
+    Section::Memory,
+    Section::Profile,
+];
+
+/// How long and how often each part runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub quick: bool,
+    /// Interleaved overhead runs.
+    pub runs: usize,
+    /// Repetitions of the throughput ladder, latency and memory passes.
+    pub reps: usize,
+    /// Each overhead loop is sized to about this long without a monitor.
+    pub loop_secs: f64,
+    /// And stops after this long whatever the monitor does to it.
+    pub loop_max_secs: f64,
+    /// Target event rates of the throughput ladder (events/s).
+    pub rates: Vec<u64>,
+    pub rate_secs: f64,
+    pub latency_samples: u64,
+    pub latency_rate: f64,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> Plan {
+        let runs = args.runs.unwrap_or(if args.quick { 3 } else { 9 }).max(1);
+        Plan {
+            quick: args.quick,
+            runs,
+            reps: if args.quick { 1 } else { runs.min(3) },
+            loop_secs: if args.quick { 0.25 } else { 1.0 },
+            loop_max_secs: if args.quick { 5.0 } else { 30.0 },
+            rates: vec![25_000, 50_000, 100_000, 200_000, 400_000],
+            rate_secs: if args.quick { 2.0 } else { 5.0 },
+            latency_samples: if args.quick { 1000 } else { 2500 },
+            latency_rate: 500.0,
+        }
+    }
+}
+
+/// What every section needs.
+pub struct Ctx {
+    pub monitor: PathBuf,
+    pub workload: PathBuf,
+    pub cgroup: BenchCgroup,
+    /// The bench's directory on tmpfs.
+    pub shm: PathBuf,
+    /// The bench's own TCP listener on 127.0.0.1.
+    pub port: u16,
+    pub plan: Plan,
+    /// Subcommands `monitor --help` lists.
+    pub agent_subcommands: Vec<String>,
+    /// The agent's default ring buffer size, from `monitor trace --help`.
+    pub ring_buffer_bytes: Option<u64>,
+}
+
+impl Ctx {
+    /// Arguments for the workload binary: in the bench's cgroup, files on
+    /// tmpfs, connects to the bench's listener.
+    pub fn workload_args(&self, kind: &str, extra: &[(&str, String)]) -> Vec<String> {
+        let mut args = vec![
+            kind.to_owned(),
+            "--cgroup".into(),
+            self.cgroup.load.display().to_string(),
+            "--dir".into(),
+            self.shm.display().to_string(),
+            "--port".into(),
+            self.port.to_string(),
+        ];
+        for (k, v) in extra {
+            args.push((*k).to_owned());
+            args.push(v.clone());
+        }
+        args
+    }
+
+    /// `monitor <subcommand> --cgroup <bench dir> <extra>` with stdout drained,
+    /// once it has logged `ready`.
+    pub fn agent(
+        &self,
+        subcommand: &str,
+        extra: &[&str],
+        ready: &str,
+        hook: Option<LineHook>,
+    ) -> anyhow::Result<Drained> {
+        Drained::start(
+            &format!("monitor {subcommand}"),
+            Command::new(&self.monitor)
+                .arg(subcommand)
+                .arg("--cgroup")
+                .arg(&self.cgroup.root)
+                .args(extra)
+                .env("MONITOR_LOG", "info"),
+            Ready::Stderr(ready),
+            Duration::from_secs(120),
+            hook,
+        )
+    }
+}
+
+/// The bench's files on tmpfs, removed when dropped.
+struct ShmDir(PathBuf);
+
+impl ShmDir {
+    fn create() -> anyhow::Result<ShmDir> {
+        let base = Path::new("/dev/shm");
+        if let Ok(rd) = fs::read_dir(base) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("monitor-bench-")
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(format!("monitor-bench-{}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(ShmDir(dir))
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Accepts and drops connections on 127.0.0.1 until dropped.
+struct Listener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    fn start() -> anyhow::Result<Listener> {
+        let l = listen_loopback().context("listening on 127.0.0.1")?;
+        let port = l.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                drop(conn);
+            }
+        });
+        Ok(Listener {
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A listener on 127.0.0.1 with a deep accept queue: with std's 128, a
+/// moment without the CPU fills the queue, a SYN is dropped, and one connect
+/// of the loop waits a second for its retransmission.
+fn listen_loopback() -> std::io::Result<TcpListener> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls; the fd is owned by the TcpListener on success
+    // and closed on failure.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+            || libc::listen(fd, 4096) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(TcpListener::from_raw_fd(fd))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocking accept.
+        let _ =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The machine the figures belong to.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub mem_gib: f64,
+    pub loadavg_start: [f64; 3],
+    pub loadavg_end: [f64; 3],
+    /// Other processes kept the CPUs busy when the bench started.
+    pub busy: bool,
+    /// Other eBPF agents, kernel tests, bpftrace or auditd seen at the start
+    /// or the end (`pid comm`).
+    pub other_observers: Vec<String>,
+}
+
+fn loadavg() -> [f64; 3] {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut v = text.split_whitespace().map(|x| x.parse().unwrap_or(0.0));
+    [
+        v.next().unwrap_or(0.0),
+        v.next().unwrap_or(0.0),
+        v.next().unwrap_or(0.0),
+    ]
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_kib: f64 = fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let load = loadavg();
+        Machine {
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            cpu_model,
+            cpus,
+            mem_gib: mem_kib / 1024.0 / 1024.0,
+            loadavg_start: load,
+            loadavg_end: load,
+            busy: load[0] > 0.5,
+            other_observers: process::other_observers(),
+        }
+    }
+}
+
+/// A measurement the issue asks for that this tree cannot make yet.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotMeasured {
+    pub what: String,
+    pub why: String,
+}
+
+/// Everything the bench measured: `bench-results.json`.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub generated_utc: String,
+    pub commit: String,
+    pub command: String,
+    pub machine: Machine,
+    pub plan: Plan,
+    pub sections_run: Vec<Section>,
+    pub overhead: Option<overhead::Overhead>,
+    pub throughput: Option<throughput::Throughput>,
+    pub latency: Option<latency::Latency>,
+    pub memory: Option<memory::Memory>,
+    pub profile: Option<Vec<profile::Profile>>,
+    pub notes: Vec<String>,
+    pub errors: Vec<String>,
+    pub not_measured: Vec<NotMeasured>,
+}
+
+fn capture(cmd: &mut Command) -> String {
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Subcommands in `monitor --help`'s "Commands:" list.
+fn agent_subcommands(monitor: &Path) -> anyhow::Result<Vec<String>> {
+    let help = capture(Command::new(monitor).arg("--help"));
+    if help.is_empty() {
+        bail!("`{} --help` printed nothing", monitor.display());
+    }
+    Ok(parse_subcommands(&help))
+}
+
+/// `[default: N]` of `--ring-buffer-bytes` in `monitor trace --help`.
+pub fn parse_ring_default(help: &str) -> Option<u64> {
+    let line = help.lines().find(|l| l.contains("--ring-buffer-bytes"))?;
+    let at = line.find("[default: ")? + "[default: ".len();
+    line[at..].split(']').next()?.trim().parse().ok()
+}
+
+pub fn parse_subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.trim_start().starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| *w != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Installs the peers with apt when they are missing; a failure is a note,
+/// not an error: their configurations are skipped.
+fn ensure_peers(notes: &mut Vec<String>) {
+    let missing: Vec<&str> = [("auditd", "auditd"), ("bpftrace", "bpftrace")]
+        .into_iter()
+        .filter(|(bin, _)| !overhead::which(bin))
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    eprintln!("bench: installing {} (apt-get)", missing.join(" "));
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        if !install() {
+            notes.push(format!(
+                "could not install {} with apt-get: their configurations are skipped",
+                missing.join(" and ")
+            ));
+        }
+    }
+}
+
+fn not_measured(overhead: Option<&overhead::Overhead>) -> Vec<NotMeasured> {
+    let mut v = Vec::new();
+    if let Some(o) = overhead {
+        for c in o.configs.iter().filter(|c| c.status != "measured") {
+            v.push(NotMeasured {
+                what: format!("overhead under `{}`", c.name),
+                why: c.note.clone().unwrap_or_default(),
+            });
+        }
+    }
+    v.push(NotMeasured {
+        what: "memory with 10 vs 1,000 rules".into(),
+        why: memory::RULES_NOTE.into(),
+    });
+    v.push(NotMeasured {
+        what: "pipeline benchmark (criterion): decode + enrich + match over recorded events with 10..10,000 rules".into(),
+        why: "the policy engine (`monitor::policy`) is not on this branch yet; the benchmark belongs with it".into(),
+    });
+    v
+}
+
+pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench loads eBPF programs, makes cgroups and loads audit rules: run it as root");
+    }
+    let plan = Plan::new(&args);
+    let sections: Vec<Section> = if args.only.is_empty() {
+        ALL_SECTIONS.to_vec()
+    } else {
+        ALL_SECTIONS
+            .into_iter()
+            .filter(|s| args.only.contains(s))
+            .collect()
+    };
+    crate::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "workload",
+    ]))?;
+    let monitor = target_dir.join("release/monitor");
+    let workload = target_dir.join("release/workload");
+    process::install_interrupt_handler();
+    let mut machine = Machine::read();
+    let mut notes = Vec::new();
+    if sections.contains(&Section::Overhead) && !args.no_install {
+        ensure_peers(&mut notes);
+    }
+    if !peers::remove_audit_rules() {
+        bail!(
+            "stale audit rules with key {} could not be removed",
+            peers::AUDIT_KEY
+        );
+    }
+    let audit_quiet = peers::AuditQuiet::start(&mut notes);
+    let agent_subcommands = agent_subcommands(&monitor)?;
+    let ring_buffer_bytes =
+        parse_ring_default(&capture(Command::new(&monitor).args(["trace", "--help"])));
+    let shm = ShmDir::create()?;
+    let listener = Listener::start()?;
+    let ctx = Ctx {
+        monitor,
+        workload,
+        cgroup: BenchCgroup::create()?,
+        shm: shm.0.clone(),
+        port: listener.port,
+        plan: plan.clone(),
+        agent_subcommands,
+        ring_buffer_bytes,
+    };
+
+    let mut results = Results {
+        generated_utc: capture(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        commit: capture(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+        command: format!(
+            "cargo xtask bench{}{}",
+            if args.quick { " --quick" } else { "" },
+            args.runs
+                .map(|n| format!(" --runs {n}"))
+                .unwrap_or_default()
+        ),
+        machine: machine.clone(),
+        plan,
+        sections_run: sections.clone(),
+        overhead: None,
+        throughput: None,
+        latency: None,
+        memory: None,
+        profile: None,
+        notes,
+        errors: Vec::new(),
+        not_measured: Vec::new(),
+    };
+    for section in &sections {
+        eprintln!("bench: --- {section:?} ---");
+        let outcome = match section {
+            Section::Overhead => overhead::measure(&ctx).map(|o| results.overhead = Some(o)),
+            Section::Throughput => throughput::measure(&ctx).map(|t| results.throughput = Some(t)),
+            Section::Latency => latency::measure(&ctx).map(|l| results.latency = Some(l)),
+            Section::Memory => memory::measure(&ctx).map(|m| results.memory = Some(m)),
+            Section::Profile => {
+                if profile::perf_works() {
+                    profile::measure(&ctx).map(|(p, notes)| {
+                        results.profile = Some(p);
+                        results.notes.extend(notes);
+                    })
+                } else {
+                    results.notes.push(
+                        "no profile: `perf record` does not work here (apt-get install linux-perf)"
+                            .into(),
+                    );
+                    Ok(())
+                }
+            }
+        };
+        if let Err(e) = outcome {
+            if interrupted() {
+                return Err(e);
+            }
+            eprintln!("bench: {section:?} failed: {e:#}");
+            results.errors.push(format!("{section:?}: {e:#}"));
+        }
+    }
+    drop(ctx);
+    drop(listener);
+    drop(shm);
+    drop(audit_quiet);
+    machine.loadavg_end = loadavg();
+    for o in process::other_observers() {
+        if !machine.other_observers.contains(&o) {
+            machine.other_observers.push(o);
+        }
+    }
+    results.machine = machine;
+    results.not_measured = not_measured(results.overhead.as_ref());
+
+    let json = root.join("bench-results.json");
+    let md = root.join("BENCHMARKS.md");
+    let mut f = fs::File::create(&json).with_context(|| format!("writing {}", json.display()))?;
+    serde_json::to_writer_pretty(&mut f, &results)?;
+    writeln!(f)?;
+    fs::write(&md, report::markdown(&results))
+        .with_context(|| format!("writing {}", md.display()))?;
+    eprintln!("bench: wrote {} and {}", md.display(), json.display());
+    if !results.errors.is_empty() {
+        bail!(
+            "some sections failed (see BENCHMARKS.md):\n{}",
+            results.errors.join("\n")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_subcommands_from_clap_help() {
+        let help = "eBPF runtime behaviour monitor\n\nUsage: monitor <COMMAND>\n\nCommands:\n  trace  Print every event\n  run    Watch and alert\n  help   Print this message\n\nOptions:\n  -h, --help  Print help\n";
+        assert_eq!(parse_subcommands(help), vec!["trace", "run"]);
+        assert!(parse_subcommands("Usage: monitor\n").is_empty());
+        let trace = "      --ring-buffer-bytes <BYTES>  Ring buffer size in bytes (a power of two) [default: 8388608]\n";
+        assert_eq!(parse_ring_default(trace), Some(8 << 20));
+        assert_eq!(parse_ring_default("  -h, --help\n"), None);
+    }
+
+    #[test]
+    fn quick_plan_is_short() {
+        let args = BenchArgs {
+            quick: true,
+            runs: None,
+            only: vec![],
+            no_install: true,
+        };
+        let p = Plan::new(&args);
+        assert_eq!((p.runs, p.reps), (3, 1));
+        let full = Plan::new(&BenchArgs {
+            quick: false,
+            runs: Some(5),
+            ..args
+        });
+        assert_eq!((full.runs, full.reps), (5, 3));
+        assert!(full.latency_samples >= 1000);
+    }
+}
