@@ -12,7 +12,7 @@ use monitor_common::{CGROUP_PATH_LEN, CgroupEvent, cgroup_op, kind};
 
 use crate::{
     context,
-    maps::{EVENTS, count_lost, offsets, settings},
+    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, count_lost, offsets, settings},
 };
 
 #[tracepoint]
@@ -57,6 +57,7 @@ fn try_cgroup(ctx: &TracePointContext, op: u32) -> Result<(), i64> {
         bpf_probe_read_kernel_str(ev.path.as_mut_ptr().cast(), CGROUP_PATH_LEN as u32, src)
     };
     ev.path_len = if n > 0 { n as u32 - 1 } else { 0 };
-    entry.submit(0);
+    // Containers start rarely and the registry wants them at once.
+    entry.submit(BPF_RB_FORCE_WAKEUP);
     Ok(())
 }

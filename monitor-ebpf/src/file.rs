@@ -14,7 +14,7 @@ use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind};
 
 use crate::{
     context,
-    maps::{EVENTS, FILE_SCRATCH, PENDING_FILE, count_lost, offsets},
+    maps::{FILE_SCRATCH, PENDING_FILE, offsets, send},
     path::walk_dirfd,
 };
 
@@ -151,9 +151,7 @@ fn complete(call: &Call, ret: i64) -> Result<(), i64> {
     };
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        count_lost(kind::FILE);
-    }
+    send(bytes, kind::FILE);
     Ok(())
 }
 

@@ -89,6 +89,32 @@ pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+const BPF_RB_NO_WAKEUP: u64 = 1;
+pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Wake the reader once this much is waiting. Below it the reader finds the
+/// records on its own short poll: a wake-up per record is an interrupt per
+/// record, which costs the workload more than the hook itself.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// The flags that batch wake-ups (see [`WAKEUP_BYTES`]).
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// Sends a record, counting it as lost when the ring buffer is full.
+#[inline(always)]
+pub fn send<T: ?Sized>(record: &T, kind: u32) {
+    if EVENTS.output::<T>(record, wakeup_flags()).is_err() {
+        count_lost(kind);
+    }
+}
+
 /// Counts a record that could not be reserved: losing one silently is the
 /// failure a security monitor may not have.
 #[inline(always)]

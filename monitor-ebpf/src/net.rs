@@ -4,10 +4,7 @@
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use monitor_common::{NetEvent, kind, net_op};
 
-use crate::{
-    context,
-    maps::{EVENTS, count_lost},
-};
+use crate::{context, maps::send};
 
 const ALLOW: i32 = 1;
 const AF_INET: u32 = 2;
@@ -78,7 +75,5 @@ fn report(ctx: &SockAddrContext, op: u32, family: u32) {
         dport: u16::from_be(sa.user_port as u16) as u32,
         daddr,
     };
-    if EVENTS.output::<NetEvent>(&ev, 0).is_err() {
-        count_lost(kind::NET);
-    }
+    send(&ev, kind::NET);
 }

@@ -9,7 +9,7 @@ use monitor_common::{ExitEvent, ForkEvent, kind};
 use crate::{
     context, exec, file,
     kmem::read_u32,
-    maps::{EVENTS, count_lost, offsets},
+    maps::{offsets, send},
 };
 
 /// `sched_process_fork(parent, child)` as a raw tracepoint: the task pointers let
@@ -39,9 +39,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         child_pid,
         _pad: 0,
     };
-    if EVENTS.output::<ForkEvent>(&ev, 0).is_err() {
-        count_lost(kind::FORK);
-    }
+    send(&ev, kind::FORK);
     Ok(())
 }
 
@@ -75,8 +73,6 @@ fn try_exit() -> Result<(), i64> {
         exit_code,
         _pad: 0,
     };
-    if EVENTS.output::<ExitEvent>(&ev, 0).is_err() {
-        count_lost(kind::EXIT);
-    }
+    send(&ev, kind::EXIT);
     Ok(())
 }

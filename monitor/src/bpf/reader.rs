@@ -8,7 +8,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -26,6 +26,14 @@ pub struct ReaderStats {
     pub heartbeat: AtomicU64,
 }
 
+/// How often the ring buffer is checked without a wake-up. The kernel
+/// programs wake the reader only once a batch is waiting (a wake-up per record
+/// is an interrupt per record), so this bounds the latency of a quiet stream.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Records handed on per batch, so a burst does not hold ring memory long.
+const BATCH: usize = 256;
+
 /// Reads until the receiver is dropped. Every record is decoded; undecodable
 /// ones are counted and logged.
 pub async fn run(
@@ -37,44 +45,48 @@ pub async fn run(
     // for as long as the AsyncFd owns the ring buffer.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with the runtime: {e}"))?;
-    let mut batch = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         stats.heartbeat.store(unix_now(), Ordering::Relaxed);
-        let readable =
-            tokio::time::timeout(std::time::Duration::from_secs(1), fd.readable_mut()).await;
-        let Ok(guard) = readable else {
-            // Idle: wake up anyway so the heartbeat stays fresh.
-            if tx.is_closed() {
-                return Ok(());
-            }
-            continue;
-        };
-        let mut guard = guard?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            stats.records.fetch_add(1, Ordering::Relaxed);
-            match decode(&item) {
-                Ok(event) => batch.push(event),
-                Err(e) => {
-                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    warn!("undecodable kernel record: {e}");
+        let drained = match tokio::time::timeout(POLL_INTERVAL, fd.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                let drained = drain(guard.get_inner_mut(), &mut batch, &stats);
+                if drained {
+                    guard.clear_ready();
                 }
+                drained
             }
-            // Hand events on in batches so a burst does not hold ring memory.
-            if batch.len() == batch.capacity() {
-                break;
-            }
-        }
-        let drained = batch.len() < batch.capacity();
+            // No wake-up: look anyway, records below the wake-up mark wait there.
+            Err(_) => drain(fd.get_mut(), &mut batch, &stats),
+        };
         for event in batch.drain(..) {
             if tx.send(event).await.is_err() {
                 return Ok(());
             }
         }
-        if drained {
-            guard.clear_ready();
+        if drained && tx.is_closed() {
+            return Ok(());
         }
     }
+}
+
+/// Decodes up to a batch of records; true when the ring buffer is empty.
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Event>, stats: &ReaderStats) -> bool {
+    while batch.len() < BATCH {
+        let Some(item) = ring.next() else {
+            return true;
+        };
+        stats.records.fetch_add(1, Ordering::Relaxed);
+        match decode(&item) {
+            Ok(event) => batch.push(event),
+            Err(e) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                warn!("undecodable kernel record: {e}");
+            }
+        }
+    }
+    false
 }
 
 fn unix_now() -> u64 {
