@@ -41,7 +41,9 @@ const WAIT: Duration = Duration::from_secs(60);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The repository's shipped rule pack.
@@ -120,8 +122,11 @@ impl Harness {
         let user_rules = scratch.join("rules.d");
         fs::create_dir(&user_rules).unwrap();
         for (file, text) in setup.user_rules {
-            fs::write(user_rules.join(file), text.replace("{scratch}", scratch.to_str().unwrap()))
-                .unwrap();
+            fs::write(
+                user_rules.join(file),
+                text.replace("{scratch}", scratch.to_str().unwrap()),
+            )
+            .unwrap();
         }
         let tree = TestCgroupTree::new();
         // State files first, then the cgroup: the agent finds both at its start.
@@ -344,7 +349,14 @@ fn unshare_sh(cg: &TestCgroup, flags: &[&str], script: &str, cwd: Option<&Path>)
 /// The `shell` alert the shipped pack raises for `/bin/sh -c <script>` run
 /// by this test process through `unshare`.
 fn assert_shell(a: &Value, c: &Container, pid: u32, script: &str) {
-    assert_head(a, "shell", "default/processes", "medium", "process", Some(c));
+    assert_head(
+        a,
+        "shell",
+        "default/processes",
+        "medium",
+        "process",
+        Some(c),
+    );
     assert_process(
         a,
         Some(pid),
@@ -383,7 +395,14 @@ fn sshd_in_a_container_is_one_ssh_server_alert() {
     assert_rules(&alerts, &["ssh-server"]);
     let a = &alerts[0];
     let web = h.container("web");
-    assert_head(a, "ssh-server", "default/processes", "high", "process", Some(web));
+    assert_head(
+        a,
+        "ssh-server",
+        "default/processes",
+        "high",
+        "process",
+        Some(web),
+    );
     assert_process(a, Some(pid), &sshd, &[&sshd, "-D", "-e"], &[test_process()]);
     assert_eq!(a["process"]["comm"], "sshd");
     assert_eq!(a["file"], Value::Null);
@@ -395,6 +414,73 @@ fn sshd_in_a_container_is_one_ssh_server_alert() {
     assert_rules(&h.finish(), &[]);
 }
 
+/// Starts a process in a cgroup the way runc does for `docker exec`: from a
+/// host process (this launcher) that forks, moves the child into the
+/// container's cgroup and execs the program there.
+const LAUNCHER: &str = "\
+import os, sys
+procs, exe = sys.argv[1], sys.argv[2]
+pid = os.fork()
+if pid == 0:
+    with open(procs, 'w') as f:
+        f.write('0')
+    os.execv(exe, [exe, '-D'])
+_, status = os.waitpid(pid, 0)
+print(pid)
+sys.exit(0 if status == 0 else 1)
+";
+
+#[test]
+fn a_launcher_started_after_the_agent_is_in_the_ancestry() {
+    if !kernel_tests_enabled("a_launcher_started_after_the_agent_is_in_the_ancestry") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("web", "nginx:1.27")],
+        ..Default::default()
+    });
+    let sshd = h.binary("usr/sbin", "sshd");
+    let launcher = h.scratch_file("launcher.py", LAUNCHER);
+    let procs = h.container("web").cgroup.path.join("cgroup.procs");
+    // The launcher itself runs outside the watched cgroups, and starts after
+    // the agent read /proc: no event of the agent's names it.
+    let launcher = std::process::Command::new("/usr/bin/python3")
+        .args(["-B", "-I", &launcher, procs.to_str().unwrap(), &sshd])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let launcher_pid = launcher.id();
+    let out = launcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "launcher: {out:?}");
+    let pid: u32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alerts = h.finish();
+    assert_rules(&alerts, &["ssh-server"]);
+    let a = &alerts[0];
+    assert_head(
+        a,
+        "ssh-server",
+        "default/processes",
+        "high",
+        "process",
+        h.containers.first(),
+    );
+    assert_process(
+        a,
+        Some(pid),
+        &sshd,
+        &[&sshd, "-D"],
+        // Read from /proc: the link resolved (/usr/bin/python3 -> python3.x).
+        &[
+            json!({"pid": launcher_pid, "exe": fs::canonicalize("/usr/bin/python3").unwrap()}),
+            test_process(),
+        ],
+    );
+}
 
 #[test]
 fn relative_write_to_etc_passwd_is_a_protected_write() {
@@ -416,7 +502,14 @@ fn relative_write_to_etc_passwd_is_a_protected_write() {
     let app = h.container("app");
     assert_shell(&alerts[0], app, pid, script);
     let a = &alerts[1];
-    assert_head(a, "protected-write", "default/files", "high", "file", Some(app));
+    assert_head(
+        a,
+        "protected-write",
+        "default/files",
+        "high",
+        "file",
+        Some(app),
+    );
     assert_process(
         a,
         Some(pid),
@@ -471,7 +564,14 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
     };
     let first = &alerts[1];
     assert_shell(&alerts[0], cfg, pid, &script);
-    assert_head(first, "protected-write", "default/files", "high", "file", Some(cfg));
+    assert_head(
+        first,
+        "protected-write",
+        "default/files",
+        "high",
+        "file",
+        Some(cfg),
+    );
     assert_process(first, None, "/usr/bin/mv", &mv_args, &mv_parents);
     let mv_pid = &first["process"]["pid"];
     // mv may first try renameat2(RENAME_NOREPLACE), which fails with EEXIST,
@@ -481,7 +581,10 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
         assert_rules(&alerts, &["shell", "protected-write"]);
         first
     } else {
-        assert_rules(&alerts, &["shell", "protected-write", "protected-write+update"]);
+        assert_rules(
+            &alerts,
+            &["shell", "protected-write", "protected-write+update"],
+        );
         assert_eq!(first["file"], rename(-i64::from(libc::EEXIST)));
         assert_eq!(
             first["summary"],
@@ -548,7 +651,14 @@ fn connect_off_the_allowlist_is_an_egress_alert() {
     let alerts = h.finish();
     assert_rules(&alerts, &["egress"]);
     let a = &alerts[0];
-    assert_head(a, "egress", "default/egress", "medium", "network", h.containers.first());
+    assert_head(
+        a,
+        "egress",
+        "default/egress",
+        "medium",
+        "network",
+        h.containers.first(),
+    );
     assert_process(a, Some(pid), "/usr/bin/python3", &args, &[test_process()]);
     assert_eq!(
         a["network"],
@@ -578,7 +688,9 @@ fn running_a_binary_the_container_wrote_is_drift() {
     fs::create_dir(&work).unwrap();
     // Written by the container, then run by a path relative to its cwd.
     let script = "/usr/bin/cp /bin/true ./payload && ./payload; exit $?";
-    let pid = h.container("job").run("/bin/sh", &["-c", script], Some(&work));
+    let pid = h
+        .container("job")
+        .run("/bin/sh", &["-c", script], Some(&work));
     let alerts = h.finish();
     assert_rules(&alerts, &["shell", "drift"]);
     let job = h.container("job");
@@ -586,7 +698,14 @@ fn running_a_binary_the_container_wrote_is_drift() {
     let a = &alerts[1];
     let payload = work.join("payload");
     let payload = payload.to_str().unwrap();
-    assert_head(a, "drift", "default/detectors", "high", "process", Some(job));
+    assert_head(
+        a,
+        "drift",
+        "default/detectors",
+        "high",
+        "process",
+        Some(job),
+    );
     assert_process(
         a,
         None,
@@ -618,13 +737,22 @@ fn fifty_ports_in_a_burst_is_one_port_scan_alert() {
     let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
     let mut unshare = vec!["--net"];
     unshare.extend(args);
-    let pid = h.container("scanner").run("/usr/bin/unshare", &unshare, None);
+    let pid = h
+        .container("scanner")
+        .run("/usr/bin/unshare", &unshare, None);
     let alerts = h.finish();
     // Loopback is on the egress allowlist: the scan is the only finding,
     // once per window, raised by the 20th distinct port.
     assert_rules(&alerts, &["port-scan"]);
     let a = &alerts[0];
-    assert_head(a, "port-scan", "default/detectors", "medium", "network", h.containers.first());
+    assert_head(
+        a,
+        "port-scan",
+        "default/detectors",
+        "medium",
+        "network",
+        h.containers.first(),
+    );
     assert_process(a, Some(pid), "/usr/bin/python3", &args, &[test_process()]);
     assert_eq!(
         a["network"],
@@ -740,7 +868,14 @@ fn host_write_to_the_engine_config_is_an_engine_alert() {
     // A host process: the container rules (shell, ...) do not apply.
     assert_rules(&alerts, &["engine-config-write"]);
     let a = &alerts[0];
-    assert_head(a, "engine-config-write", "default/container-engine", "high", "file", None);
+    assert_head(
+        a,
+        "engine-config-write",
+        "default/container-engine",
+        "high",
+        "file",
+        None,
+    );
     assert_process(
         a,
         Some(pid),
@@ -797,8 +932,7 @@ policies:
 
 #[test]
 fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
-    if !kernel_tests_enabled("rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules")
-    {
+    if !kernel_tests_enabled("rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules") {
         return;
     }
     let _serial = serial();
@@ -819,10 +953,9 @@ fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
     let local = h.user_rules.join("50-local.yaml");
     let aside = h.scratch.join("50-local.yaml.new");
     replace_file(&aside, &local, SSH_OFF);
-    h.monitor()
-        .wait_stderr("the reload", WAIT, |s| {
-            s.contains("reloaded the rules (rule files changed)")
-        });
+    h.monitor().wait_stderr("the reload", WAIT, |s| {
+        s.contains("reloaded the rules (rule files changed)")
+    });
     assert_rules(&run_sshd(&mut h, 2), &[]);
 
     replace_file(&aside, &local, SSH_ON_BROKEN);
@@ -839,6 +972,9 @@ fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
         1,
         "one reload succeeded; stderr:\n{stderr}"
     );
-    assert!(stderr.contains("the running rules stay in force"), "{stderr}");
+    assert!(
+        stderr.contains("the running rules stay in force"),
+        "{stderr}"
+    );
     assert_rules(&h.finish(), &[]);
 }

@@ -201,6 +201,16 @@ impl Drop for TestCgroupTree {
     }
 }
 
+/// The agent binary under test: cargo's, or `MONITOR_BIN` when set. Cargo
+/// puts every build's binary at the same `<target>/debug/monitor`, so where
+/// several worktrees share one target directory a build elsewhere can swap it
+/// while these tests run; `MONITOR_BIN` pins a copy.
+pub fn monitor_bin() -> PathBuf {
+    std::env::var_os("MONITOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_monitor")))
+}
+
 /// A running `monitor` whose stdout lines arrive on a channel.
 pub struct Monitor {
     child: Child,
@@ -213,10 +223,7 @@ pub struct Monitor {
 impl Monitor {
     /// Starts `monitor <args>` and waits until it logs `ready_marker` on stderr.
     pub fn start(args: &[&str], ready_marker: &str) -> Monitor {
-        Self::start_with(
-            Command::new(env!("CARGO_BIN_EXE_monitor")).args(args),
-            ready_marker,
-        )
+        Self::start_with(Command::new(monitor_bin()).args(args), ready_marker)
     }
 
     pub fn start_with(cmd: &mut Command, ready_marker: &str) -> Monitor {
