@@ -107,8 +107,8 @@ struct Harness {
     /// Lines of `monitor.seen` already handed out.
     consumed: usize,
     syncs: u32,
-    _tree: TestCgroupTree,
-    _host_root: tempfile::TempDir,
+    tree: TestCgroupTree,
+    host_root: tempfile::TempDir,
     _scratch: tempfile::TempDir,
 }
 
@@ -175,8 +175,8 @@ impl Harness {
             user_rules,
             consumed: 0,
             syncs: 0,
-            _tree: tree,
-            _host_root: host_root,
+            tree,
+            host_root,
             _scratch: scratch_dir,
         }
     }
@@ -977,4 +977,53 @@ fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
         "{stderr}"
     );
     assert_rules(&h.finish(), &[]);
+}
+
+/// With `--cgroup`, the kernel reports only the cgroups in its filter, and a
+/// cgroup made below a watched one joins the filter when the agent has read
+/// its `cgroup_mkdir` event. A container whose first process runs before
+/// that is not watched at first: its events are dropped in the kernel, and
+/// nothing says so. Racing a real runtime, this misses some of 100 fast
+/// container starts on a loaded machine; here the agent is stopped (as a
+/// descheduled agent is) for the moment the container starts, which misses
+/// it every time. The fix belongs in the kernel programs (match a watched
+/// ancestor with `bpf_get_current_ancestor_cgroup_id`, or add the new id to
+/// the filter in the `cgroup_mkdir` program), outside this test's remit.
+#[test]
+#[ignore = "known bug: in --cgroup mode a new cgroup is watched only once the agent has read its mkdir event"]
+fn a_container_started_while_the_agent_lags_is_watched_from_its_first_exec() {
+    if !kernel_tests_enabled(
+        "a_container_started_while_the_agent_lags_is_watched_from_its_first_exec",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup::default());
+    let sshd = h.binary("usr/sbin", "sshd");
+    let id = docker_container_id();
+    write_docker_state(h.host_root.path(), &id, "late", "alpine:3.20");
+    let agent = Stopped::new(h.monitor().pid());
+    let late = h.tree.cgroup(&format!("docker-{id}.scope"));
+    late.run(&sshd, &["-D"], None);
+    drop(agent);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["ssh-server"]);
+    assert_eq!(alerts[0]["container"]["id"], id.as_str());
+}
+
+/// A process stopped with SIGSTOP until dropped (also on a panic).
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        let pid = pid as i32;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
 }
