@@ -340,14 +340,15 @@ fn assert_process(a: &Value, pid: Option<u32>, exe: &str, args: &[&str], parents
 /// Runs `sh -c <script>` as `unshare <flags> /bin/sh -c <script>` in `cg`,
 /// so the shell's mounts and network live in namespaces of its own; returns
 /// the pid (unshare execs the shell in place).
-fn unshare_sh(cg: &TestCgroup, flags: &[&str], script: &str, cwd: Option<&Path>) -> u32 {
+fn unshare_sh(cg: &TestCgroup, flags: &[&str], script: &str) -> u32 {
     let mut args: Vec<&str> = flags.to_vec();
     args.extend(["--propagation", "private", "/bin/sh", "-c", script]);
-    cg.run("/usr/bin/unshare", &args, cwd)
+    cg.run("/usr/bin/unshare", &args, None)
 }
 
-/// The `shell` alert the shipped pack raises for `/bin/sh -c <script>` run
-/// by this test process through `unshare`.
+/// The `shell` alert the shipped pack raises for `/bin/sh -c <script>`
+/// started by this test process (directly, or through `unshare`, which execs
+/// the shell in its own place).
 fn assert_shell(a: &Value, c: &Container, pid: u32, script: &str) {
     assert_head(
         a,
@@ -496,7 +497,7 @@ fn relative_write_to_etc_passwd_is_a_protected_write() {
     // A tmpfs over /etc in a private mount namespace takes the write; the
     // path is relative to the working directory `/`.
     let script = "/usr/bin/mount -t tmpfs none /etc && cd / && echo x >> etc/passwd";
-    let pid = unshare_sh(&h.container("app").cgroup, &["--mount"], script, None);
+    let pid = unshare_sh(&h.container("app").cgroup, &["--mount"], script);
     let alerts = h.finish();
     assert_rules(&alerts, &["shell", "protected-write"]);
     let app = h.container("app");
@@ -553,7 +554,7 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
         "/usr/bin/mount --bind {} /etc && /usr/bin/mv /etc/hosts.new /etc/hosts",
         etc.display()
     );
-    let pid = unshare_sh(&h.container("cfg").cgroup, &["--mount"], &script, None);
+    let pid = unshare_sh(&h.container("cfg").cgroup, &["--mount"], &script);
     let alerts = h.finish();
     let cfg = h.container("cfg");
     let mv_args = ["/usr/bin/mv", "/etc/hosts.new", "/etc/hosts"];
@@ -828,13 +829,13 @@ fn allowed_behaviour_raises_no_alert() {
          && {nginx} -g 'daemon off;' && /usr/bin/python3 -B -I {py}; exit $?"
     );
     let flags = ["--mount", "--net"];
-    unshare_sh(&h.container("web").cgroup, &flags, &script, None);
+    unshare_sh(&h.container("web").cgroup, &flags, &script);
     // Sentinel: the sentinel container's alert is the only one.
     assert_rules(&h.sync(), &[]);
 
     // The same behaviour in a container the user rules do not select is
     // alerted: the allowances are the nginx image's alone.
-    let pid = unshare_sh(&h.container("other").cgroup, &flags, &script, None);
+    let pid = unshare_sh(&h.container("other").cgroup, &flags, &script);
     let alerts = h.finish();
     assert_rules(&alerts, &["shell", "protected-write", "egress"]);
     let other = h.container("other");
@@ -863,7 +864,7 @@ fn host_write_to_the_engine_config_is_an_engine_alert() {
                   else /usr/bin/mount -t tmpfs none /etc && /usr/bin/mkdir /etc/docker; fi \
                   && echo '{}' > /etc/docker/daemon.json";
     let host = h.host_like.as_ref().unwrap();
-    let pid = unshare_sh(host, &["--mount"], script, None);
+    let pid = unshare_sh(host, &["--mount"], script);
     let alerts = h.finish();
     // A host process: the container rules (shell, ...) do not apply.
     assert_rules(&alerts, &["engine-config-write"]);
