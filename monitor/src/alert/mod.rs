@@ -18,7 +18,7 @@ pub use pipeline::{AlertPipeline, PipelineConfig};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 
 use crate::{
-    context::{ContainerInfo, ProcessInfo},
+    context::{ContainerInfo, MetadataStatus, ProcessInfo},
     event::{FileInfo, NetworkInfo},
 };
 
@@ -76,6 +76,11 @@ pub struct Alert {
     pub kind: AlertKind,
     pub summary: String,
     pub container: Option<ContainerInfo>,
+    /// Added field: how complete `container` is (`complete`, `partial`,
+    /// `pending`, or `host` for a host process), so a receiver can tell a
+    /// container whose name is not known yet from a host process; `null` for
+    /// alerts about the agent itself.
+    pub metadata_status: Option<MetadataStatus>,
     pub process: Option<ProcessInfo>,
     pub file: Option<FileInfo>,
     pub network: Option<NetworkInfo>,
@@ -137,6 +142,7 @@ impl Alert {
             kind,
             summary: summary.into(),
             container: None,
+            metadata_status: None,
             process: None,
             file: None,
             network: None,
@@ -237,6 +243,7 @@ impl Alert {
             finding.summary.clone(),
         );
         alert.container = event.container.clone();
+        alert.metadata_status = Some(event.metadata_status);
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -244,5 +251,95 @@ impl Alert {
             _ => {}
         }
         alert
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{
+        context::EnrichedEvent,
+        event::{Event, EventBody, EventHeader, ExecInfo},
+        policy::Finding,
+    };
+
+    fn exec_in(container: Option<ContainerInfo>, status: MetadataStatus) -> EnrichedEvent {
+        EnrichedEvent {
+            event: Event {
+                header: EventHeader {
+                    ktime_ns: 1,
+                    pid: 42,
+                    tid: 42,
+                    uid: 0,
+                    gid: 0,
+                    cgroup_id: 7,
+                    comm: "sshd".into(),
+                },
+                body: EventBody::Exec(ExecInfo {
+                    filename: "/usr/sbin/sshd".into(),
+                    args: vec!["/usr/sbin/sshd".into()],
+                    args_truncated: false,
+                    ppid: 1,
+                    cwd: None,
+                }),
+            },
+            process: ProcessInfo {
+                pid: 42,
+                exe: Some("/usr/sbin/sshd".into()),
+                ..Default::default()
+            },
+            container,
+            metadata_status: status,
+            metadata: None,
+        }
+    }
+
+    fn finding() -> Finding {
+        Finding {
+            rule: "ssh-server".into(),
+            policy: "default/processes".into(),
+            severity: Severity::High,
+            kind: AlertKind::Process,
+            summary: "denied process /usr/sbin/sshd".into(),
+        }
+    }
+
+    /// A receiver must be able to tell "a container whose name is not read
+    /// yet" from "a host process" and from "complete": the alert says which.
+    #[test]
+    fn alerts_carry_the_metadata_status_of_their_event() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let web = ContainerInfo {
+            id: Some("c".repeat(64)),
+            name: Some("web".into()),
+            image: Some("nginx:1.27".into()),
+            ..Default::default()
+        };
+        for (container, status, want) in [
+            (Some(web.clone()), MetadataStatus::Complete, "complete"),
+            (
+                Some(ContainerInfo {
+                    name: None,
+                    image: None,
+                    ..web
+                }),
+                MetadataStatus::Pending,
+                "pending",
+            ),
+            (None, MetadataStatus::Host, "host"),
+        ] {
+            let ev = exec_in(container, status);
+            let a = Alert::from_finding(&finding(), &ev, at, "node-1");
+            assert_eq!(a.metadata_status, Some(status));
+            let json = serde_json::to_value(&a).unwrap();
+            assert_eq!(json["metadata_status"], want);
+        }
+        let agent = Alert::agent("node-1", "events-lost", Severity::High, "lost");
+        assert_eq!(
+            serde_json::to_value(&agent).unwrap()["metadata_status"],
+            serde_json::Value::Null
+        );
     }
 }

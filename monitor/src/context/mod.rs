@@ -213,7 +213,8 @@ impl Enricher {
 
         let h = &event.header;
         // A process older than the seed, or whose fork was lost: read it once.
-        if self.table.get(h.pid).is_none()
+        let first_sight = self.table.get(h.pid).is_none();
+        if first_sight
             && let Ok(entry) = ProcessTable::read_proc(
                 &self.config.proc_root,
                 h.pid,
@@ -223,6 +224,9 @@ impl Enricher {
             self.table.insert(entry);
         }
         self.table.update(&event);
+        if first_sight || matches!(event.body, EventBody::Exec(_)) {
+            self.learn_ancestors(h.pid);
+        }
         let process = self.process_info(&event);
 
         let cgroup_id = h.cgroup_id;
@@ -238,6 +242,33 @@ impl Enricher {
             container,
             metadata_status,
             metadata,
+        }
+    }
+
+    /// Reads from `proc_root` the ancestors of `pid` the table does not know,
+    /// nearest first, up to the first one it knows (whose own ancestors were
+    /// learnt when it was) or the ancestry depth. A parent that started after
+    /// the seed and outside the watched cgroups (runc starting a `docker
+    /// exec`, a CI runner) is in no event, yet belongs in the ancestry. Stops
+    /// at a pid that cannot be read: it has exited, and stays unknown.
+    fn learn_ancestors(&mut self, pid: u32) {
+        let mut next = self.table.get(pid).and_then(|e| e.ppid);
+        for _ in 0..self.config.ancestry_depth {
+            let Some(ppid) = next.filter(|&p| p != 0) else {
+                return;
+            };
+            if self.table.get(ppid).is_some() {
+                return;
+            }
+            let Ok(entry) = ProcessTable::read_proc(
+                &self.config.proc_root,
+                ppid,
+                self.registry.cgroup2_mount(),
+            ) else {
+                return;
+            };
+            next = entry.ppid;
+            self.table.insert(entry);
         }
     }
 
@@ -444,6 +475,65 @@ mod tests {
                 ],
             }
         );
+    }
+
+    #[test]
+    fn a_parent_started_after_the_seed_is_read_for_the_ancestry() {
+        let host = Host::new();
+        host.cgroup("/init.scope");
+        host.process(
+            1,
+            0,
+            "/usr/lib/systemd/systemd",
+            &["/sbin/init"],
+            "/init.scope",
+        );
+        let path = format!("/system.slice/docker-{DOCKER_WEB}.scope");
+        let id = host.cgroup(&path);
+        let mut e = host.enricher(100);
+        e.seed(host.mount.path()).unwrap();
+
+        // After the seed, a host process no event names (runc for a `docker
+        // exec`) starts a process in the container, which is gone by the time
+        // its exec is read.
+        host.cgroup("/system.slice/containerd.service");
+        host.process(
+            700,
+            1,
+            "/usr/bin/runc",
+            &["runc", "exec"],
+            "/system.slice/containerd.service",
+        );
+        let out = e.enrich(exec(800, 700, id, "/bin/sh", &["sh"]));
+        assert_eq!(
+            out.process.ancestry,
+            [
+                Ancestor {
+                    pid: 700,
+                    exe: Some("/usr/bin/runc".into())
+                },
+                Ancestor {
+                    pid: 1,
+                    exe: Some("/usr/lib/systemd/systemd".into())
+                },
+            ]
+        );
+        // Read once: later events of its children find it in the table.
+        assert_eq!(
+            e.processes().get(700).unwrap().exe.as_deref(),
+            Some("/usr/bin/runc")
+        );
+
+        // A parent that has exited cannot be read: it stays unknown.
+        let out = e.enrich(exec(900, 701, id, "/bin/sh", &["sh"]));
+        assert_eq!(
+            out.process.ancestry,
+            [Ancestor {
+                pid: 701,
+                exe: None
+            }]
+        );
+        assert!(e.processes().get(701).is_none());
     }
 
     #[test]

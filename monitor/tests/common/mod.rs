@@ -121,30 +121,94 @@ impl Drop for TestCgroup {
                     .is_some_and(|n| n.to_string_lossy().starts_with("monitor-test-"))
             })
             .map(Path::to_path_buf);
-        let Some(top) = top else { return };
-        // Deepest first.
-        let mut dirs = vec![top.clone()];
-        let mut i = 0;
-        while i < dirs.len() {
-            if let Ok(rd) = fs::read_dir(&dirs[i]) {
-                for e in rd.flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        dirs.push(e.path());
-                    }
-                }
-            }
-            i += 1;
-        }
-        for dir in dirs.iter().rev() {
-            let _ = fs::write(dir.join("cgroup.kill"), "1");
-            for _ in 0..50 {
-                if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+        if let Some(top) = top {
+            remove_cgroup_tree(&top);
         }
     }
+}
+
+/// Kills every process in the cgroup tree at `top` and removes its
+/// directories, deepest first.
+fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        if let Ok(rd) = fs::read_dir(&dirs[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    for dir in dirs.iter().rev() {
+        let _ = fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..50 {
+            if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A test's own cgroup tree, `<cgroup2>/monitor-test-<pid>-<n>`, for tests that
+/// need several cgroups side by side under one parent (the `--cgroup` a
+/// monitor watches). Dropping it kills every process in it and removes it all.
+pub struct TestCgroupTree {
+    pub path: PathBuf,
+    /// Relative to the cgroup2 mount, starting with `/`.
+    pub rel: String,
+}
+
+impl TestCgroupTree {
+    pub fn new() -> TestCgroupTree {
+        let mount = cgroup2_mount();
+        let rel = format!(
+            "/monitor-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = mount.join(&rel[1..]);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroupTree { path, rel }
+    }
+
+    /// Makes `name` (which may contain `/`) below the tree. The result is
+    /// removed with the tree, not on its own: it is never dropped.
+    pub fn cgroup(&self, name: &str) -> std::mem::ManuallyDrop<TestCgroup> {
+        let path = self.path.join(name);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
+        std::mem::ManuallyDrop::new(TestCgroup {
+            path,
+            rel: format!("{}/{name}", self.rel),
+            id,
+        })
+    }
+}
+
+impl Default for TestCgroupTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCgroupTree {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.path);
+    }
+}
+
+/// The agent binary under test: cargo's, or `MONITOR_BIN` when set. Cargo
+/// puts every build's binary at the same `<target>/debug/monitor`, so where
+/// several worktrees share one target directory a build elsewhere can swap it
+/// while these tests run; `MONITOR_BIN` pins a copy.
+pub fn monitor_bin() -> PathBuf {
+    std::env::var_os("MONITOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_monitor")))
 }
 
 /// A running `monitor` whose stdout lines arrive on a channel.
@@ -159,10 +223,7 @@ pub struct Monitor {
 impl Monitor {
     /// Starts `monitor <args>` and waits until it logs `ready_marker` on stderr.
     pub fn start(args: &[&str], ready_marker: &str) -> Monitor {
-        Self::start_with(
-            Command::new(env!("CARGO_BIN_EXE_monitor")).args(args),
-            ready_marker,
-        )
+        Self::start_with(Command::new(monitor_bin()).args(args), ready_marker)
     }
 
     pub fn start_with(cmd: &mut Command, ready_marker: &str) -> Monitor {
@@ -215,6 +276,11 @@ impl Monitor {
             );
         }
         monitor
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stderr(&self) -> String {
@@ -283,6 +349,67 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// Waits until the stderr text so far satisfies `pred` (log lines are
+    /// checked as they arrive); panics with the text after `timeout`.
+    pub fn wait_stderr(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.stderr()) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no stderr for {what} within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops with SIGTERM, reads stdout to its end (what the agent delivers
+    /// while shutting down, such as folded dedup updates, included) and
+    /// returns every line seen over the monitor's life with its stderr text.
+    pub fn stop_and_drain(mut self) -> (Vec<Value>, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                exited = true;
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "monitor did not stop within 30s of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+        }
+        // The reader thread ends at EOF and drops its sender.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(v) => self.seen.push(v),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stdout of the stopped monitor did not end")
+                }
+            }
+        }
+        // The stderr reader may still hold the last lines.
+        thread::sleep(Duration::from_millis(100));
+        (std::mem::take(&mut self.seen), self.stderr())
+    }
+}
+
 impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -299,3 +426,35 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A fresh Docker container id: 64 lowercase hex digits.
+pub fn docker_container_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the state Docker keeps for container `id` below `host_root`:
+/// `var/lib/docker/containers/<id>/config.v2.json` and `hostconfig.json`, in
+/// the real format (the `web` fixture, a real dockerd's files, with the id,
+/// name and image changed).
+pub fn write_docker_state(host_root: &Path, id: &str, name: &str, image: &str) {
+    const FIXTURE_ID: &str = "8ad700d1f7115aba42de87ce088d3f16808a1ac54e2d7f562c499bdef8d0a0d4";
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/runtime/host/var/lib/docker/containers")
+        .join(FIXTURE_ID);
+    let dir = host_root.join("var/lib/docker/containers").join(id);
+    fs::create_dir_all(&dir).unwrap();
+    let text = fs::read_to_string(fixture.join("config.v2.json"))
+        .unwrap()
+        .replace(FIXTURE_ID, id);
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    config["Name"] = Value::from(format!("/{name}"));
+    config["Config"]["Image"] = Value::from(image);
+    config["Config"]["Hostname"] = Value::from(&id[..12]);
+    fs::write(
+        dir.join("config.v2.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    fs::copy(fixture.join("hostconfig.json"), dir.join("hostconfig.json")).unwrap();
+}

@@ -1,0 +1,1030 @@
+//! Kernel end-to-end tests of `monitor run` with the shipped rule pack: real
+//! programs in this kernel, workloads in test "containers" (cgroup v2
+//! directories named the way Docker names them, with Docker's own state files
+//! in a temporary host root), and every alert the agent delivers asserted,
+//! down to the last folded update it flushes on SIGTERM.
+//!
+//! Each test ends with a sentinel: a process the pack always alerts on
+//! (`recon-tool`), run in a container of its own after the workload has
+//! exited. The kernel's ring buffer hands records over in order, so once the
+//! sentinel's alert is out every event of the workload has been matched; the
+//! test then stops the agent and holds the workload's alerts against exactly
+//! what it expects. Run as root (`cargo xtask test`).
+//!
+//! No test writes the machine's real `/etc`: writes to `/etc` happen inside a
+//! private mount namespace (`unshare --mount`) with a tmpfs or a scratch
+//! directory mounted over it, and connections leave from an empty network
+//! namespace (`unshare --net`), where they fail at once after the cgroup hook
+//! has seen them.
+mod common;
+
+use std::{
+    fs,
+    mem::ManuallyDrop,
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use common::{
+    Monitor, TestCgroup, TestCgroupTree, docker_container_id, kernel_tests_enabled,
+    write_docker_state,
+};
+use serde_json::{Value, json};
+
+/// Generous: the machine is shared and loaded; a wait ends as soon as the
+/// awaited line arrives.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One agent at a time: each loads and verifies every kernel program, which
+/// is most of a core for a moment on this 2-core machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The repository's shipped rule pack.
+fn shipped_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
+}
+
+/// A test container: a cgroup named `docker-<id>.scope` and Docker's state
+/// files for it.
+struct Container {
+    id: String,
+    name: String,
+    image: String,
+    cgroup: ManuallyDrop<TestCgroup>,
+}
+
+impl Container {
+    /// The alert record's `container` object for this container.
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "runtime": "docker",
+            "name": self.name,
+            "image": self.image,
+            "pod": null,
+            "namespace": null,
+            "cgroup": self.cgroup.rel,
+        })
+    }
+
+    /// Runs `program` inside the container to completion (it must succeed);
+    /// returns its pid.
+    fn run(&self, program: &str, args: &[&str], cwd: Option<&Path>) -> u32 {
+        self.cgroup.run(program, args, cwd)
+    }
+}
+
+/// What a test starts with.
+#[derive(Default)]
+struct Setup<'a> {
+    /// (name, image) of each container.
+    containers: &'a [(&'a str, &'a str)],
+    /// A host cgroup (`<parent>/host-like`) for host processes.
+    host_like: bool,
+    /// Rule files of a user directory loaded after the shipped pack (file
+    /// name, contents); the directory is passed even when this is empty.
+    user_rules: &'a [(&'a str, &'a str)],
+}
+
+/// A running agent over a test's own cgroup tree, host root and scratch space.
+struct Harness {
+    // Dropped in this order: the agent, then every process in the cgroups
+    // (mount and network namespaces end with them), then the directories.
+    monitor: Option<Monitor>,
+    containers: Vec<Container>,
+    sentinel: Container,
+    host_like: Option<ManuallyDrop<TestCgroup>>,
+    /// Scratch space for binaries and files the workloads use (canonical path).
+    scratch: PathBuf,
+    user_rules: PathBuf,
+    /// Lines of `monitor.seen` already handed out.
+    consumed: usize,
+    syncs: u32,
+    tree: TestCgroupTree,
+    host_root: tempfile::TempDir,
+    _scratch: tempfile::TempDir,
+}
+
+impl Harness {
+    fn start(setup: Setup<'_>) -> Harness {
+        let host_root = common::tempdir();
+        // The agent reads the host's processes below the host root.
+        std::os::unix::fs::symlink("/proc", host_root.path().join("proc")).unwrap();
+        let scratch_dir = common::tempdir();
+        let scratch = scratch_dir.path().canonicalize().unwrap();
+        let user_rules = scratch.join("rules.d");
+        fs::create_dir(&user_rules).unwrap();
+        for (file, text) in setup.user_rules {
+            fs::write(
+                user_rules.join(file),
+                text.replace("{scratch}", scratch.to_str().unwrap()),
+            )
+            .unwrap();
+        }
+        let tree = TestCgroupTree::new();
+        // State files first, then the cgroup: the agent finds both at its start.
+        let make = |name: &str, image: &str| {
+            let id = docker_container_id();
+            write_docker_state(host_root.path(), &id, name, image);
+            Container {
+                cgroup: tree.cgroup(&format!("docker-{id}.scope")),
+                id,
+                name: name.to_owned(),
+                image: image.to_owned(),
+            }
+        };
+        let containers: Vec<Container> = setup
+            .containers
+            .iter()
+            .map(|(name, image)| make(name, image))
+            .collect();
+        let sentinel = make("sentinel", "busybox:1.36");
+        let host_like = setup.host_like.then(|| tree.cgroup("host-like"));
+        let spool = scratch.join("spool");
+        let monitor = Monitor::start(
+            &[
+                "run",
+                "--rules",
+                shipped_rules().to_str().unwrap(),
+                "--rules",
+                user_rules.to_str().unwrap(),
+                "--cgroup",
+                tree.path.to_str().unwrap(),
+                "--host-root",
+                host_root.path().to_str().unwrap(),
+                "--spool-dir",
+                spool.to_str().unwrap(),
+                "--dedup-window",
+                "60s",
+            ],
+            "running; alerts go to",
+        );
+        Harness {
+            monitor: Some(monitor),
+            containers,
+            sentinel,
+            host_like,
+            scratch,
+            user_rules,
+            consumed: 0,
+            syncs: 0,
+            tree,
+            host_root,
+            _scratch: scratch_dir,
+        }
+    }
+
+    fn container(&self, name: &str) -> &Container {
+        self.containers.iter().find(|c| c.name == name).unwrap()
+    }
+
+    fn monitor(&mut self) -> &mut Monitor {
+        self.monitor.as_mut().expect("the agent is running")
+    }
+
+    /// Copies `/bin/true` to `<scratch>/<dir>/<name>`; returns its path.
+    fn binary(&self, dir: &str, name: &str) -> String {
+        let dir = self.scratch.join(dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::copy("/bin/true", &path).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Writes a file in the scratch space; returns its path.
+    fn scratch_file(&self, name: &str, text: &str) -> String {
+        let path = self.scratch.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Runs a sentinel and waits for its alert; returns every other alert
+    /// delivered since the last call. Everything the workloads run before
+    /// this call did has been matched when it returns.
+    fn sync(&mut self) -> Vec<Value> {
+        self.syncs += 1;
+        // A new path each time, so the dedup window never folds a sentinel.
+        let nc = self.binary(&format!("sentinel-{}", self.syncs), "nc");
+        let pid = self.sentinel.run(&nc, &["-z", "sentinel"], None);
+        let sentinel_id = self.sentinel.id.clone();
+        let consumed = self.consumed;
+        let m = self.monitor();
+        m.expect("the sentinel's alert", WAIT, |v| {
+            v["rule"] == "recon-tool" && v["process"]["pid"] == pid
+        });
+        let new: Vec<Value> = m.seen[consumed..].to_vec();
+        self.consumed = m.seen.len();
+        let (sentinels, rest): (Vec<Value>, Vec<Value>) = new
+            .into_iter()
+            .partition(|v| v["container"]["id"] == sentinel_id.as_str());
+        assert_eq!(
+            sentinels.len(),
+            1,
+            "one alert for the sentinel {nc}: {sentinels:#?}"
+        );
+        rest
+    }
+
+    /// Syncs, stops the agent with SIGTERM and returns every alert since the
+    /// last sync, the updates it flushes while stopping included.
+    fn finish(&mut self) -> Vec<Value> {
+        let mut out = self.sync();
+        let (all, stderr) = self.monitor.take().unwrap().stop_and_drain();
+        out.extend(all[self.consumed..].iter().cloned());
+        assert!(
+            stderr.contains("lost_total=0"),
+            "the agent must have lost no event; stderr:\n{stderr}"
+        );
+        out
+    }
+}
+
+fn dump(alerts: &[Value]) -> String {
+    alerts
+        .iter()
+        .map(|a| serde_json::to_string_pretty(a).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The rules of `alerts`, in order; a folded update is `<rule>+update`.
+fn rules_of(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| {
+            let rule = a["rule"].as_str().unwrap_or("?").to_owned();
+            if a["update_of"].is_null() {
+                rule
+            } else {
+                format!("{rule}+update")
+            }
+        })
+        .collect()
+}
+
+fn assert_rules(alerts: &[Value], want: &[&str]) {
+    assert_eq!(
+        rules_of(alerts),
+        want,
+        "exactly these alerts are expected; got:\n{}",
+        dump(alerts)
+    );
+}
+
+/// The parts every first alert of a finding has: schema, rule, policy,
+/// severity, kind, a fresh id, `count` 1, and its complete container context
+/// (or none, with `metadata_status` `host`).
+fn assert_head(
+    a: &Value,
+    rule: &str,
+    policy: &str,
+    severity: &str,
+    kind: &str,
+    container: Option<&Container>,
+) {
+    let ctx = dump(std::slice::from_ref(a));
+    assert_eq!(a["schema"], "monitor.alert/v1", "{ctx}");
+    assert_eq!(a["rule"], rule, "{ctx}");
+    assert_eq!(a["policy"], policy, "{ctx}");
+    assert_eq!(a["severity"], severity, "{ctx}");
+    assert_eq!(a["kind"], kind, "{ctx}");
+    assert!(a["id"].as_str().is_some_and(|id| id.len() == 36), "{ctx}");
+    assert!(a["host"].as_str().is_some_and(|h| !h.is_empty()), "{ctx}");
+    assert_eq!(a["count"], 1, "{ctx}");
+    assert_eq!(a["update_of"], Value::Null, "{ctx}");
+    match container {
+        Some(c) => {
+            assert_eq!(a["container"], c.json(), "{ctx}");
+            assert_eq!(a["metadata_status"], "complete", "{ctx}");
+        }
+        None => {
+            assert_eq!(a["container"], Value::Null, "{ctx}");
+            assert_eq!(a["metadata_status"], "host", "{ctx}");
+        }
+    }
+}
+
+/// The nearest ancestor of a process the test started directly: this test process.
+fn test_process() -> Value {
+    json!({
+        "pid": std::process::id(),
+        "exe": std::env::current_exe().unwrap().to_str().unwrap(),
+    })
+}
+
+/// Asserts the acting process: pid (when known), exe, argv, and the nearest
+/// ancestors in order.
+fn assert_process(a: &Value, pid: Option<u32>, exe: &str, args: &[&str], parents: &[Value]) {
+    let ctx = dump(std::slice::from_ref(a));
+    let p = &a["process"];
+    if let Some(pid) = pid {
+        assert_eq!(p["pid"], pid, "{ctx}");
+    }
+    assert_eq!(p["exe"], exe, "{ctx}");
+    assert_eq!(p["args"], json!(args), "{ctx}");
+    assert_eq!(p["uid"], 0, "{ctx}");
+    let ancestry = p["ancestry"].as_array().expect("ancestry");
+    assert!(ancestry.len() >= parents.len(), "{ctx}");
+    assert_eq!(&ancestry[..parents.len()], parents, "{ctx}");
+    assert_eq!(p["ppid"], parents[0]["pid"], "{ctx}");
+}
+
+/// Runs `sh -c <script>` as `unshare <flags> /bin/sh -c <script>` in `cg`,
+/// so the shell's mounts and network live in namespaces of its own; returns
+/// the pid (unshare execs the shell in place).
+fn unshare_sh(cg: &TestCgroup, flags: &[&str], script: &str) -> u32 {
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--propagation", "private", "/bin/sh", "-c", script]);
+    cg.run("/usr/bin/unshare", &args, None)
+}
+
+/// The `shell` alert the shipped pack raises for `/bin/sh -c <script>`
+/// started by this test process (directly, or through `unshare`, which execs
+/// the shell in its own place).
+fn assert_shell(a: &Value, c: &Container, pid: u32, script: &str) {
+    assert_head(
+        a,
+        "shell",
+        "default/processes",
+        "medium",
+        "process",
+        Some(c),
+    );
+    assert_process(
+        a,
+        Some(pid),
+        "/bin/sh",
+        &["/bin/sh", "-c", script],
+        &[test_process()],
+    );
+    // The summary shortens a long command line to about 120 characters.
+    let command = if "/bin/sh -c ".len() + script.len() > 120 {
+        "/bin/sh -c ...".to_owned()
+    } else {
+        format!("/bin/sh -c {script}")
+    };
+    assert_eq!(
+        a["summary"],
+        format!(
+            "denied process {command} in container {} ({})",
+            c.name, c.image
+        )
+    );
+}
+
+#[test]
+fn sshd_in_a_container_is_one_ssh_server_alert() {
+    if !kernel_tests_enabled("sshd_in_a_container_is_one_ssh_server_alert") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("web", "nginx:1.27")],
+        ..Default::default()
+    });
+    let sshd = h.binary("usr/sbin", "sshd");
+    let pid = h.container("web").run(&sshd, &["-D", "-e"], None);
+    let alerts = h.sync();
+    assert_rules(&alerts, &["ssh-server"]);
+    let a = &alerts[0];
+    let web = h.container("web");
+    assert_head(
+        a,
+        "ssh-server",
+        "default/processes",
+        "high",
+        "process",
+        Some(web),
+    );
+    assert_process(a, Some(pid), &sshd, &[&sshd, "-D", "-e"], &[test_process()]);
+    assert_eq!(a["process"]["comm"], "sshd");
+    assert_eq!(a["file"], Value::Null);
+    assert_eq!(a["network"], Value::Null);
+    assert_eq!(
+        a["summary"],
+        format!("denied process {sshd} -D -e in container web (nginx:1.27)")
+    );
+    assert_rules(&h.finish(), &[]);
+}
+
+/// Starts a process in a cgroup the way runc does for `docker exec`: from a
+/// host process (this launcher) that forks, moves the child into the
+/// container's cgroup and execs the program there.
+const LAUNCHER: &str = "\
+import os, sys
+procs, exe = sys.argv[1], sys.argv[2]
+pid = os.fork()
+if pid == 0:
+    with open(procs, 'w') as f:
+        f.write('0')
+    os.execv(exe, [exe, '-D'])
+_, status = os.waitpid(pid, 0)
+print(pid)
+sys.exit(0 if status == 0 else 1)
+";
+
+#[test]
+fn a_launcher_started_after_the_agent_is_in_the_ancestry() {
+    if !kernel_tests_enabled("a_launcher_started_after_the_agent_is_in_the_ancestry") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("web", "nginx:1.27")],
+        ..Default::default()
+    });
+    let sshd = h.binary("usr/sbin", "sshd");
+    let launcher = h.scratch_file("launcher.py", LAUNCHER);
+    let procs = h.container("web").cgroup.path.join("cgroup.procs");
+    // The launcher itself runs outside the watched cgroups, and starts after
+    // the agent read /proc: no event of the agent's names it.
+    let launcher = std::process::Command::new("/usr/bin/python3")
+        .args(["-B", "-I", &launcher, procs.to_str().unwrap(), &sshd])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let launcher_pid = launcher.id();
+    let out = launcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "launcher: {out:?}");
+    let pid: u32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alerts = h.finish();
+    assert_rules(&alerts, &["ssh-server"]);
+    let a = &alerts[0];
+    assert_head(
+        a,
+        "ssh-server",
+        "default/processes",
+        "high",
+        "process",
+        h.containers.first(),
+    );
+    assert_process(
+        a,
+        Some(pid),
+        &sshd,
+        &[&sshd, "-D"],
+        // Read from /proc: the link resolved (/usr/bin/python3 -> python3.x).
+        &[
+            json!({"pid": launcher_pid, "exe": fs::canonicalize("/usr/bin/python3").unwrap()}),
+            test_process(),
+        ],
+    );
+}
+
+#[test]
+fn relative_write_to_etc_passwd_is_a_protected_write() {
+    if !kernel_tests_enabled("relative_write_to_etc_passwd_is_a_protected_write") {
+        return;
+    }
+    let _serial = serial();
+    let real_passwd = fs::read("/etc/passwd").unwrap();
+    let mut h = Harness::start(Setup {
+        containers: &[("app", "alpine:3.20")],
+        ..Default::default()
+    });
+    // A tmpfs over /etc in a private mount namespace takes the write; the
+    // path is relative to the working directory `/`.
+    let script = "/usr/bin/mount -t tmpfs none /etc && cd / && echo x >> etc/passwd";
+    let pid = unshare_sh(&h.container("app").cgroup, &["--mount"], script);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["shell", "protected-write"]);
+    let app = h.container("app");
+    assert_shell(&alerts[0], app, pid, script);
+    let a = &alerts[1];
+    assert_head(
+        a,
+        "protected-write",
+        "default/files",
+        "high",
+        "file",
+        Some(app),
+    );
+    assert_process(
+        a,
+        Some(pid),
+        "/bin/sh",
+        &["/bin/sh", "-c", script],
+        &[test_process()],
+    );
+    let fd = a["file"]["result"].as_i64().unwrap();
+    assert!(fd >= 0, "the write succeeded: {}", dump(&alerts));
+    assert_eq!(
+        a["file"],
+        json!({"op": "open", "path": "/etc/passwd", "target": null,
+            "flags": ["O_WRONLY", "O_CREAT", "O_APPEND"], "mode": 0o666, "result": fd})
+    );
+    assert_eq!(a["network"], Value::Null);
+    assert_eq!(
+        a["summary"],
+        format!(
+            "write to protected path /etc/passwd (open O_WRONLY|O_CREAT|O_APPEND) by /bin/sh (pid {pid}) in container app (alpine:3.20)"
+        )
+    );
+    assert_eq!(fs::read("/etc/passwd").unwrap(), real_passwd);
+}
+
+#[test]
+fn mv_over_etc_hosts_is_a_protected_rename() {
+    if !kernel_tests_enabled("mv_over_etc_hosts_is_a_protected_rename") {
+        return;
+    }
+    let _serial = serial();
+    let real_hosts = fs::read("/etc/hosts").unwrap();
+    let mut h = Harness::start(Setup {
+        containers: &[("cfg", "alpine:3.20")],
+        ..Default::default()
+    });
+    // A scratch directory bound over /etc in a private mount namespace.
+    h.scratch_file("etc/hosts", "old\n");
+    h.scratch_file("etc/hosts.new", "new\n");
+    let etc = h.scratch.join("etc");
+    let script = format!(
+        "/usr/bin/mount --bind {} /etc && /usr/bin/mv /etc/hosts.new /etc/hosts",
+        etc.display()
+    );
+    let pid = unshare_sh(&h.container("cfg").cgroup, &["--mount"], &script);
+    let alerts = h.finish();
+    let cfg = h.container("cfg");
+    let mv_args = ["/usr/bin/mv", "/etc/hosts.new", "/etc/hosts"];
+    let mv_parents = [json!({"pid": pid, "exe": "/bin/sh"}), test_process()];
+    let rename = |result: i64| {
+        json!({"op": "rename", "path": "/etc/hosts.new", "target": "/etc/hosts",
+            "flags": [], "result": result})
+    };
+    let first = &alerts[1];
+    assert_shell(&alerts[0], cfg, pid, &script);
+    assert_head(
+        first,
+        "protected-write",
+        "default/files",
+        "high",
+        "file",
+        Some(cfg),
+    );
+    assert_process(first, None, "/usr/bin/mv", &mv_args, &mv_parents);
+    let mv_pid = &first["process"]["pid"];
+    // mv may first try renameat2(RENAME_NOREPLACE), which fails with EEXIST,
+    // and then replace: one finding, whose second attempt the dedup window
+    // folds into an update flushed when the agent stops.
+    let last = if first["file"]["result"] == 0 {
+        assert_rules(&alerts, &["shell", "protected-write"]);
+        first
+    } else {
+        assert_rules(
+            &alerts,
+            &["shell", "protected-write", "protected-write+update"],
+        );
+        assert_eq!(first["file"], rename(-i64::from(libc::EEXIST)));
+        assert_eq!(
+            first["summary"],
+            format!(
+                "attempted rename of /etc/hosts.new over protected path /etc/hosts (failed: EEXIST) by /usr/bin/mv (pid {mv_pid}) in container cfg (alpine:3.20)"
+            )
+        );
+        let update = &alerts[2];
+        assert_eq!(update["update_of"], first["id"]);
+        assert_eq!(update["count"], 2);
+        assert_ne!(update["id"], first["id"]);
+        assert_eq!(update["container"], cfg.json());
+        assert_eq!(update["process"]["pid"], *mv_pid);
+        update
+    };
+    assert_eq!(last["file"], rename(0), "{}", dump(&alerts));
+    assert_eq!(
+        last["summary"],
+        format!(
+            "rename of /etc/hosts.new over protected path /etc/hosts by /usr/bin/mv (pid {mv_pid}) in container cfg (alpine:3.20)"
+        )
+    );
+    assert_eq!(fs::read_to_string(etc.join("hosts")).unwrap(), "new\n");
+    assert!(!etc.join("hosts.new").exists());
+    assert_eq!(fs::read("/etc/hosts").unwrap(), real_hosts);
+}
+
+/// A Python script that connects to each `(address, port)` and exits 0 only
+/// when every attempt failed with ENETUNREACH: run inside an empty network
+/// namespace, nothing leaves the machine.
+fn connect_script(dests: &[(&str, u16)]) -> String {
+    let list: Vec<String> = dests.iter().map(|(a, p)| format!("('{a}', {p})")).collect();
+    format!(
+        "import errno, socket, sys\n\
+         for dest in [{}]:\n    \
+             s = socket.socket()\n    \
+             try:\n        \
+                 s.connect(dest)\n        \
+                 sys.exit(4)\n    \
+             except OSError as e:\n        \
+                 if e.errno != errno.ENETUNREACH:\n            \
+                     sys.exit(3)\n    \
+             finally:\n        \
+                 s.close()\n",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn connect_off_the_allowlist_is_an_egress_alert() {
+    if !kernel_tests_enabled("connect_off_the_allowlist_is_an_egress_alert") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("api", "node:22")],
+        ..Default::default()
+    });
+    let py = h.scratch_file("connect.py", &connect_script(&[("203.0.113.7", 443)]));
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    let mut unshare = vec!["--net"];
+    unshare.extend(args);
+    let pid = h.container("api").run("/usr/bin/unshare", &unshare, None);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["egress"]);
+    let a = &alerts[0];
+    assert_head(
+        a,
+        "egress",
+        "default/egress",
+        "medium",
+        "network",
+        h.containers.first(),
+    );
+    assert_process(a, Some(pid), "/usr/bin/python3", &args, &[test_process()]);
+    assert_eq!(
+        a["network"],
+        json!({"op": "connect", "protocol": "tcp", "family": "ipv4",
+            "daddr": "203.0.113.7", "dport": 443, "dns": null})
+    );
+    assert_eq!(a["file"], Value::Null);
+    assert_eq!(
+        a["summary"],
+        format!(
+            "egress to 203.0.113.7:443/tcp, not on the egress allowlist, by /usr/bin/python3 (pid {pid}) in container api (node:22)"
+        )
+    );
+}
+
+#[test]
+fn running_a_binary_the_container_wrote_is_drift() {
+    if !kernel_tests_enabled("running_a_binary_the_container_wrote_is_drift") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("job", "alpine:3.20")],
+        ..Default::default()
+    });
+    let work = h.scratch.join("work");
+    fs::create_dir(&work).unwrap();
+    // Written by the container, then run by a path relative to its cwd.
+    let script = "/usr/bin/cp /bin/true ./payload && ./payload; exit $?";
+    let pid = h
+        .container("job")
+        .run("/bin/sh", &["-c", script], Some(&work));
+    let alerts = h.finish();
+    assert_rules(&alerts, &["shell", "drift"]);
+    let job = h.container("job");
+    assert_shell(&alerts[0], job, pid, script);
+    let a = &alerts[1];
+    let payload = work.join("payload");
+    let payload = payload.to_str().unwrap();
+    assert_head(
+        a,
+        "drift",
+        "default/detectors",
+        "high",
+        "process",
+        Some(job),
+    );
+    assert_process(
+        a,
+        None,
+        payload,
+        &["./payload"],
+        &[json!({"pid": pid, "exe": "/bin/sh"}), test_process()],
+    );
+    assert_eq!(a["process"]["comm"], "payload");
+    assert_eq!(
+        a["summary"],
+        format!(
+            "drift: {payload} was written after the container started and then executed in container job (alpine:3.20)"
+        )
+    );
+}
+
+#[test]
+fn fifty_ports_in_a_burst_is_one_port_scan_alert() {
+    if !kernel_tests_enabled("fifty_ports_in_a_burst_is_one_port_scan_alert") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("scanner", "alpine:3.20")],
+        ..Default::default()
+    });
+    let ports: Vec<(&str, u16)> = (40000..40050).map(|p| ("127.0.0.1", p)).collect();
+    let py = h.scratch_file("scan.py", &connect_script(&ports));
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    let mut unshare = vec!["--net"];
+    unshare.extend(args);
+    let pid = h
+        .container("scanner")
+        .run("/usr/bin/unshare", &unshare, None);
+    let alerts = h.finish();
+    // Loopback is on the egress allowlist: the scan is the only finding,
+    // once per window, raised by the 20th distinct port.
+    assert_rules(&alerts, &["port-scan"]);
+    let a = &alerts[0];
+    assert_head(
+        a,
+        "port-scan",
+        "default/detectors",
+        "medium",
+        "network",
+        h.containers.first(),
+    );
+    assert_process(a, Some(pid), "/usr/bin/python3", &args, &[test_process()]);
+    assert_eq!(
+        a["network"],
+        json!({"op": "connect", "protocol": "tcp", "family": "ipv4",
+            "daddr": "127.0.0.1", "dport": 40019, "dns": null})
+    );
+    assert_eq!(
+        a["summary"],
+        format!(
+            "port scan: 20 distinct ports on 1 host within 10s, last by /usr/bin/python3 (pid {pid}) in container scanner (alpine:3.20)"
+        )
+    );
+}
+
+/// A user directory fitting the pack to an nginx front end the documented
+/// way (`rules/README.md`): a policy of its own with the workload's process
+/// allowlist (which also quiets the shipped `shell` rule for its shell), and
+/// exceptions added to the shipped policies with `extend: true`.
+const NGINX_RULES: &str = r#"
+policies:
+  - name: shop/web
+    description: The nginx front end.
+    selector:
+      image: ["nginx:*"]
+    rules:
+      - name: unexpected-process
+        severity: high
+        process:
+          allow:
+            - exe: [/usr/bin/unshare, /bin/sh]
+            - exe: [/usr/bin/mount, /usr/bin/mkdir, "{scratch}/usr/sbin/nginx", /usr/bin/python3]
+              parents: [/bin/sh]
+
+  - name: default/files
+    extend: true
+    exceptions:
+      - reason: nginx renders its config from templates at start
+        rules: [protected-write]
+        selector: {image: ["nginx:*"]}
+        paths: ["/etc/nginx/conf.d/**"]
+
+  - name: default/egress
+    extend: true
+    exceptions:
+      - reason: the upstream API the front end proxies to
+        rules: [egress]
+        selector: {image: ["nginx:*"]}
+        to: [198.51.100.10]
+        ports: [443]
+"#;
+
+#[test]
+fn allowed_behaviour_raises_no_alert() {
+    if !kernel_tests_enabled("allowed_behaviour_raises_no_alert") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("web", "nginx:1.27"), ("other", "alpine:3.20")],
+        user_rules: &[("50-shop.yaml", NGINX_RULES)],
+        ..Default::default()
+    });
+    let nginx = h.binary("usr/sbin", "nginx");
+    let py = h.scratch_file(
+        "upstream.py",
+        &connect_script(&[("127.0.0.1", 8080), ("198.51.100.10", 443)]),
+    );
+    // Its own binary, a write below its config directory (in a scratch /etc),
+    // loopback and its upstream (from an empty network namespace).
+    let script = format!(
+        "/usr/bin/mount -t tmpfs none /etc && /usr/bin/mkdir -p /etc/nginx/conf.d \
+         && echo 'server {{}}' > /etc/nginx/conf.d/default.conf \
+         && {nginx} -g 'daemon off;' && /usr/bin/python3 -B -I {py}; exit $?"
+    );
+    let flags = ["--mount", "--net"];
+    unshare_sh(&h.container("web").cgroup, &flags, &script);
+    // Sentinel: the sentinel container's alert is the only one.
+    assert_rules(&h.sync(), &[]);
+
+    // The same behaviour in a container the user rules do not select is
+    // alerted: the allowances are the nginx image's alone.
+    let pid = unshare_sh(&h.container("other").cgroup, &flags, &script);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["shell", "protected-write", "egress"]);
+    let other = h.container("other");
+    assert_shell(&alerts[0], other, pid, &script);
+    assert_eq!(alerts[1]["file"]["path"], "/etc/nginx/conf.d/default.conf");
+    assert_eq!(alerts[1]["container"], other.json());
+    assert_eq!(alerts[2]["network"]["daddr"], "198.51.100.10");
+    assert_eq!(alerts[2]["container"], other.json());
+}
+
+#[test]
+fn host_write_to_the_engine_config_is_an_engine_alert() {
+    if !kernel_tests_enabled("host_write_to_the_engine_config_is_an_engine_alert") {
+        return;
+    }
+    let _serial = serial();
+    let docker_dir = Path::new("/etc/docker");
+    let existed = docker_dir.exists();
+    let mut h = Harness::start(Setup {
+        host_like: true,
+        ..Default::default()
+    });
+    // In a private mount namespace: a tmpfs over /etc/docker, or, where the
+    // machine has none, over /etc with /etc/docker made inside it.
+    let script = "if [ -d /etc/docker ]; then /usr/bin/mount -t tmpfs none /etc/docker; \
+                  else /usr/bin/mount -t tmpfs none /etc && /usr/bin/mkdir /etc/docker; fi \
+                  && echo '{}' > /etc/docker/daemon.json";
+    let host = h.host_like.as_ref().unwrap();
+    let pid = unshare_sh(host, &["--mount"], script);
+    let alerts = h.finish();
+    // A host process: the container rules (shell, ...) do not apply.
+    assert_rules(&alerts, &["engine-config-write"]);
+    let a = &alerts[0];
+    assert_head(
+        a,
+        "engine-config-write",
+        "default/container-engine",
+        "high",
+        "file",
+        None,
+    );
+    assert_process(
+        a,
+        Some(pid),
+        "/bin/sh",
+        &["/bin/sh", "-c", script],
+        &[test_process()],
+    );
+    let fd = a["file"]["result"].as_i64().unwrap();
+    assert!(fd >= 0, "the write succeeded: {}", dump(&alerts));
+    assert_eq!(
+        a["file"],
+        json!({"op": "open", "path": "/etc/docker/daemon.json", "target": null,
+            "flags": ["O_WRONLY", "O_CREAT", "O_TRUNC"], "mode": 0o666, "result": fd})
+    );
+    assert_eq!(
+        a["summary"],
+        format!(
+            "write to protected path /etc/docker/daemon.json (open O_WRONLY|O_CREAT|O_TRUNC) by /bin/sh (pid {pid}) on the host"
+        )
+    );
+    assert_eq!(docker_dir.exists(), existed, "the real /etc is untouched");
+}
+
+/// Replaces `path` at once (write aside, rename over), as editors do, so the
+/// agent's watcher never reads a half-written file. The file is written
+/// outside the watched directory first.
+fn replace_file(aside: &Path, path: &Path, text: &str) {
+    fs::write(aside, text).unwrap();
+    fs::rename(aside, path).unwrap();
+}
+
+/// Disables the shipped `ssh-server` rule from a user directory.
+const SSH_OFF: &str = "\
+policies:
+  - name: default/processes
+    extend: true
+    rules:
+      - name: ssh-server
+        enabled: false
+";
+
+/// Turns `ssh-server` back on, with a severity that does not exist (line 8,
+/// column 19): the file must be refused as a whole.
+const SSH_ON_BROKEN: &str = "\
+policies:
+  - name: default/processes
+    extend: true
+    rules:
+      - name: ssh-server
+        enabled: true
+        # Misspelt:
+        severity: urgent
+";
+
+#[test]
+fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
+    if !kernel_tests_enabled("rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("app", "alpine:3.20")],
+        ..Default::default()
+    });
+    // Each run is a new path, so the dedup window never hides an alert.
+    let run_sshd = |h: &mut Harness, n: u32| {
+        let sshd = h.binary(&format!("v{n}"), "sshd");
+        h.container("app").run(&sshd, &["-D"], None);
+        h.sync()
+    };
+    // The shipped pack alerts on sshd.
+    let alerts = run_sshd(&mut h, 1);
+    assert_rules(&alerts, &["ssh-server"]);
+
+    let local = h.user_rules.join("50-local.yaml");
+    let aside = h.scratch.join("50-local.yaml.new");
+    replace_file(&aside, &local, SSH_OFF);
+    h.monitor().wait_stderr("the reload", WAIT, |s| {
+        s.contains("reloaded the rules (rule files changed)")
+    });
+    assert_rules(&run_sshd(&mut h, 2), &[]);
+
+    replace_file(&aside, &local, SSH_ON_BROKEN);
+    let at = format!("{}:8:19: error:", local.display());
+    h.monitor().wait_stderr("the refused reload", WAIT, |s| {
+        s.contains("the new rules were refused (rule files changed)") && s.contains(&at)
+    });
+    // Had the broken file been applied, even in part, or the agent fallen
+    // back to the shipped pack, sshd would be alerted again.
+    assert_rules(&run_sshd(&mut h, 3), &[]);
+    let stderr = h.monitor().stderr();
+    assert_eq!(
+        stderr.matches("reloaded the rules").count(),
+        1,
+        "one reload succeeded; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the running rules stay in force"),
+        "{stderr}"
+    );
+    assert_rules(&h.finish(), &[]);
+}
+
+/// With `--cgroup`, the kernel reports only the cgroups in its filter, and a
+/// cgroup made below a watched one joins the filter when the agent has read
+/// its `cgroup_mkdir` event. A container whose first process runs before
+/// that is not watched at first: its events are dropped in the kernel, and
+/// nothing says so. Racing a real runtime, this misses some of 100 fast
+/// container starts on a loaded machine; here the agent is stopped (as a
+/// descheduled agent is) for the moment the container starts, which misses
+/// it every time. The fix belongs in the kernel programs (match a watched
+/// ancestor with `bpf_get_current_ancestor_cgroup_id`, or add the new id to
+/// the filter in the `cgroup_mkdir` program), outside this test's remit.
+#[test]
+#[ignore = "known bug: in --cgroup mode a new cgroup is watched only once the agent has read its mkdir event"]
+fn a_container_started_while_the_agent_lags_is_watched_from_its_first_exec() {
+    if !kernel_tests_enabled(
+        "a_container_started_while_the_agent_lags_is_watched_from_its_first_exec",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup::default());
+    let sshd = h.binary("usr/sbin", "sshd");
+    let id = docker_container_id();
+    write_docker_state(h.host_root.path(), &id, "late", "alpine:3.20");
+    let agent = Stopped::new(h.monitor().pid());
+    let late = h.tree.cgroup(&format!("docker-{id}.scope"));
+    late.run(&sshd, &["-D"], None);
+    drop(agent);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["ssh-server"]);
+    assert_eq!(alerts[0]["container"]["id"], id.as_str());
+}
+
+/// A process stopped with SIGSTOP until dropped (also on a panic).
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        let pid = pid as i32;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
