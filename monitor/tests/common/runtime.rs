@@ -107,7 +107,8 @@ pub struct Container {
     pub image: String,
     /// Required for containerd and CRI-O (their metadata is complete only with it).
     pub pod: Option<Pod>,
-    /// Extra Docker labels (to make an entry weigh something in memory tests).
+    /// Extra labels, Docker's or CRI-O's (to make an entry weigh something in
+    /// memory tests; containerd's annotations are not kept).
     pub labels: Vec<(String, String)>,
 }
 
@@ -214,12 +215,15 @@ impl HostRoot {
                 let pod = c.pod.as_ref().expect("a CRI-O container needs a pod");
                 let from = fixtures().join(crio_dir(CRIO_FIXTURE));
                 let mut spec = fixture_json(&from.join("config.json"), CRIO_FIXTURE, &c.id);
-                let labels = json!({
+                let mut labels = json!({
                     "io.kubernetes.container.name": c.name,
                     "io.kubernetes.pod.name": pod.name,
                     "io.kubernetes.pod.namespace": pod.namespace,
                     "io.kubernetes.pod.uid": pod.uid,
                 });
+                for (k, v) in &c.labels {
+                    labels[k] = json!(v);
+                }
                 let a = &mut spec["annotations"];
                 a["io.kubernetes.container.name"] = json!(c.name);
                 a["io.kubernetes.cri-o.ImageName"] = json!(c.image);
