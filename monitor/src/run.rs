@@ -120,7 +120,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     metrics.heartbeat();
                 }
                 enricher.retry_pending(now);
-                metrics.set_containers_tracked(enricher.registry().len() as u64);
+                // Containers only: the registry also holds every host cgroup.
+                metrics.set_containers_tracked(enricher.registry().stats().containers as u64);
                 metrics.set_processes_tracked(enricher.processes().len() as u64);
             }
             _ = reload_tick.tick() => {

@@ -1,11 +1,18 @@
 //! pid -> process: what each process is and who started it, kept from the
 //! kernel's exec, fork and exit events after one read of `/proc` at start.
 //!
-//! An exited process stays in the table, marked, so the ancestry of its
-//! children still names it; the table is bounded and evicts exited entries
-//! first. Pids are the host's (the agent must share the host pid namespace
-//! to read `/proc` for them).
-use std::{collections::HashMap, fs, io, os::unix::fs::MetadataExt, path::Path};
+//! An exited process stays in the table, marked, while a live process
+//! descends from it, so the ancestry of its children still names it; once no
+//! live process does, a periodic sweep forgets it, so the table holds about
+//! the live processes and does not grow with the exited ones. The table is
+//! also bounded and evicts exited entries first. Pids are the host's (the
+//! agent must share the host pid namespace to read `/proc` for them).
+use std::{
+    collections::{HashMap, HashSet},
+    fs, io,
+    os::unix::fs::MetadataExt,
+    path::Path,
+};
 
 use super::Ancestor;
 use crate::event::{Event, EventBody, EventHeader};
@@ -62,12 +69,19 @@ impl ProcessEntry {
     }
 }
 
+/// The fewest exits between two sweeps of exited processes; a sweep also
+/// waits for a quarter of the table to have exited, so its cost (one pass
+/// over the table) stays a small constant per exit.
+const SWEEP_AFTER_EXITS: usize = 256;
+
 /// The process table, bounded to `limit` entries.
 #[derive(Debug)]
 pub struct ProcessTable {
     entries: HashMap<u32, ProcessEntry>,
     limit: usize,
     clock: u64,
+    /// Exit events since the last sweep.
+    exits_since_sweep: usize,
 }
 
 impl ProcessTable {
@@ -77,6 +91,7 @@ impl ProcessTable {
             entries: HashMap::new(),
             limit: limit.max(1),
             clock: 0,
+            exits_since_sweep: 0,
         }
     }
 
@@ -148,7 +163,14 @@ impl ProcessTable {
     /// cgroup, exit marks the process exited (kept for its children's
     /// ancestry). Every event refreshes its process's uid, comm and cgroup,
     /// adding the process from the event's header if it was unknown.
+    ///
+    /// Exited processes no live process descends from are forgotten in a
+    /// sweep before a later event, never in the update of their own exit, so
+    /// the exit event itself can still be described.
     pub fn update(&mut self, event: &Event) {
+        if self.exits_since_sweep >= SWEEP_AFTER_EXITS.max(self.entries.len() / 4) {
+            self.sweep_exited();
+        }
         let h = &event.header;
         let mut entry = self
             .entries
@@ -192,10 +214,32 @@ impl ProcessTable {
             }
             EventBody::Exit { .. } => {
                 entry.exited_at = Some(h.ktime_ns);
+                self.exits_since_sweep += 1;
             }
             _ => {}
         }
         self.insert(entry);
+    }
+
+    /// Forgets every exited process that no live process in the table
+    /// descends from: no ancestry can name it any more. Returns how many.
+    pub fn sweep_exited(&mut self) -> usize {
+        self.exits_since_sweep = 0;
+        let mut needed: HashSet<u32> = HashSet::with_capacity(self.entries.len());
+        for live in self.entries.values().filter(|e| e.exited_at.is_none()) {
+            // Up the parents until one already marked: its own were marked with it.
+            let mut pid = live.pid;
+            while needed.insert(pid) {
+                match self.entries.get(&pid).and_then(|e| e.ppid) {
+                    Some(ppid) if ppid != 0 => pid = ppid,
+                    _ => break,
+                }
+            }
+        }
+        let before = self.entries.len();
+        self.entries
+            .retain(|pid, e| e.exited_at.is_none() || needed.contains(pid));
+        before - self.entries.len()
     }
 
     /// The ancestors of `pid`, nearest first, at most `depth` of them.
@@ -561,6 +605,80 @@ mod tests {
             assert!(t.len() <= 64);
         }
         // pid 1 was busy forking and is still there.
+        assert!(t.get(1).is_some());
+    }
+
+    #[test]
+    fn exited_processes_are_kept_while_a_live_descendant_needs_them() {
+        let mut t = ProcessTable::new(100);
+        t.update(&exec(1, 0, 1, "/sbin/init", &["/sbin/init"]));
+        // sh -> run.sh -> sleep; sh and run.sh exit while sleep runs on.
+        t.update(&fork(1, 10, 2));
+        t.update(&exec(10, 1, 3, "/bin/sh", &["sh", "-c", "./run.sh"]));
+        t.update(&fork(10, 11, 4));
+        t.update(&exec(11, 10, 5, "/run.sh", &["/run.sh"]));
+        t.update(&fork(11, 12, 6));
+        t.update(&exec(12, 11, 7, "/bin/sleep", &["sleep", "60"]));
+        // A process that exits with nothing below it.
+        t.update(&fork(1, 20, 8));
+        t.update(&exit(20, 9));
+        t.update(&exit(11, 10));
+        t.update(&exit(10, 11));
+
+        assert_eq!(t.sweep_exited(), 1);
+        assert!(t.get(20).is_none());
+        assert_eq!(
+            ancestors(&t, 12, 8),
+            [a(11, "/run.sh"), a(10, "/bin/sh"), a(1, "/sbin/init")]
+        );
+        // The last one goes: the whole exited chain can be forgotten.
+        t.update(&exit(12, 12));
+        assert_eq!(t.sweep_exited(), 3);
+        assert_eq!(t.len(), 1);
+        assert!(t.get(1).is_some());
+    }
+
+    #[test]
+    fn an_exit_is_described_before_its_process_is_forgotten() {
+        let mut t = ProcessTable::new(1 << 16);
+        t.update(&exec(1, 0, 1, "/sbin/init", &[]));
+        let mut now = 2;
+        for pid in 100..100 + SWEEP_AFTER_EXITS as u32 {
+            t.update(&fork(1, pid, now));
+            t.update(&exec(pid, 1, now + 1, "/bin/true", &["true"]));
+            t.update(&exit(pid, now + 2));
+            now += 3;
+            // The update of its own exit never sweeps the process away.
+            let e = t.get(pid).unwrap();
+            assert_eq!(e.exe.as_deref(), Some("/bin/true"));
+            assert!(e.exited_at.is_some());
+        }
+        // The next event sweeps the exited ones first.
+        t.update(&exec(1, 0, now, "/sbin/init", &[]));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn memory_stays_flat_over_many_exited_processes_below_the_limit() {
+        // A limit far above what is live: exited processes must not fill it.
+        let mut t = ProcessTable::new(1 << 16);
+        t.update(&exec(1, 0, 1, "/sbin/init", &[]));
+        let mut peak = 0;
+        for i in 0..20_000u32 {
+            let (sh, child) = (100_000 + 2 * i, 100_001 + 2 * i);
+            let at = 2 + u64::from(i) * 10;
+            t.update(&fork(1, sh, at));
+            t.update(&exec(sh, 1, at + 1, "/bin/sh", &["sh", "-c", "true; exit"]));
+            t.update(&fork(sh, child, at + 2));
+            t.update(&exec(child, sh, at + 3, "/bin/true", &["true"]));
+            t.update(&exit(child, at + 4));
+            t.update(&exit(sh, at + 5));
+            peak = peak.max(t.len());
+        }
+        assert!(
+            peak <= SWEEP_AFTER_EXITS + 4,
+            "the table grew to {peak} entries"
+        );
         assert!(t.get(1).is_some());
     }
 

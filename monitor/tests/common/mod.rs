@@ -18,6 +18,10 @@ use std::{
 
 use serde_json::Value;
 
+pub mod cgroups;
+pub mod docker;
+pub mod runtime;
+
 /// True when kernel tests can run here. Without root they are skipped with a
 /// loud message, unless MONITOR_REQUIRE_KERNEL_TESTS=1 (set by `cargo xtask
 /// test` as root and by CI), where a skip is a failure.
