@@ -288,7 +288,7 @@ pub struct KernelOffsets {
 pub struct Settings {
     /// The agent's own thread-group id: its actions are never reported.
     pub agent_pid: u32,
-    /// 1: report only tasks whose cgroup id is in `MONITORED_CGROUPS`.
+    /// 1: report only tasks in the subtrees whose roots are in `SCOPE_ROOTS`.
     pub filter_cgroups: u32,
     /// The hierarchy id of cgroup v2 as `cgroup_mkdir` reports it in `root`: that
     /// tracepoint fires for the v1 hierarchies too, and only v2 is kept.

@@ -1,11 +1,14 @@
 //! Who is acting: the checks every program makes first, and the record header.
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+    generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_ns},
 };
 use monitor_common::{COMM_LEN, Header};
 
-use crate::maps::{MONITORED_CGROUPS, settings};
+use crate::maps::{SCOPE_ROOTS, SCOPE_VERDICTS, settings};
+
+/// How deep below the root a watched subtree's ancestor is looked for.
+const MAX_CGROUP_LEVEL: i32 = 16;
 
 /// The header for the current task, or `None` when it is not to be reported:
 /// the agent itself, or (in filtered mode) a task outside the monitored cgroups.
@@ -18,10 +21,34 @@ pub fn current(kind: u32) -> Option<Header> {
         return None;
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if s.filter_cgroups != 0 && unsafe { MONITORED_CGROUPS.get(&cgroup_id) }.is_none() {
+    if s.filter_cgroups != 0 && !in_scope(cgroup_id) {
         return None;
     }
     Some(header(kind, pid_tgid, cgroup_id))
+}
+
+/// Whether the current task's cgroup is a watched root or below one. Decided
+/// here, in the kernel, from the task's own ancestry: a container made below
+/// a watched cgroup is in scope from its first exec, before userspace has
+/// even read its `cgroup_mkdir`.
+#[inline(always)]
+fn in_scope(cgroup_id: u64) -> bool {
+    if let Some(verdict) = unsafe { SCOPE_VERDICTS.get(&cgroup_id) } {
+        return *verdict != 0;
+    }
+    let mut verdict = 0u32;
+    for level in 0..MAX_CGROUP_LEVEL {
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if ancestor == 0 {
+            break; // above the task's own level
+        }
+        if unsafe { SCOPE_ROOTS.get(&ancestor) }.is_some() {
+            verdict = 1;
+            break;
+        }
+    }
+    let _ = SCOPE_VERDICTS.insert(&cgroup_id, &verdict, 0);
+    verdict != 0
 }
 
 /// The header for the current task, unfiltered.

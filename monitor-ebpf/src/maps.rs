@@ -13,9 +13,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
 
-/// cgroup ids to report when `Settings::filter_cgroups` is set.
+/// The roots of the watched cgroup subtrees (when `Settings::filter_cgroups`
+/// is set): a task is reported when its cgroup or an ancestor is here.
 #[map]
-pub static MONITORED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(65536, 0);
+pub static SCOPE_ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Whether a cgroup is inside the scope (1) or not (0), cached per cgroup id.
+/// A cgroup's ancestry never changes and ids are not reused, so the verdict
+/// holds for the cgroup's life; the LRU drops those of cgroups long gone.
+#[map]
+pub static SCOPE_VERDICTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
 /// `sched_process_exec`).

@@ -980,18 +980,13 @@ fn rules_reload_on_change_and_a_broken_edit_keeps_the_running_rules() {
     assert_rules(&h.finish(), &[]);
 }
 
-/// With `--cgroup`, the kernel reports only the cgroups in its filter, and a
-/// cgroup made below a watched one joins the filter when the agent has read
-/// its `cgroup_mkdir` event. A container whose first process runs before
-/// that is not watched at first: its events are dropped in the kernel, and
-/// nothing says so. Racing a real runtime, this misses some of 100 fast
-/// container starts on a loaded machine; here the agent is stopped (as a
-/// descheduled agent is) for the moment the container starts, which misses
-/// it every time. The fix belongs in the kernel programs (match a watched
-/// ancestor with `bpf_get_current_ancestor_cgroup_id`, or add the new id to
-/// the filter in the `cgroup_mkdir` program), outside this test's remit.
+/// With `--cgroup`, the kernel decides from each task's own cgroup ancestry
+/// whether it is inside a watched subtree, so a container made below a
+/// watched cgroup is watched from its first exec, even when the agent has not
+/// read its `cgroup_mkdir` yet. Here the agent is stopped (as a descheduled
+/// agent is) for the moment the container starts; before the decision moved
+/// into the kernel, this missed the container every time.
 #[test]
-#[ignore = "known bug: in --cgroup mode a new cgroup is watched only once the agent has read its mkdir event"]
 fn a_container_started_while_the_agent_lags_is_watched_from_its_first_exec() {
     if !kernel_tests_enabled(
         "a_container_started_while_the_agent_lags_is_watched_from_its_first_exec",

@@ -308,12 +308,12 @@ impl Kernel {
         Ok(LostCounters(PerCpuArray::try_from(map)?))
     }
 
-    /// The set of monitored cgroup ids (used when `filter_cgroups` is set). Call once.
+    /// The roots of the watched cgroup subtrees (used when `filter_cgroups` is set). Call once.
     pub fn take_cgroup_filter(&mut self) -> anyhow::Result<CgroupFilter> {
         let map = self
             .ebpf
-            .take_map("MONITORED_CGROUPS")
-            .ok_or_else(|| anyhow!("MONITORED_CGROUPS map missing"))?;
+            .take_map("SCOPE_ROOTS")
+            .ok_or_else(|| anyhow!("SCOPE_ROOTS map missing"))?;
         Ok(CgroupFilter(HashMap::try_from(map)?))
     }
 }
@@ -418,18 +418,12 @@ impl LostCounters {
     }
 }
 
-/// The kernel-side set of monitored cgroups.
+/// The kernel-side roots of the watched cgroup subtrees: the kernel decides
+/// for each cgroup from its own ancestry whether it is inside.
 pub struct CgroupFilter(HashMap<MapData, u64, u32>);
 
 impl CgroupFilter {
     pub fn add(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
         Ok(self.0.insert(cgroup_id, 1, 0)?)
-    }
-
-    pub fn remove(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
-        match self.0.remove(&cgroup_id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! The agent's input: the programs loaded, the ring buffer read on its own
 //! task, the optional cgroup scope kept in step, and the lost-event counters.
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
 };
@@ -12,7 +11,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
 use super::{CgroupFilter, LostCounters, Started, cgroupfs, reader};
-use crate::event::{CgroupOp, Event, EventBody};
+use crate::event::{Event, EventBody};
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]
@@ -85,16 +84,14 @@ impl EventSource {
         }
     }
 
-    /// Keeps the scope in step with cgroup events, and says whether the event
-    /// belongs to the scope (a cgroup event outside it is nobody's business).
-    fn in_scope(&mut self, event: &Event) -> bool {
-        if let (Some(scope), EventBody::Cgroup(c)) = (self.scope.as_mut(), &event.body) {
-            if let Err(e) = scope.on_cgroup(c.op, c.id, &c.path) {
-                warn!("cannot update the kernel's cgroup filter: {e:#}");
-            }
-            return scope.covers(&c.path);
+    /// Whether the event belongs to the scope. Every other event was already
+    /// filtered in the kernel; cgroup events come from whoever made the
+    /// cgroup, so their path decides.
+    fn in_scope(&self, event: &Event) -> bool {
+        match (&self.scope, &event.body) {
+            (Some(scope), EventBody::Cgroup(c)) => scope.covers(&c.path),
+            _ => true,
         }
-        true
     }
 
     /// Records the kernel could not send since the last call, by kind name.
@@ -142,22 +139,17 @@ impl Drop for EventSource {
     }
 }
 
-/// A set of cgroup subtrees: their ids go in the kernel's filter, and cgroups
-/// made below them later are added as they appear.
+/// A set of cgroup subtrees. Their roots go in the kernel's filter, which
+/// decides for every cgroup below them from the task's own ancestry; here the
+/// paths decide which cgroup events belong to the scope.
 struct Scope {
     /// Paths relative to the cgroup2 mount, starting with `/`.
     roots: Vec<String>,
-    ids: HashSet<u64>,
-    kernel: CgroupFilter,
 }
 
 impl Scope {
-    fn new(mount: &Path, dirs: &[PathBuf], kernel: CgroupFilter) -> anyhow::Result<Self> {
-        let mut scope = Scope {
-            roots: Vec::new(),
-            ids: HashSet::new(),
-            kernel,
-        };
+    fn new(mount: &Path, dirs: &[PathBuf], mut kernel: CgroupFilter) -> anyhow::Result<Self> {
+        let mut roots = Vec::new();
         for dir in dirs {
             let abs = if dir.is_absolute() {
                 dir.clone()
@@ -174,21 +166,10 @@ impl Scope {
             if !abs.is_dir() {
                 bail!("--cgroup {}: no such cgroup directory", abs.display());
             }
-            scope
-                .roots
-                .push(format!("/{}", rel.display()).replace("//", "/"));
-            for entry in walk_dirs(&abs) {
-                scope.add(cgroupfs::cgroup_id(&entry)?)?;
-            }
+            roots.push(format!("/{}", rel.display()).replace("//", "/"));
+            kernel.add(cgroupfs::cgroup_id(&abs)?)?;
         }
-        Ok(scope)
-    }
-
-    fn add(&mut self, id: u64) -> anyhow::Result<()> {
-        if self.ids.insert(id) {
-            self.kernel.add(id)?;
-        }
-        Ok(())
+        Ok(Scope { roots })
     }
 
     fn covers(&self, path: &str) -> bool {
@@ -196,29 +177,4 @@ impl Scope {
             .iter()
             .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))
     }
-
-    fn on_cgroup(&mut self, op: CgroupOp, id: u64, path: &str) -> anyhow::Result<()> {
-        match op {
-            CgroupOp::Mkdir if self.covers(path) => self.add(id),
-            CgroupOp::Rmdir if self.ids.remove(&id) => self.kernel.remove(id),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The directory and every directory below it.
-fn walk_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(entries) = std::fs::read_dir(&out[i]) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    out.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    out
 }

@@ -128,11 +128,6 @@ pub fn command_in(cgroup: &Path, program: &str) -> Command {
 }
 
 impl Monitor {
-    /// The agent's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The next line, or `None` after `timeout`. Not kept in `seen`: for
     /// tests that read many thousands of lines.
     pub fn recv(&mut self, timeout: Duration) -> Option<Value> {
