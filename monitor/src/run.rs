@@ -14,11 +14,10 @@ use crate::{
     alert::{Alert, AlertPipeline, PipelineConfig, Severity, host_name},
     bpf::source::{EventSource, SourceOptions},
     clock::WallClock,
-    context::Enricher,
+    context::{Enricher, EnricherConfig},
     metrics::{self, Metrics},
     policy::{self, Evaluator, Finding},
     sink::{SinkConfig, Sinks, SinksOptions},
-    trace::enricher_config,
 };
 
 /// Everything `monitor run` is told.
@@ -70,7 +69,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let mut source = EventSource::start(&opts.source)?;
     metrics.set_programs_attached(true);
-    let mut enricher = Enricher::new(enricher_config(&opts.host_root));
+    let mut enricher = Enricher::new(EnricherConfig::for_host_root(&opts.host_root));
     if let Err(e) = enricher.seed(source.cgroup2_mount()) {
         warn!("could not read the initial cgroups and processes: {e}");
     }

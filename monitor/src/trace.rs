@@ -101,19 +101,10 @@ pub struct CgroupLine<'a> {
     pub path: &'a str,
 }
 
-/// The enricher configuration for a host root (`/proc` below it).
-pub fn enricher_config(host_root: &std::path::Path) -> EnricherConfig {
-    EnricherConfig {
-        host_root: host_root.to_path_buf(),
-        proc_root: host_root.join("proc"),
-        ..Default::default()
-    }
-}
-
 /// Runs until interrupted (SIGINT or SIGTERM).
 pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     let mut source = EventSource::start(&opts.source)?;
-    let mut enricher = Enricher::new(enricher_config(&opts.host_root));
+    let mut enricher = Enricher::new(EnricherConfig::for_host_root(&opts.host_root));
     // Events are already buffering, so nothing between the scan and the first event is missed.
     if let Err(e) = enricher.seed(source.cgroup2_mount()) {
         warn!("could not read the initial cgroups and processes: {e}");

@@ -142,6 +142,18 @@ impl Default for EnricherConfig {
     }
 }
 
+impl EnricherConfig {
+    /// The defaults, reading everything below `host_root` (`/host` in a
+    /// DaemonSet): runtime state there, and processes in its `proc`.
+    pub fn for_host_root(host_root: &Path) -> Self {
+        EnricherConfig {
+            host_root: host_root.to_path_buf(),
+            proc_root: host_root.join("proc"),
+            ..Default::default()
+        }
+    }
+}
+
 /// How often [`Enricher::enrich`] checks for due metadata retries on its own.
 const RETRY_CHECK: Duration = Duration::from_millis(50);
 
