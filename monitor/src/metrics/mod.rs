@@ -196,7 +196,12 @@ impl Metrics {
 
     /// One decoded event of `kind` (`process`, `file`, `network`, `cgroup`).
     pub fn event(&self, kind: &str) {
-        self.events.get_or_create(&kind_label(kind)).inc();
+        self.events(kind, 1);
+    }
+
+    /// `n` decoded events of `kind`.
+    pub fn events(&self, kind: &str, n: u64) {
+        self.events.get_or_create(&kind_label(kind)).inc_by(n);
     }
 
     /// `n` events of `kind` lost (a reserve failure in the kernel, a bad record).
