@@ -46,14 +46,15 @@ pub fn prepare(host_root: &Path) -> anyhow::Result<HostReport> {
     let mut report = HostReport::default();
     let in_container = host_root != Path::new("/");
     if in_container {
-        let proc1 = host_root.join("proc/1");
-        if !proc1.join("stat").exists() {
+        let proc = host_root.join("proc");
+        if !proc.join("1/stat").exists() {
             bail!(
                 "{} does not exist: mount the host's /proc at {} (read-only), and run in the host's pid namespace (hostPID: true)",
-                proc1.join("stat").display(),
-                host_root.join("proc").display()
+                proc.join("1/stat").display(),
+                proc.display()
             );
         }
+        let proc1 = reference_process(&proc);
         match same_namespace(&proc1, "pid") {
             Some(true) => {}
             Some(false) => bail!(
@@ -104,6 +105,22 @@ pub fn prepare(host_root: &Path) -> anyhow::Result<HostReport> {
             .push(format!("cgroup2 hierarchy root at {}", mount.display()));
     }
     Ok(report)
+}
+
+/// The process whose namespaces are the host's: pid 1, or where its links
+/// cannot be read (a sandbox's init with more capabilities than the agent),
+/// kthreadd, which always lives in the initial namespaces.
+fn reference_process(proc: &Path) -> PathBuf {
+    let init = proc.join("1");
+    if fs::metadata(init.join("ns/cgroup")).is_ok() {
+        return init;
+    }
+    let kthreadd = proc.join("2");
+    let comm = fs::read_to_string(kthreadd.join("comm")).unwrap_or_default();
+    if comm.trim() == "kthreadd" && fs::metadata(kthreadd.join("ns/cgroup")).is_ok() {
+        return kthreadd;
+    }
+    init
 }
 
 /// The root of a cgroup v2 hierarchy is the one directory without `cgroup.type`.
