@@ -260,7 +260,7 @@ fn config_map_configuration_fits_the_pod() {
     assert!(mounted_at(&spool).is_some_and(|m| m.read_only != Some(true)));
     // ...with every secret it names in the Secret.
     let secret: Secret = parse(&resources()["Secret"]);
-    let keys: BTreeSet<String> = secret.string_data.unwrap().into_keys().collect();
+    let keys: BTreeSet<String> = secret.string_data.clone().unwrap().into_keys().collect();
     let secrets_mount = mounts.iter().find(|m| m.name == "secrets").unwrap();
     let mut named = Vec::new();
     for t in s.webhook.unwrap_or_default() {
@@ -269,6 +269,9 @@ fn config_map_configuration_fits_the_pod() {
         }
     }
     named.extend(s.webhook_secret_file);
+    // The placeholder signing key cannot be used by mistake: it is not base64.
+    let placeholder = &secret.string_data.as_ref().unwrap()["webhook-signing-key"];
+    assert!(monitor::sink::Signer::from_secret(placeholder).is_err());
     assert!(!named.is_empty());
     for p in named {
         let key = p
