@@ -49,7 +49,11 @@ enum Command {
     /// (the container image's HEALTHCHECK: the image has no curl).
     Health {
         /// The endpoint: `/healthz` (the reader is alive) or `/readyz`.
-        #[arg(long, default_value = "http://127.0.0.1:9464/healthz", value_name = "URL")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:9464/healthz",
+            value_name = "URL"
+        )]
         url: String,
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
         timeout: Duration,
@@ -139,7 +143,12 @@ struct RunArgs {
     #[arg(long)]
     print_config: bool,
     /// Log filter: error, warn, info, debug, trace, or `monitor=debug,info`.
-    #[arg(long, env = "MONITOR_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "MONITOR_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     log: String,
     #[command(flatten)]
     source: SourceArgs,
@@ -236,7 +245,10 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         Some(path) => Some(config::load(path)?),
         None => None,
     };
-    let set = file.as_ref().map(|f| f.settings.keys_set()).unwrap_or_default();
+    let set = file
+        .as_ref()
+        .map(|f| f.settings.keys_set())
+        .unwrap_or_default();
     let mut sources = Vec::new();
     let mut take = Vec::new();
     for (id, key) in SETTINGS {
@@ -255,9 +267,8 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         let f = file.settings;
         let wants = |key: &str| take.contains(&key);
         let mut diags = Vec::new();
-        let mut read = |t: &config::SourcedText| {
-            t.read().map_err(|d| diags.push(d)).unwrap_or_default()
-        };
+        let mut read =
+            |t: &config::SourcedText| t.read().map_err(|d| diags.push(d)).unwrap_or_default();
         if let (true, Some(v)) = (wants("host_root"), f.host_root) {
             args.source.host_root = v;
         }
@@ -468,7 +479,9 @@ fn main() -> ExitCode {
         Some(l) => match tracing_subscriber::EnvFilter::try_new(&l) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("monitor: log filter `{l}`: {e}; write e.g. `info` or `monitor=debug,info`");
+                eprintln!(
+                    "monitor: log filter `{l}`: {e}; write e.g. `info` or `monitor=debug,info`"
+                );
                 return ExitCode::FAILURE;
             }
         },

@@ -65,7 +65,14 @@ fn flag_beats_env_beats_file_beats_default() {
         "rules: [rules-from-file]\nspool_dir: /file/spool\nlisten: 127.0.0.1:1111\ndedup_window: 30s\nlog: debug\nhost_root: /file-root\n",
     );
     let c = print_config(
-        &["--config", &config, "--spool-dir", "/flag/spool", "--host-root", "/flag-root"],
+        &[
+            "--config",
+            &config,
+            "--spool-dir",
+            "/flag/spool",
+            "--host-root",
+            "/flag-root",
+        ],
         &[
             ("MONITOR_SPOOL_DIR", "/env/spool"),
             ("MONITOR_LISTEN", "127.0.0.1:2222"),
@@ -145,11 +152,18 @@ fn file_sinks_join_the_flag_sinks() {
 #[test]
 fn a_secret_file_that_is_missing_stops_the_start_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "monitor.yaml", "rules: /r\nwebhook:\n  - {file: nope}\n");
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\nwebhook:\n  - {file: nope}\n",
+    );
     let o = monitor(&["run", "--config", &config], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("{config}:3:5: error: cannot read")), "{err}");
+    assert!(
+        err.contains(&format!("{config}:3:5: error: cannot read")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -163,16 +177,28 @@ fn config_check_reports_every_error_and_exits_1() {
     let o = monitor(&["config", "check", &bad], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("{bad}:1:9: error: `listen`")), "{err}");
-    assert!(err.contains(&format!("{bad}:3:16: error: `slack_webhook` is written inline")), "{err}");
+    assert!(
+        err.contains(&format!("{bad}:1:9: error: `listen`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{bad}:3:16: error: `slack_webhook` is written inline"
+        )),
+        "{err}"
+    );
     assert_eq!(err.matches("\n  hint: ").count(), 2, "{err}");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("2 errors in {bad}"));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("2 errors in {bad}")
+    );
 
     let unknown = write(dir.path(), "unknown.yaml", "rulez: [/r]\n");
     let o = monitor(&["config", "check", &unknown], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&format!("{unknown}:1:1: error: unknown key `rulez`")),
+        String::from_utf8_lossy(&o.stderr)
+            .contains(&format!("{unknown}:1:1: error: unknown key `rulez`")),
         "{}",
         text(&o)
     );
@@ -219,12 +245,25 @@ fn health_exits_0_on_2xx_only() {
     let o = monitor(&["health", "--url", &answer_once("200 OK")], &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("200 from the test"));
-    let o = monitor(&["health", "--url", &answer_once("503 Service Unavailable")], &[]);
+    let o = monitor(
+        &["health", "--url", &answer_once("503 Service Unavailable")],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Nobody listening.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let o = monitor(
-        &["health", "--url", &format!("http://127.0.0.1:{port}/healthz"), "--timeout", "2s"],
+        &[
+            "health",
+            "--url",
+            &format!("http://127.0.0.1:{port}/healthz"),
+            "--timeout",
+            "2s",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

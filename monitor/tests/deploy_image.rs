@@ -42,12 +42,18 @@ fn instructions() -> Vec<Instruction> {
             }
         }
     }
-    assert!(current.is_none(), "the Dockerfile ends inside a continuation");
+    assert!(
+        current.is_none(),
+        "the Dockerfile ends inside a continuation"
+    );
     out
 }
 
 fn all(kw: &str) -> Vec<Instruction> {
-    instructions().into_iter().filter(|i| i.keyword == kw).collect()
+    instructions()
+        .into_iter()
+        .filter(|i| i.keyword == kw)
+        .collect()
 }
 
 #[test]
@@ -93,13 +99,19 @@ fn build_stage_sets_up_the_toolchain_like_xtask() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(runs.contains("nightly"), "nightly for the eBPF target");
-    assert!(runs.contains("cargo xtask setup"), "rust-src and bpf-linker via xtask");
+    assert!(
+        runs.contains("cargo xtask setup"),
+        "rust-src and bpf-linker via xtask"
+    );
     assert!(runs.contains("--locked"), "the lock file is honoured");
 }
 
 #[test]
 fn copy_never_add() {
-    assert!(all("ADD").is_empty(), "use COPY: ADD fetches URLs and unpacks archives");
+    assert!(
+        all("ADD").is_empty(),
+        "use COPY: ADD fetches URLs and unpacks archives"
+    );
 }
 
 #[test]
@@ -129,7 +141,15 @@ fn oci_labels_for_source_and_version() {
 
 #[test]
 fn no_secrets_in_env_or_args() {
-    let words = ["secret", "token", "password", "passwd", "key", "credential", "webhook"];
+    let words = [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "key",
+        "credential",
+        "webhook",
+    ];
     for i in instructions()
         .into_iter()
         .filter(|i| i.keyword == "ENV" || i.keyword == "ARG")

@@ -41,7 +41,9 @@ fn resources() -> BTreeMap<String, String> {
     for r in k["resources"].as_array().expect("resources") {
         let file = r.as_str().unwrap();
         let v: Value = parse(file);
-        let kind = v["kind"].as_str().unwrap_or_else(|| panic!("{file}: no kind"));
+        let kind = v["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no kind"));
         assert!(
             by_kind.insert(kind.to_owned(), file.to_owned()).is_none(),
             "two {kind} resources"
@@ -146,7 +148,10 @@ fn probes_limits_priority_and_tolerations() {
     let spec = pod();
     let c = agent();
     let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        let g = p.as_ref().and_then(|p| p.http_get.clone()).expect("httpGet probe");
+        let g = p
+            .as_ref()
+            .and_then(|p| p.http_get.clone())
+            .expect("httpGet probe");
         assert_eq!(g.port, IntOrString::String("metrics".into()));
         g.path.unwrap()
     };
@@ -157,7 +162,10 @@ fn probes_limits_priority_and_tolerations() {
 
     let r = c.resources.expect("resources");
     for key in ["cpu", "memory"] {
-        assert!(r.requests.as_ref().unwrap().contains_key(key), "request {key}");
+        assert!(
+            r.requests.as_ref().unwrap().contains_key(key),
+            "request {key}"
+        );
         assert!(r.limits.as_ref().unwrap().contains_key(key), "limit {key}");
     }
 
@@ -167,8 +175,9 @@ fn probes_limits_priority_and_tolerations() {
 
     let t = spec.tolerations.expect("tolerations");
     assert!(
-        t.iter()
-            .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none() && t.effect.is_none()),
+        t.iter().any(|t| t.operator.as_deref() == Some("Exists")
+            && t.key.is_none()
+            && t.effect.is_none()),
         "tolerate every taint, to run on every node: {t:?}"
     );
 }
@@ -227,7 +236,10 @@ fn host_paths_are_read_only_except_the_spool() {
         }
     }
     // Secrets are readable by the owner only.
-    let secret = volumes.values().find_map(|v| v.secret.clone()).expect("secret volume");
+    let secret = volumes
+        .values()
+        .find_map(|v| v.secret.clone())
+        .expect("secret volume");
     assert_eq!(secret.default_mode, Some(0o400));
 }
 
@@ -238,14 +250,26 @@ fn config_map_configuration_fits_the_pod() {
     assert_eq!(args[..2], ["run".to_owned(), "--config".to_owned()]);
     let config_path = PathBuf::from(&args[2]);
     let mounts = c.volume_mounts.clone().unwrap();
-    let mounted_at = |p: &Path| mounts.iter().find(|m| p.starts_with(&m.mount_path)).cloned();
+    let mounted_at = |p: &Path| {
+        mounts
+            .iter()
+            .find(|m| p.starts_with(&m.mount_path))
+            .cloned()
+    };
     let m = mounted_at(&config_path).expect("the config file is on a mount");
     assert_eq!(m.name, "config");
 
     // The generated ConfigMap's file is a valid configuration...
     let text = read("monitor.yaml");
-    let cfg = monitor::config::parse(&config_path, &text)
-        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
+    let cfg = monitor::config::parse(&config_path, &text).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
     let s = cfg.settings;
     assert_eq!(s.host_root.as_deref(), Some(Path::new("/host")));
     // ...listening where the probes knock...
@@ -254,7 +278,10 @@ fn config_map_configuration_fits_the_pod() {
         i32::from(listen.port()),
         c.ports.as_ref().unwrap()[0].container_port
     );
-    assert!(listen.ip().is_unspecified(), "the kubelet probes the pod IP");
+    assert!(
+        listen.ip().is_unspecified(),
+        "the kubelet probes the pod IP"
+    );
     // ...spooling to the writable host path...
     let spool = s.spool_dir.unwrap();
     assert!(mounted_at(&spool).is_some_and(|m| m.read_only != Some(true)));
@@ -277,7 +304,11 @@ fn config_map_configuration_fits_the_pod() {
         let key = p
             .strip_prefix(&secrets_mount.mount_path)
             .unwrap_or_else(|_| panic!("{} is not in the secrets mount", p.display()));
-        assert!(keys.contains(key.to_str().unwrap()), "Secret lacks {}", key.display());
+        assert!(
+            keys.contains(key.to_str().unwrap()),
+            "Secret lacks {}",
+            key.display()
+        );
     }
     // The rule directories are the image's pack and the rules ConfigMap.
     let rules = s.rules.unwrap();
@@ -293,7 +324,13 @@ fn rule_additions_load_on_top_of_the_pack() {
     let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
     let result = monitor::policy::check_dir(&[pack, dir().join("rules.d")]);
     if let Err(d) = &result {
-        panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 
@@ -307,7 +344,10 @@ fn metrics_service_selects_the_agent() {
         assert_eq!(labels.get(&k), Some(&v), "selector {k}={v}");
     }
     let port = &spec.ports.unwrap()[0];
-    assert_eq!(port.target_port, Some(IntOrString::String("metrics".into())));
+    assert_eq!(
+        port.target_port,
+        Some(IntOrString::String("metrics".into()))
+    );
     assert_eq!(port.port, 9464);
 }
 
@@ -316,9 +356,64 @@ fn namespace_admits_the_agent() {
     let ns: Namespace = parse(&resources()["Namespace"]);
     let labels = ns.metadata.labels.unwrap();
     assert_eq!(
-        labels.get("pod-security.kubernetes.io/enforce").map(String::as_str),
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
         Some("privileged"),
         "hostPID, hostPath and added capabilities need the privileged Pod Security level"
     );
-    assert_eq!(kustomization()["namespace"], ns.metadata.name.unwrap().as_str());
+    assert_eq!(
+        kustomization()["namespace"],
+        ns.metadata.name.unwrap().as_str()
+    );
+}
+
+#[test]
+fn the_agent_finds_the_hosts_cgroup2_mount_in_the_pod() {
+    use monitor::bpf::cgroupfs::cgroup2_mount_in;
+    // The pod as the DaemonSet lays it out on a cgroup v2 node: the host's
+    // /sys/fs/cgroup (a hostPath) at /sys/fs/cgroup, seen from the pod's
+    // private cgroup namespace (hence the `/../../..` root).
+    let daemonset = "\
+1200 1100 0:330 / / ro,relatime - overlay overlay rw
+1210 1200 0:340 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+1220 1200 0:350 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs ro
+1230 1220 0:30 /../../.. /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate
+1240 1220 0:12 / /sys/kernel/tracing ro,relatime - tracefs nodev rw
+1250 1200 0:22 / /host/proc ro,relatime - proc proc rw
+";
+    assert_eq!(
+        cgroup2_mount_in(daemonset).as_deref(),
+        Some(Path::new("/sys/fs/cgroup"))
+    );
+    // Mounted elsewhere (/host/sys/fs/cgroup), the runtime's own mount of the
+    // container's cgroup comes first and would be taken: the agent refuses a
+    // mount that is not a hierarchy root (it has cgroup.type), which is why
+    // the DaemonSet mounts the host's at /sys/fs/cgroup itself.
+    let elsewhere = "\
+1230 1220 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+1260 1200 0:30 /../../.. /host/sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw
+";
+    assert_eq!(
+        cgroup2_mount_in(elsewhere).as_deref(),
+        Some(Path::new("/sys/fs/cgroup"))
+    );
+    let ds = pod();
+    let cgroup_volume = ds
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| {
+            v.host_path
+                .as_ref()
+                .is_some_and(|h| h.path == "/sys/fs/cgroup")
+        })
+        .expect("the host's cgroupfs is mounted");
+    let m = agent()
+        .volume_mounts
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == cgroup_volume.name)
+        .unwrap();
+    assert_eq!(m.mount_path, "/sys/fs/cgroup");
 }

@@ -44,7 +44,9 @@ fn install_places_binary_unit_config_and_rules() {
     let bin = root.join("usr/local/bin/monitor");
     assert_eq!(mode(&bin), 0o755);
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/monitor.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/monitor run --config /etc/monitor/monitor.yaml"));
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/monitor run --config /etc/monitor/monitor.yaml")
+    );
     let config = root.join("etc/monitor/monitor.yaml");
     assert_eq!(mode(&config), 0o640);
     let shipped: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
@@ -52,7 +54,9 @@ fn install_places_binary_unit_config_and_rules() {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
         .collect();
-    let installed = std::fs::read_dir(root.join("etc/monitor/rules")).unwrap().count();
+    let installed = std::fs::read_dir(root.join("etc/monitor/rules"))
+        .unwrap()
+        .count();
     assert_eq!(installed, shipped.len());
     assert!(root.join("etc/monitor/rules.d").is_dir());
     assert_eq!(mode(&root.join("etc/monitor/secrets")), 0o700);
@@ -90,7 +94,9 @@ fn systemd_analyze_verify_accepts_the_unit() {
             !ci,
             "systemd-analyze is missing: install Debian's `systemd` package (.ci/run does)"
         );
-        eprintln!("SKIPPED systemd_analyze_verify_accepts_the_unit: systemd-analyze is not installed (apt-get install systemd)");
+        eprintln!(
+            "SKIPPED systemd_analyze_verify_accepts_the_unit: systemd-analyze is not installed (apt-get install systemd)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +107,11 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/monitor.service")).unwrap();
     let bin = root.join("usr/local/bin/monitor");
     let copy = root.join("monitor.service");
-    std::fs::write(&copy, unit.replace("/usr/local/bin/monitor", bin.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/monitor", bin.to_str().unwrap()),
+    )
+    .unwrap();
     let o = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&copy)
@@ -143,9 +153,17 @@ fn unit_keeps_its_hardening() {
         .map(str::to_owned)
         .collect();
     for needed in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"] {
-        assert!(caps.iter().any(|c| c == needed), "{needed} is needed to start");
+        assert!(
+            caps.iter().any(|c| c == needed),
+            "{needed} is needed to start"
+        );
     }
-    for never in ["CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SETUID", "CAP_DAC_OVERRIDE"] {
+    for never in [
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SETUID",
+        "CAP_DAC_OVERRIDE",
+    ] {
         assert!(!caps.iter().any(|c| c == never), "{never} is never needed");
     }
     // Pre-5.11 kernels charge BPF memory to the memlock limit: systemd sets it.

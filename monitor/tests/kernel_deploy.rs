@@ -101,7 +101,9 @@ fn health(url: &str) -> (bool, String) {
 
 #[test]
 fn daemonset_style_agent_delivers_a_signed_alert_for_sshd_in_a_container() {
-    if !kernel_tests_enabled("daemonset_style_agent_delivers_a_signed_alert_for_sshd_in_a_container") {
+    if !kernel_tests_enabled(
+        "daemonset_style_agent_delivers_a_signed_alert_for_sshd_in_a_container",
+    ) {
         return;
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -116,7 +118,9 @@ fn daemonset_style_agent_delivers_a_signed_alert_for_sshd_in_a_container() {
     }
     let state = root.join("var/lib/docker/containers").join(ID);
     std::fs::create_dir_all(&state).unwrap();
-    let fixture = repo.join("monitor/testdata/runtime/host/var/lib/docker/containers").join(ID);
+    let fixture = repo
+        .join("monitor/testdata/runtime/host/var/lib/docker/containers")
+        .join(ID);
     for f in ["config.v2.json", "hostconfig.json"] {
         std::fs::copy(fixture.join(f), state.join(f)).unwrap();
     }
@@ -195,9 +199,11 @@ cgroup: [{scope}]
     let pid = watched.run(sshd.to_str().unwrap(), &["-D"], None);
 
     // On stdout (the pod's log)...
-    let line = m.expect("the ssh-server alert on stdout", Duration::from_secs(15), |v| {
-        v["rule"] == "ssh-server" && v["process"]["pid"] == pid
-    });
+    let line = m.expect(
+        "the ssh-server alert on stdout",
+        Duration::from_secs(15),
+        |v| v["rule"] == "ssh-server" && v["process"]["pid"] == pid,
+    );
     // ...and at the webhook, signed.
     let deadline = Instant::now() + Duration::from_secs(15);
     let (hook_id, alert) = loop {
@@ -220,7 +226,11 @@ cgroup: [{scope}]
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(*received.bad_signatures.lock().unwrap(), 0);
-    assert_eq!(hook_id, alert["id"].as_str().unwrap(), "webhook-id is the alert id");
+    assert_eq!(
+        hook_id,
+        alert["id"].as_str().unwrap(),
+        "webhook-id is the alert id"
+    );
     assert_eq!(alert["id"], line["id"], "the same alert on both sinks");
     assert_eq!(alert["schema"], "monitor.alert/v1");
     assert_eq!(alert["severity"], "high");

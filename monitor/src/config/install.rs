@@ -96,7 +96,10 @@ pub fn install_systemd(opts: &InstallOptions) -> anyhow::Result<Vec<String>> {
     ));
     mkdir(&etc.join("rules.d"), 0o755)?;
     mkdir(&etc.join("secrets"), 0o700)?;
-    done.push(format!("secrets  {} (mode 0700)", etc.join("secrets").display()));
+    done.push(format!(
+        "secrets  {} (mode 0700)",
+        etc.join("secrets").display()
+    ));
     let spool = under(Path::new("/var/lib/monitor/spool"));
     mkdir(spool.parent().expect("has a parent"), 0o700)?;
     mkdir(&spool, 0o700)?;

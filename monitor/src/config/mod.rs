@@ -138,7 +138,7 @@ enum SpecKind {
         kind: HttpKind,
         url: SourcedText,
         headers: BTreeMap<String, SourcedText>,
-        config: HttpSinkConfig,
+        config: Box<HttpSinkConfig>,
     },
 }
 
@@ -161,7 +161,7 @@ impl SinkSpec {
                 headers,
                 config,
             } => {
-                let mut c = config.clone();
+                let mut c = (**config).clone();
                 c.http.url = url.read()?;
                 for (k, v) in headers {
                     c.http.headers.insert(k.clone(), v.read()?);
@@ -393,13 +393,7 @@ fn yaml_diagnostic(file: &Path, e: &serde_saphyr::Error) -> Diagnostic {
                 .into(),
         )
     };
-    Diagnostic::new(
-        file,
-        n(loc.line()),
-        n(loc.column()),
-        message,
-        hint,
-    )
+    Diagnostic::new(file, n(loc.line()), n(loc.column()), message, hint)
 }
 
 /// `inner` when the parser placed it, else `outer` (a single value written
@@ -529,7 +523,9 @@ impl Validator {
             if v < 4096 || !v.is_power_of_two() || v > u64::from(u32::MAX) {
                 self.err(
                     r.referenced,
-                    format!("`ring_buffer_bytes` is {v}: it must be a power of two from 4096 to 2^31"),
+                    format!(
+                        "`ring_buffer_bytes` is {v}: it must be a power of two from 4096 to 2^31"
+                    ),
                     "use e.g. 8388608 (8 MiB, the default) or 33554432 (32 MiB) on busy nodes",
                 );
             } else {
@@ -818,7 +814,7 @@ impl Validator {
                     kind,
                     url,
                     headers,
-                    config: HttpSinkConfig {
+                    config: Box::new(HttpSinkConfig {
                         http,
                         secret,
                         batch_size: raw.batch_size.as_ref().map(|b| b.value),
@@ -829,15 +825,11 @@ impl Validator {
                             .map(|r| r.value.clone())
                             .unwrap_or_default(),
                         generator_url: raw.generator_url.as_ref().map(|g| g.value.clone()),
-                    },
+                    }),
                 }
             }
         };
-        ok.then_some(SinkSpec {
-            name,
-            kind,
-            queue,
-        })
+        ok.then_some(SinkSpec { name, kind, queue })
     }
 }
 

@@ -164,9 +164,7 @@ impl<'de> Deserialize<'de> for Value {
                         other => return Err(de::Error::unknown_field(other, &["file", "env"])),
                     };
                     if out.is_some() {
-                        return Err(de::Error::custom(
-                            "give one of `file` and `env`, not both",
-                        ));
+                        return Err(de::Error::custom("give one of `file` and `env`, not both"));
                     }
                     out = Some(v);
                 }

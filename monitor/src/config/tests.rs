@@ -99,13 +99,20 @@ fn unknown_key_names_the_allowed_ones() {
         e.starts_with("/etc/monitor/monitor.yaml:2:1: error: unknown key `spool_directory`"),
         "{e}"
     );
-    assert!(e.contains("allowed here:") && e.contains("spool_dir"), "{e}");
+    assert!(
+        e.contains("allowed here:") && e.contains("spool_dir"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_key_in_a_sink() {
-    let e = one_error("sinks:\n  - name: a\n    type: webhook\n    url: http://x/\n    retries: 3\n");
-    assert!(e.starts_with("/etc/monitor/monitor.yaml:5:5: error: unknown key `retries`"), "{e}");
+    let e =
+        one_error("sinks:\n  - name: a\n    type: webhook\n    url: http://x/\n    retries: 3\n");
+    assert!(
+        e.starts_with("/etc/monitor/monitor.yaml:5:5: error: unknown key `retries`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -119,7 +126,10 @@ fn unknown_key_in_a_secret_reference() {
 fn yaml_syntax_error_has_a_position() {
     let e = one_error("rules: [/r\nlisten: x\n");
     assert!(e.starts_with("/etc/monitor/monitor.yaml:"), "{e}");
-    assert!(!e.starts_with("/etc/monitor/monitor.yaml: error"), "no position: {e}");
+    assert!(
+        !e.starts_with("/etc/monitor/monitor.yaml: error"),
+        "no position: {e}"
+    );
     assert!(e.contains("hint:"), "{e}");
 }
 
@@ -132,10 +142,16 @@ fn duplicate_key() {
 #[test]
 fn wrong_type() {
     let e = one_error("ring_buffer_bytes: lots\n");
-    assert!(e.starts_with("/etc/monitor/monitor.yaml:1:20: error: invalid"), "{e}");
+    assert!(
+        e.starts_with("/etc/monitor/monitor.yaml:1:20: error: invalid"),
+        "{e}"
+    );
     assert!(e.contains("check the value's type"), "{e}");
     let e = one_error("no_stdout: yes\n");
-    assert!(e.contains(":1:12: error:") && e.contains("`true` or `false`"), "{e}");
+    assert!(
+        e.contains(":1:12: error:") && e.contains("`true` or `false`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -163,15 +179,27 @@ fn bad_values_point_at_the_value() {
 #[test]
 fn inline_secrets_are_refused() {
     let e = one_error("slack_webhook: https://hooks.slack.com/services/T/B/X\n");
-    assert!(e.contains(":1:16: error: `slack_webhook` is written inline"), "{e}");
+    assert!(
+        e.contains(":1:16: error: `slack_webhook` is written inline"),
+        "{e}"
+    );
     assert!(e.contains("{file: /etc/monitor/secrets/"), "{e}");
-    assert!(!e.contains("services/T/B/X"), "the secret is not echoed: {e}");
+    assert!(
+        !e.contains("services/T/B/X"),
+        "the secret is not echoed: {e}"
+    );
     let e = one_error(
         "sinks:\n  - name: s\n    type: webhook\n    url: https://x/\n    headers:\n      Authorization: Bearer abc\n",
     );
-    assert!(e.contains(":6:22: error: header `Authorization` carries a credential"), "{e}");
+    assert!(
+        e.contains(":6:22: error: header `Authorization` carries a credential"),
+        "{e}"
+    );
     let e = one_error("sinks:\n  - name: s\n    type: slack\n    url: https://hooks.slack.com/x\n");
-    assert!(e.contains(":4:10: error: a Slack webhook URL is written inline"), "{e}");
+    assert!(
+        e.contains(":4:10: error: a Slack webhook URL is written inline"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -197,9 +225,18 @@ fn sink_names_are_unique_and_required_fields_present() {
     let e = errors(
         "sinks:\n  - {name: a, type: stdout}\n  - {name: a, type: stdout}\n  - {name: b, type: file}\n  - {name: c, type: webhook}\n",
     );
-    assert!(e[0].contains(":3:12: error: sink name `a` is used twice"), "{e:#?}");
-    assert!(e[1].contains(":4:21: error: a `file` sink needs `path`"), "{e:#?}");
-    assert!(e[2].contains(":5:21: error: a `webhook` sink needs `url`"), "{e:#?}");
+    assert!(
+        e[0].contains(":3:12: error: sink name `a` is used twice"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].contains(":4:21: error: a `file` sink needs `path`"),
+        "{e:#?}"
+    );
+    assert!(
+        e[2].contains(":5:21: error: a `webhook` sink needs `url`"),
+        "{e:#?}"
+    );
     let e = one_error("sinks:\n  - {type: stdout}\n");
     assert!(e.contains("missing key `name`"), "{e}");
 }
@@ -255,5 +292,9 @@ fn the_shipped_example_loads() {
         s.spool_dir.as_deref(),
         Some(Path::new("/var/lib/monitor/spool"))
     );
-    assert!(s.rules.unwrap().contains(&PathBuf::from("/etc/monitor/rules")));
+    assert!(
+        s.rules
+            .unwrap()
+            .contains(&PathBuf::from("/etc/monitor/rules"))
+    );
 }
