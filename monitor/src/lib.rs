@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod bpf;
 pub mod clock;
+pub mod config;
 pub mod context;
 pub mod event;
 pub mod metrics;

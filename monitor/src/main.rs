@@ -2,14 +2,15 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use monitor::{
     alert::PipelineConfig,
     bpf::source::SourceOptions,
-    policy, run,
+    config, policy, run,
     sink::{FileConfig, HttpConfig, HttpSinkConfig, SecretSource, SinkConfig, SinkKind},
     trace,
 };
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,52 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Work with configuration files (`monitor run --config FILE`).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Ask a running agent's health endpoint; exit 0 on a 2xx answer, else 1
+    /// (the container image's HEALTHCHECK: the image has no curl).
+    Health {
+        /// The endpoint: `/healthz` (the reader is alive) or `/readyz`.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:9464/healthz",
+            value_name = "URL"
+        )]
+        url: String,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: Duration,
+    },
+    /// Install the agent on this host: binary, unit, configuration, rules.
+    Install(InstallArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: every error with file:line:col and a
+    /// hint; exit 1 on any. Unknown keys are errors.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    /// Install as a systemd service (the only form so far).
+    #[arg(long, required = true)]
+    systemd: bool,
+    /// Install below this directory instead of `/` (packaging, tests).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+    /// The binary goes to PREFIX/bin/monitor.
+    #[arg(long, default_value = "/usr/local", value_name = "PREFIX")]
+    prefix: PathBuf,
+    /// Replace an existing /etc/monitor/monitor.yaml with the shipped example.
+    #[arg(long)]
+    overwrite_config: bool,
 }
 
 #[derive(Subcommand)]
@@ -55,7 +102,12 @@ enum RulesCommand {
 struct SourceArgs {
     /// Only events from this cgroup v2 directory and its descendants
     /// (absolute, or relative to the cgroup2 mount). Repeatable.
-    #[arg(long = "cgroup", value_name = "PATH")]
+    #[arg(
+        long = "cgroup",
+        env = "MONITOR_CGROUP",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
     cgroups: Vec<PathBuf>,
     /// Ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
@@ -82,14 +134,30 @@ impl SourceArgs {
 
 #[derive(Args)]
 struct RunArgs {
+    /// Read settings from this YAML file (deploy/monitor.yaml documents it).
+    /// Flags and MONITOR_* variables override what it sets.
+    #[arg(long, env = "MONITOR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the settings in force, and where each came from, as JSON, then
+    /// exit without loading anything.
+    #[arg(long)]
+    print_config: bool,
+    /// Log filter: error, warn, info, debug, trace, or `monitor=debug,info`.
+    #[arg(
+        long,
+        env = "MONITOR_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    log: String,
     #[command(flatten)]
     source: SourceArgs,
     /// Rule directory; repeat to add directories that extend earlier ones.
+    /// Required, here or in the configuration file.
     #[arg(
         long = "rules",
         env = "MONITOR_RULES",
         value_delimiter = ',',
-        required = true,
         value_name = "DIR"
     )]
     rules: Vec<PathBuf>,
@@ -135,8 +203,177 @@ struct RunArgs {
     shutdown_grace: Duration,
 }
 
+/// `monitor run`'s settings with the configuration file applied.
+struct Resolved {
+    args: RunArgs,
+    /// Sinks from the file's `sinks:` list, secrets read.
+    file_sinks: Vec<SinkConfig>,
+    /// Where each setting came from: flag, env, file or default.
+    sources: Vec<(&'static str, &'static str)>,
+}
+
+/// Settings the file may give, by clap id and file key.
+const SETTINGS: &[(&str, &str)] = &[
+    ("host_root", "host_root"),
+    ("cgroups", "cgroup"),
+    ("ring_buffer_bytes", "ring_buffer_bytes"),
+    ("rules", "rules"),
+    ("webhooks", "webhook"),
+    ("webhook_secret_file", "webhook_secret_file"),
+    ("slack_webhook", "slack_webhook"),
+    ("alertmanager", "alertmanager"),
+    ("output_file", "output_file"),
+    ("no_stdout", "no_stdout"),
+    ("spool_dir", "spool_dir"),
+    ("listen", "listen"),
+    ("dedup_window", "dedup_window"),
+    ("shutdown_grace", "shutdown_grace"),
+    ("log", "log"),
+];
+
+/// Applies the configuration file under the flags and the environment: clap
+/// says where each value came from, and only a default (or nothing) gives way
+/// to the file. Precedence: flag > env > file > default.
+fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Diagnostic>> {
+    use clap::parser::ValueSource;
+    let from_cli = |id: &str| match m.value_source(id) {
+        Some(ValueSource::CommandLine) => Some("flag"),
+        Some(ValueSource::EnvVariable) => Some("env"),
+        _ => None,
+    };
+    let file = match &args.config {
+        Some(path) => Some(config::load(path)?),
+        None => None,
+    };
+    let set = file
+        .as_ref()
+        .map(|f| f.settings.keys_set())
+        .unwrap_or_default();
+    let mut sources = Vec::new();
+    let mut take = Vec::new();
+    for (id, key) in SETTINGS {
+        let source = match from_cli(id) {
+            Some(s) => s,
+            None if set.contains(key) => {
+                take.push(*key);
+                "file"
+            }
+            None => "default",
+        };
+        sources.push((*key, source));
+    }
+    let mut file_sinks = Vec::new();
+    if let Some(file) = file {
+        let f = file.settings;
+        let wants = |key: &str| take.contains(&key);
+        let mut diags = Vec::new();
+        let mut read =
+            |t: &config::SourcedText| t.read().map_err(|d| diags.push(d)).unwrap_or_default();
+        if let (true, Some(v)) = (wants("host_root"), f.host_root) {
+            args.source.host_root = v;
+        }
+        if let (true, Some(v)) = (wants("cgroup"), f.cgroup) {
+            args.source.cgroups = v;
+        }
+        if let (true, Some(v)) = (wants("ring_buffer_bytes"), f.ring_buffer_bytes) {
+            args.source.ring_buffer_bytes = v;
+        }
+        if let (true, Some(v)) = (wants("rules"), f.rules) {
+            args.rules = v;
+        }
+        if let (true, Some(v)) = (wants("webhook"), &f.webhook) {
+            args.webhooks = v.iter().map(&mut read).collect();
+        }
+        if let (true, Some(v)) = (wants("webhook_secret_file"), f.webhook_secret_file) {
+            args.webhook_secret_file = Some(v);
+        }
+        if let (true, Some(v)) = (wants("slack_webhook"), &f.slack_webhook) {
+            args.slack_webhook = Some(read(v));
+        }
+        if let (true, Some(v)) = (wants("alertmanager"), &f.alertmanager) {
+            args.alertmanager = Some(read(v));
+        }
+        if let (true, Some(v)) = (wants("output_file"), f.output_file) {
+            args.output_file = Some(v);
+        }
+        if let (true, Some(v)) = (wants("no_stdout"), f.no_stdout) {
+            args.no_stdout = v;
+        }
+        if let (true, Some(v)) = (wants("spool_dir"), f.spool_dir) {
+            args.spool_dir = v;
+        }
+        if let (true, Some(v)) = (wants("listen"), f.listen) {
+            args.listen = Some(v);
+        }
+        if let (true, Some(v)) = (wants("dedup_window"), f.dedup_window) {
+            args.dedup_window = v;
+        }
+        if let (true, Some(v)) = (wants("shutdown_grace"), f.shutdown_grace) {
+            args.shutdown_grace = v;
+        }
+        if let (true, Some(v)) = (wants("log"), f.log) {
+            args.log = v;
+        }
+        for spec in &f.sinks {
+            match spec.resolve() {
+                Ok(s) => file_sinks.push(s),
+                Err(d) => diags.push(d),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+    }
+    Ok(Resolved {
+        args,
+        file_sinks,
+        sources,
+    })
+}
+
+impl Resolved {
+    /// What `--print-config` shows: the settings in force (URLs without their
+    /// paths, no secrets) and where each came from.
+    fn printable(&self, opts: &run::RunOptions) -> serde_json::Value {
+        let sinks: Vec<serde_json::Value> = opts
+            .sinks
+            .iter()
+            .map(|s| {
+                let (ty, target) = match &s.kind {
+                    SinkKind::Stdout => ("stdout", String::new()),
+                    SinkKind::File(f) => ("file", f.path.display().to_string()),
+                    SinkKind::Webhook(h) => ("webhook", config::redact_url(&h.http.url)),
+                    SinkKind::Slack(h) => ("slack", config::redact_url(&h.http.url)),
+                    SinkKind::Alertmanager(h) => ("alertmanager", config::redact_url(&h.http.url)),
+                };
+                let signed = matches!(&s.kind, SinkKind::Webhook(h) if h.secret.is_some());
+                json!({"name": s.name, "type": ty, "target": target, "signed": signed})
+            })
+            .collect();
+        json!({
+            "config": self.args.config,
+            "host_root": opts.host_root,
+            "cgroup": opts.source.cgroups,
+            "ring_buffer_bytes": opts.source.ring_buffer_bytes,
+            "rules": opts.rules,
+            "spool_dir": opts.spool_dir,
+            "listen": opts.listen.map(|a| a.to_string()),
+            "dedup_window": humantime::format_duration(opts.pipeline.dedup_window).to_string(),
+            "shutdown_grace": humantime::format_duration(opts.shutdown_grace).to_string(),
+            "log": self.args.log,
+            "sinks": sinks,
+            "sources": self.sources.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
 impl RunArgs {
-    fn options(&self) -> anyhow::Result<run::RunOptions> {
+    fn options(&self, file_sinks: Vec<SinkConfig>) -> anyhow::Result<run::RunOptions> {
+        if self.rules.is_empty() {
+            anyhow::bail!(
+                "no rule directory: give --rules DIR, MONITOR_RULES=DIR, or `rules:` in the configuration file"
+            );
+        }
         let mut sinks = Vec::new();
         if !self.no_stdout {
             sinks.push(SinkConfig::new("stdout", SinkKind::Stdout));
@@ -184,9 +421,10 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new("alertmanager", SinkKind::Alertmanager(cfg)));
         }
+        sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
-                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook or --alertmanager"
+                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook or --alertmanager (or `sinks:` in the configuration file)"
             );
         }
         Ok(run::RunOptions {
@@ -207,15 +445,54 @@ impl RunArgs {
 }
 
 fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // `run` takes its log filter from the flag, the environment or the file;
+    // every other command from MONITOR_LOG.
+    let (command, log) = match cli.command {
+        Command::Run(args) => {
+            let m = matches.subcommand_matches("run").expect("run was parsed");
+            match resolve(*args, m) {
+                Ok(r) => {
+                    let log = r.args.log.clone();
+                    (Prepared::Run(Box::new(r)), Some(log))
+                }
+                Err(diags) => {
+                    for d in &diags {
+                        eprintln!("{d}");
+                    }
+                    eprintln!(
+                        "monitor: the configuration does not load ({} {})",
+                        diags.len(),
+                        if diags.len() == 1 { "error" } else { "errors" }
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        other => (Prepared::Other(other), None),
+    };
+    let filter = match log {
+        Some(l) => match tracing_subscriber::EnvFilter::try_new(&l) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!(
+                    "monitor: log filter `{l}`: {e}; write e.g. `info` or `monitor=debug,info`"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => tracing_subscriber::EnvFilter::try_from_env("MONITOR_LOG")
+            .unwrap_or_else(|_| "info".into()),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MONITOR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .init();
-    let cli = Cli::parse();
-    match run_command(cli.command) {
+    match run_command(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("monitor: {e:#}");
@@ -224,13 +501,47 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_command(command: Command) -> anyhow::Result<ExitCode> {
+enum Prepared {
+    Run(Box<Resolved>),
+    Other(Command),
+}
+
+/// Joins the host's namespaces where the host root asks for it, before any
+/// thread starts, and logs what it did.
+fn prepare_host(host_root: &std::path::Path) -> anyhow::Result<()> {
+    let report = config::host::prepare(host_root)?;
+    for n in &report.notes {
+        tracing::info!("{n}");
+    }
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}
+
+fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the async runtime")
+    };
+    let command = match command {
+        Prepared::Run(r) => {
+            let opts = r.args.options(r.file_sinks.clone())?;
+            if r.args.print_config {
+                println!("{}", serde_json::to_string_pretty(&r.printable(&opts))?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(path) = &r.args.config {
+                tracing::info!(config = %path.display(), "configuration loaded");
+            }
+            prepare_host(&opts.host_root)?;
+            runtime()?.block_on(run::run(opts))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Prepared::Other(c) => c,
     };
     match command {
         Command::Trace { source, kind } => {
@@ -240,12 +551,10 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
                 kinds,
                 host_root: source.host_root.clone(),
             };
+            prepare_host(&opts.host_root)?;
             runtime()?.block_on(trace::run(opts))?;
         }
-        Command::Run(args) => {
-            let opts = args.options()?;
-            runtime()?.block_on(run::run(opts))?;
-        }
+        Command::Run(_) => unreachable!("prepared above"),
         Command::Rules {
             command: RulesCommand::Check { dirs },
         } => {
@@ -262,6 +571,70 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let result = config::load(&file);
+            if let Err(diags) = &result {
+                for d in diags {
+                    eprintln!("{d}");
+                }
+            }
+            println!("{}", config::check_summary(&file, &result));
+            return Ok(if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Health { url, timeout } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return rt.block_on(health(&url, timeout));
+        }
+        Command::Install(a) => {
+            let binary = std::env::current_exe().context("finding the running binary")?;
+            let done = config::install::install_systemd(&config::install::InstallOptions {
+                root: a.root.clone(),
+                prefix: a.prefix,
+                binary,
+                overwrite_config: a.overwrite_config,
+            })?;
+            for line in done {
+                println!("installed {line}");
+            }
+            if a.root == std::path::Path::new("/") {
+                println!(
+                    "next: put secrets in /etc/monitor/secrets, edit /etc/monitor/monitor.yaml, then\n  systemctl daemon-reload && systemctl enable --now monitor"
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `monitor health`: 0 on a 2xx answer, 1 otherwise, the answer on stdout.
+async fn health(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    match client.get(url).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            println!("{} {}", status.as_u16(), body.trim());
+            Ok(if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            println!("unreachable: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
