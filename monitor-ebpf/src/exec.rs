@@ -15,7 +15,7 @@ use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN
 use crate::{
     context,
     kmem::{read_ptr, read_u32},
-    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, offsets, send},
+    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, offsets, send_now},
     path::walk_dirfd,
 };
 
@@ -142,7 +142,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const ExecEvent).cast::<u8>(), size) };
-    send(bytes, kind::EXEC);
+    send_now(bytes, kind::EXEC);
     Ok(())
 }
 

@@ -122,6 +122,16 @@ pub fn send<T: ?Sized>(record: &T, kind: u32) {
     }
 }
 
+/// Sends a record and wakes the reader at once: for execs, rare next to file
+/// events, and read best while their parents still live (userspace may read
+/// an unknown parent from /proc).
+#[inline(always)]
+pub fn send_now<T: ?Sized>(record: &T, kind: u32) {
+    if EVENTS.output::<T>(record, BPF_RB_FORCE_WAKEUP).is_err() {
+        count_lost(kind);
+    }
+}
+
 /// Counts a record that could not be reserved: losing one silently is the
 /// failure a security monitor may not have.
 #[inline(always)]

@@ -427,7 +427,9 @@ if pid == 0:
         f.write('0')
     os.execv(exe, [exe, '-D'])
 _, status = os.waitpid(pid, 0)
-print(pid)
+print(pid, flush=True)
+# Stay alive until told: a parent that has exited cannot be read from /proc.
+sys.stdin.read()
 sys.exit(0 if status == 0 else 1)
 ";
 
@@ -446,20 +448,27 @@ fn a_launcher_started_after_the_agent_is_in_the_ancestry() {
     let procs = h.container("web").cgroup.path.join("cgroup.procs");
     // The launcher itself runs outside the watched cgroups, and starts after
     // the agent read /proc: no event of the agent's names it.
-    let launcher = std::process::Command::new("/usr/bin/python3")
+    let mut launcher = std::process::Command::new("/usr/bin/python3")
         .args(["-B", "-I", &launcher, procs.to_str().unwrap(), &sshd])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let launcher_pid = launcher.id();
-    let out = launcher.wait_with_output().unwrap();
-    assert!(out.status.success(), "launcher: {out:?}");
-    let pid: u32 = String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let alerts = h.finish();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(launcher.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let pid: u32 = line.trim().parse().unwrap();
+    // The agent has matched the exec once the sentinel is through; only then
+    // may the launcher go.
+    let mut alerts = h.sync();
+    drop(launcher.stdin.take());
+    let status = launcher.wait().unwrap();
+    assert!(status.success(), "launcher: {status:?}");
+    alerts.extend(h.finish());
     assert_rules(&alerts, &["ssh-server"]);
     let a = &alerts[0];
     assert_head(
