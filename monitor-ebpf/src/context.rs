@@ -14,6 +14,21 @@ const MAX_CGROUP_LEVEL: i32 = 16;
 /// the agent itself, or (in filtered mode) a task outside the monitored cgroups.
 #[inline(always)]
 pub fn current(kind: u32) -> Option<Header> {
+    current_with(kind, in_scope)
+}
+
+/// [`current`] for the cgroup socket hooks. Some kernels do not offer
+/// `bpf_get_current_ancestor_cgroup_id` to those programs, and the egress
+/// hooks must load everywhere; so they use the verdict the tracepoint
+/// programs cached for the cgroup (a container's first exec sets it) or an
+/// exact match of a watched root.
+#[inline(always)]
+pub fn current_socket(kind: u32) -> Option<Header> {
+    current_with(kind, in_scope_cached)
+}
+
+#[inline(always)]
+fn current_with(kind: u32, scope: fn(u64) -> bool) -> Option<Header> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let pid = (pid_tgid >> 32) as u32;
     let s = settings();
@@ -21,10 +36,19 @@ pub fn current(kind: u32) -> Option<Header> {
         return None;
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if s.filter_cgroups != 0 && !in_scope(cgroup_id) {
+    if s.filter_cgroups != 0 && !scope(cgroup_id) {
         return None;
     }
     Some(header(kind, pid_tgid, cgroup_id))
+}
+
+/// The cached verdict, or a watched root itself; nothing is cached here.
+#[inline(always)]
+fn in_scope_cached(cgroup_id: u64) -> bool {
+    match unsafe { SCOPE_VERDICTS.get(&cgroup_id) } {
+        Some(verdict) => *verdict != 0,
+        None => unsafe { SCOPE_ROOTS.get(&cgroup_id) }.is_some(),
+    }
 }
 
 /// Whether the current task's cgroup is a watched root or below one. Decided
