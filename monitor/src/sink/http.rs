@@ -179,7 +179,7 @@ impl HttpTarget {
             _ => batch.max(1),
         };
         Ok(HttpTarget {
-            client: build_client(config)?,
+            client: build_client(config, &url)?,
             url,
             headers,
             format,
@@ -341,25 +341,23 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn build_client(config: &HttpConfig) -> Result<reqwest::Client, SinkError> {
-    let mut b = reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .timeout(config.request_timeout)
-        // A redirected POST silently becomes a GET: treat 3xx as a misconfiguration.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")));
-    if !config.use_env_proxy {
-        b = b.no_proxy();
-    }
+fn build_client(config: &HttpConfig, url: &reqwest::Url) -> Result<reqwest::Client, SinkError> {
     let tls = &config.tls;
+    let mut extra_roots = Vec::new();
     if let Some(ca) = &tls.ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| SinkError::Config(format!("reading CA file {}: {e}", ca.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| SinkError::Config(format!("CA file {}: {e}", ca.display())))?;
-        b = b.tls_certs_merge(certs);
+        // Otherwise a key or a DER file given by mistake trusts nothing, silently.
+        if extra_roots.is_empty() {
+            return Err(SinkError::Config(format!(
+                "CA file {}: no certificate in it; give a PEM file with `-----BEGIN CERTIFICATE-----` blocks",
+                ca.display()
+            )));
+        }
     }
-    match (&tls.client_cert, &tls.client_key) {
+    let identity = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
             let mut pem = std::fs::read(cert).map_err(|e| {
                 SinkError::Config(format!(
@@ -371,19 +369,74 @@ fn build_client(config: &HttpConfig) -> Result<reqwest::Client, SinkError> {
             pem.extend(std::fs::read(key).map_err(|e| {
                 SinkError::Config(format!("reading client key {}: {e}", key.display()))
             })?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| SinkError::Config(format!("client certificate/key: {e}")))?;
-            b = b.identity(id);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                SinkError::Config(format!(
+                    "client certificate {} / key {}: {}",
+                    cert.display(),
+                    key.display(),
+                    error_chain(&e)
+                ))
+            })?;
+            Some(id)
         }
-        (None, None) => {}
+        (None, None) => None,
         _ => {
             return Err(SinkError::Config(
                 "tls: set both client_cert and client_key, or neither".into(),
             ));
         }
+    };
+    let builder = |system_roots: bool| {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirected POST silently becomes a GET: treat 3xx as a misconfiguration.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")));
+        if !config.use_env_proxy {
+            b = b.no_proxy();
+        }
+        b = if system_roots {
+            b.tls_certs_merge(extra_roots.clone())
+        } else {
+            b.tls_certs_only(extra_roots.clone())
+        };
+        if let Some(id) = &identity {
+            b = b.identity(id.clone());
+        }
+        b
+    };
+    let system = builder(true).build();
+    match system {
+        Ok(client) => Ok(client),
+        // The system's verifier refuses to exist without a single trusted
+        // root (a minimal image without a CA bundle). A plain http://
+        // endpoint verifies no certificate, so it must not need one.
+        Err(_) if url.scheme() == "http" => builder(false)
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {}", error_chain(&e)))),
+        Err(e) => {
+            let chain = error_chain(&e);
+            // reqwest's builder errors carry rustls' and the platform
+            // verifier's reasons as text only.
+            let hint = if extra_roots.is_empty() && chain.contains("CA certificates") {
+                "; install the system's CA certificates (e.g. the ca-certificates package) or set tls.ca_file to the endpoint's CA".to_owned()
+            } else if let (true, Some(cert), Some(key)) = (
+                chain.contains("KeyMismatch"),
+                &tls.client_cert,
+                &tls.client_key,
+            ) {
+                format!(
+                    "; tls.client_key {} is not the private key of tls.client_cert {}",
+                    key.display(),
+                    cert.display()
+                )
+            } else {
+                String::new()
+            };
+            Err(SinkError::Config(format!("HTTP client: {chain}{hint}")))
+        }
     }
-    b.build()
-        .map_err(|e| SinkError::Config(format!("HTTP client: {}", error_chain(&e))))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
