@@ -247,7 +247,7 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
 
     // First life: the receiver is down.
     let out1 = work.path().join("alerts-1.jsonl");
-    let m = fleet.agent(&&strs(&flags(&out1)));
+    let m = fleet.agent(&strs(&flags(&out1)));
     let mut exes = BTreeSet::new();
     for (c, cg) in &fleet.containers {
         for j in 0..PER_CONTAINER {
@@ -282,7 +282,7 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
 
     // Second life on the same spool; the receiver comes up after it.
     let out2 = work.path().join("alerts-2.jsonl");
-    let m = fleet.agent(&&strs(&flags(&out2)));
+    let m = fleet.agent(&strs(&flags(&out2)));
     assert!(
         m.stderr().contains(&format!("records={N}")),
         "the spool was recovered: {}",
@@ -309,6 +309,12 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
     assert_eq!(received, want, "every alert id arrived, and nothing else");
     let resent: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!("{} alerts delivered, re-sent: {resent:?}", got.len());
+    // Each body is the alert record itself, as the output file has it, the
+    // same on every re-send.
+    let records: BTreeMap<String, &Value> = emitted.iter().map(|a| (id_of(a), a)).collect();
+    for body in seen.alerts.lock().unwrap().iter() {
+        assert_eq!(body, records[&id_of(body)], "the record as emitted");
+    }
     assert_eq!(seen.bad_signatures(), 0, "every request verified");
     assert_eq!(
         *seen.message_ids.lock().unwrap(),

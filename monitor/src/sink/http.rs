@@ -42,7 +42,8 @@ pub trait Deliver: Send + Sync + 'static {
     fn send(&self, batch: Vec<Bytes>) -> BoxFuture<Outcome>;
 }
 
-/// TLS settings (rustls). The system's roots are always trusted.
+/// TLS settings (rustls). The system's CA certificates are trusted, and
+/// those of `ca_file` besides; a plain `http://` endpoint needs neither.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
