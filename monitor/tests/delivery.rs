@@ -546,6 +546,8 @@ async fn alertmanager_receives_alerts_with_labels() {
         assert_eq!(l["namespace"], "shop");
         assert_eq!(l["pod"], "web-7d9f");
         assert_eq!(l["host"], "test-node");
+        // No process, file or network: the summary says what it is about.
+        assert_eq!(l["subject"], a.summary.as_str());
         assert_eq!(found["annotations"]["summary"], a.summary.as_str());
         assert_eq!(found["annotations"]["alert_id"], a.id.as_str());
         assert_eq!(found["generatorURL"], "http://monitor.invalid/alerts");

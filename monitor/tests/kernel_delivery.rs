@@ -374,7 +374,8 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
 }
 
 /// `--alertmanager` end to end: alerts from the kernel reach a real
-/// Alertmanager with the labels routing and silences use.
+/// Alertmanager with the labels routing and silences use, one Alertmanager
+/// alert per finding.
 #[test]
 fn alerts_reach_a_real_alertmanager_through_the_flag() {
     if !kernel_tests_enabled("alerts_reach_a_real_alertmanager_through_the_flag") {
@@ -406,11 +407,16 @@ fn alerts_reach_a_real_alertmanager_through_the_flag() {
         "--output-file",
         out.to_str().unwrap(),
     ]);
+    // Two programs in `web`: one rule, one container, two findings, which
+    // must stay two alerts in Alertmanager.
     for (c, cg) in &fleet.containers {
-        let sshd = fleet.sshd(&c.name);
-        cg.run(&sshd, &["-D"]);
+        let copies = if c.name == "web" { 2 } else { 1 };
+        for i in 0..copies {
+            let sshd = fleet.sshd(&format!("{}/{i}", c.name));
+            cg.run(&sshd, &["-D"]);
+        }
     }
-    let emitted = wait_alerts(&m, &out, "ssh-server", 2);
+    let emitted = wait_alerts(&m, &out, "ssh-server", 3);
     let n = emitted.len() as u64;
     m.wait_metrics("the alerts delivered to Alertmanager", WAIT, |t| {
         value(t, r#"monitor_sink_delivered_total{sink="alertmanager"}"#) == n
@@ -434,6 +440,7 @@ fn alerts_reach_a_real_alertmanager_through_the_flag() {
         assert_eq!(l["host"], host.as_str(), "{found:#}");
         assert_eq!(l["container"], a["container"]["name"], "{found:#}");
         assert_eq!(l["container_id"], a["container"]["id"], "{found:#}");
+        assert_eq!(l["subject"], a["process"]["exe"], "{found:#}");
         assert_eq!(found["annotations"]["summary"], a["summary"], "{found:#}");
         assert_eq!(found["status"]["state"], "active", "{found:#}");
         match a["container"]["name"].as_str() {

@@ -506,9 +506,47 @@ pub fn slack_message(a: &Value) -> Value {
     })
 }
 
+/// What an alert is about, as the agent's dedup key ([`DedupKey`]) names it:
+/// the file path (`path -> target` for renames and links), the destination
+/// (`tcp 203.0.113.7:443`, with ` (name)` when DNS named it), the executable,
+/// else the summary.
+///
+/// [`DedupKey`]: crate::alert::DedupKey
+pub fn alert_subject(a: &Value) -> String {
+    if let Some(path) = a.pointer("/file/path").and_then(Value::as_str) {
+        return match a.pointer("/file/target").and_then(Value::as_str) {
+            Some(t) => format!("{path} -> {t}"),
+            None => path.to_owned(),
+        };
+    }
+    if let Some(n) = a.get("network").filter(|n| n.is_object()) {
+        let proto = match &n["protocol"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let daddr = n["daddr"].as_str().unwrap_or("");
+        let dport = &n["dport"];
+        return match n["dns"].as_str() {
+            Some(dns) => format!("{proto} {daddr}:{dport} ({dns})"),
+            None => format!("{proto} {daddr}:{dport}"),
+        };
+    }
+    match a.pointer("/process/exe").and_then(Value::as_str) {
+        Some(exe) => exe.to_owned(),
+        None => a["summary"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
 /// One Alertmanager v2 alert: labels alertname (the rule), severity, kind,
-/// container, namespace, pod, host (empty ones left out, as Alertmanager
-/// drops them anyway); annotations summary and alert_id; startsAt.
+/// container, namespace, pod, host and subject ([`alert_subject`]; empty
+/// ones left out, as Alertmanager drops them anyway); annotations summary
+/// and alert_id; startsAt.
+///
+/// Alertmanager knows an alert by its labels alone, so they carry what the
+/// agent's own dedup key does: two findings of one rule in one container
+/// (two files written, two programs run) stay two alerts instead of the
+/// second overwriting the first, while a folded update of a finding
+/// (`update_of`) lands on the alert it updates.
 pub fn alertmanager_alert(a: &Value, generator_url: Option<&str>) -> Value {
     let mut labels = serde_json::Map::new();
     let mut put = |k: &str, v: Option<&str>| {
@@ -527,6 +565,8 @@ pub fn alertmanager_alert(a: &Value, generator_url: Option<&str>) -> Value {
     put("namespace", str_at(a, &["container", "namespace"]));
     put("pod", str_at(a, &["container", "pod"]));
     put("host", str_at(a, &["host"]));
+    let subject = alert_subject(a);
+    put("subject", Some(subject.as_str()).filter(|s| !s.is_empty()));
     let mut out = json!({
         "labels": labels,
         "annotations": {
@@ -633,6 +673,86 @@ mod tests {
         c.url = "ftp://127.0.0.1/".into();
         let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
         assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    /// Alertmanager's identity of an alert (its labels) is the agent's dedup key.
+    #[test]
+    fn alertmanager_subject_is_the_dedup_subject() {
+        use crate::{
+            alert::{Alert, AlertKind, DedupKey, Severity},
+            context::ProcessInfo,
+            event::{Family, FileInfo, FileOp, NetOp, NetworkInfo, Protocol},
+        };
+        let base = || {
+            let mut a = Alert::new(
+                "node-1",
+                "rule",
+                "policy",
+                Severity::High,
+                AlertKind::Process,
+                "what happened",
+            );
+            a.process = Some(ProcessInfo {
+                exe: Some("/usr/sbin/sshd".into()),
+                ..Default::default()
+            });
+            a
+        };
+        let file = |path: &str, target: Option<&str>| FileInfo {
+            op: FileOp::Rename,
+            path: path.into(),
+            target: target.map(str::to_owned),
+            flags: vec![],
+            mode: None,
+            result: 0,
+        };
+        let net = |protocol, dns: Option<&str>| NetworkInfo {
+            op: NetOp::Connect,
+            protocol,
+            family: Family::Ipv6,
+            daddr: "2001:db8::7".parse().unwrap(),
+            dport: 443,
+            dns: dns.map(str::to_owned),
+        };
+        let mut cases = vec![base()];
+        let mut a = base();
+        a.process = None;
+        cases.push(a);
+        for (path, target) in [("/etc/passwd", None), ("/tmp/x", Some("/etc/cron.d/x"))] {
+            let mut a = base();
+            a.file = Some(file(path, target));
+            cases.push(a);
+        }
+        for (protocol, dns) in [
+            (Protocol::Tcp, None),
+            (Protocol::Udp, Some("metadata.invalid")),
+            (Protocol::Other(132), None),
+        ] {
+            let mut a = base();
+            a.network = Some(net(protocol, dns));
+            cases.push(a);
+        }
+        let subjects: Vec<String> = cases
+            .iter()
+            .map(|a| {
+                let record = serde_json::to_value(a).unwrap();
+                let got = alertmanager_alert(&record, None)["labels"]["subject"].clone();
+                assert_eq!(got, DedupKey::of(a).subject.as_str(), "{record}");
+                DedupKey::of(a).subject
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                "/usr/sbin/sshd",
+                "what happened",
+                "/etc/passwd",
+                "/tmp/x -> /etc/cron.d/x",
+                "tcp 2001:db8::7:443",
+                "udp 2001:db8::7:443 (metadata.invalid)",
+                "132 2001:db8::7:443",
+            ]
+        );
     }
 
     #[test]
