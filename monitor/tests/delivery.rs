@@ -1,327 +1,34 @@
 //! Delivery against real receivers on loopback: a local HTTP receiver that
-//! verifies every Standard Webhooks signature, a real Prometheus Alertmanager,
-//! and `promtool check metrics`.
+//! verifies every Standard Webhooks signature (`common::delivery`), a real
+//! Prometheus Alertmanager, and `promtool check metrics`. TLS and timeouts
+//! are in `delivery_tls.rs`, the agent-level tests in `kernel_delivery.rs`.
 //!
 //! The Alertmanager and promtool tests need the Debian packages
 //! `prometheus-alertmanager` and `prometheus`; with `CI=true` they fail when
 //! the binaries are missing, otherwise they skip loudly.
+mod common;
+
 use std::{
     io::{BufRead as _, BufReader},
-    net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant, SystemTime},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
 };
 
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
+use common::delivery::{
+    Alertmanager, Hook, PROMTOOL, Receiver, Seen, alert, assert_clean, free_port, ids, need_tool,
+    promtool_check, secret_file, start, wait_until,
 };
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use hmac::{Hmac, Mac as _};
 use monitor::{
-    alert::{Alert, AlertKind, Severity},
-    context::ContainerInfo,
-    metrics::{Metrics, SinkMetrics},
-    sink::{
-        HttpConfig, HttpSinkConfig, RetryConfig, SecretSource, SinkConfig, SinkKind, Sinks,
-        SinksOptions, SpoolConfig,
-    },
+    alert::Alert,
+    metrics::Metrics,
+    sink::{HttpSinkConfig, SinkConfig, SinkKind},
 };
 use serde_json::Value;
-use sha2::Sha256;
-use tokio::sync::oneshot;
-
-// ---------------------------------------------------------------- receiver
-
-/// What the receiver saw and how it behaves.
-#[derive(Default)]
-struct Seen {
-    /// Alert ids in arrival order (only from requests answered 2xx).
-    ids: Mutex<Vec<String>>,
-    /// Every accepted alert record.
-    alerts: Mutex<Vec<Value>>,
-    /// Raw accepted bodies (Slack).
-    bodies: Mutex<Vec<Value>>,
-    requests: AtomicU64,
-    bad_signatures: AtomicU64,
-    /// Answer 500 to this many requests first.
-    fail_first: AtomicU64,
-    /// Sleep this long before answering this many requests first.
-    slow_first: AtomicU64,
-    slow_ms: AtomicU64,
-    /// Verify signatures with this key (None: don't require them).
-    key: Mutex<Option<Vec<u8>>>,
-    ever_unsigned: AtomicBool,
-}
-
-struct Receiver {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(seen: Arc<Seen>, addr: SocketAddr) -> Receiver {
-        let app = Router::new().route("/hook", post(receive)).with_state(seen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Receiver {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
-        self.task.abort();
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-}
-
-fn verify(key: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (id, ts, sig) = (
-        get("webhook-id"),
-        get("webhook-timestamp"),
-        get("webhook-signature"),
-    );
-    let Ok(ts_n) = ts.parse::<u64>() else {
-        return false;
-    };
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if now.abs_diff(ts_n) > 300 || id.is_empty() {
-        return false;
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    let want = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
-    sig.split(' ').any(|s| s == want)
-}
-
-async fn receive(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    seen.requests.fetch_add(1, Ordering::SeqCst);
-    if seen
-        .slow_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        // Recorded only if the client waits this long (it won't).
-        tokio::time::sleep(Duration::from_millis(seen.slow_ms.load(Ordering::SeqCst))).await;
-    }
-    if seen
-        .fail_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    let key = seen.key.lock().unwrap().clone();
-    match key {
-        Some(key) if !verify(&key, &headers, &body) => {
-            seen.bad_signatures.fetch_add(1, Ordering::SeqCst);
-            return StatusCode::UNAUTHORIZED;
-        }
-        Some(_) => {}
-        None => {
-            if headers.get("webhook-signature").is_none() {
-                seen.ever_unsigned.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    seen.bodies.lock().unwrap().push(v.clone());
-    let records = match v {
-        Value::Array(a) => a,
-        other => vec![other],
-    };
-    let mut ids = seen.ids.lock().unwrap();
-    let mut alerts = seen.alerts.lock().unwrap();
-    for r in records {
-        if let Some(id) = r.get("id").and_then(Value::as_str) {
-            ids.push(id.to_owned());
-        }
-        alerts.push(r);
-    }
-    StatusCode::NO_CONTENT
-}
-
-// ---------------------------------------------------------------- helpers
-
-fn alert(i: usize) -> Alert {
-    let mut a = Alert::new(
-        "test-node",
-        "unexpected-process",
-        "default/containers",
-        Severity::High,
-        AlertKind::Process,
-        format!("unexpected process number {i} in container web"),
-    );
-    a.container = Some(ContainerInfo {
-        id: Some(format!("{:064x}", i % 7)),
-        runtime: Some("containerd".into()),
-        name: Some("web".into()),
-        pod: Some("web-7d9f".into()),
-        namespace: Some("shop".into()),
-        ..Default::default()
-    });
-    a
-}
-
-fn secret_file(dir: &Path, key: &[u8]) -> PathBuf {
-    let path = dir.join("hook.secret");
-    std::fs::write(&path, format!("whsec_{}\n", B64.encode(key))).unwrap();
-    path
-}
-
-struct Hook {
-    url: String,
-    secret: Option<PathBuf>,
-    spool: PathBuf,
-    batch: usize,
-    queue: usize,
-    request_timeout: Duration,
-    spool_bytes: u64,
-}
-
-impl Hook {
-    fn new(url: String, spool: PathBuf) -> Hook {
-        Hook {
-            url,
-            secret: None,
-            spool,
-            batch: 1,
-            queue: 4096,
-            request_timeout: Duration::from_secs(5),
-            spool_bytes: 64 << 20,
-        }
-    }
-
-    fn config(&self, name: &str) -> SinkConfig {
-        let mut c = SinkConfig::new(
-            name,
-            SinkKind::Webhook(HttpSinkConfig {
-                http: HttpConfig {
-                    url: self.url.clone(),
-                    connect_timeout: Duration::from_secs(1),
-                    request_timeout: self.request_timeout,
-                    use_env_proxy: false,
-                    ..Default::default()
-                },
-                secret: self.secret.as_ref().map(|f| SecretSource {
-                    file: Some(f.clone()),
-                    env: None,
-                }),
-                batch_size: Some(self.batch),
-                spool: SpoolConfig {
-                    dir: Some(self.spool.clone()),
-                    max_bytes: self.spool_bytes,
-                    ..Default::default()
-                },
-                retry: RetryConfig {
-                    initial: Duration::from_millis(50),
-                    max: Duration::from_millis(400),
-                },
-                generator_url: None,
-            }),
-        );
-        c.queue = self.queue;
-        c
-    }
-}
-
-fn start(configs: Vec<SinkConfig>, metrics: &Arc<Metrics>, spool_dir: &Path) -> Sinks {
-    Sinks::start(
-        configs,
-        SinksOptions {
-            host: "test-node".into(),
-            spool_dir: spool_dir.to_owned(),
-        },
-        metrics.clone(),
-    )
-    .expect("sinks start")
-}
-
-/// Polls `cond` every 20 ms; panics with `what` after `limit`.
-async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A loopback port that was free a moment ago (nothing listens on it).
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-fn ids(alerts: &[Alert]) -> Vec<String> {
-    alerts.iter().map(|a| a.id.clone()).collect()
-}
 
 fn seen_ids(seen: &Seen) -> Vec<String> {
-    seen.ids.lock().unwrap().clone()
-}
-
-fn assert_clean(m: &SinkMetrics) {
-    assert_eq!(m.failed_total(), 0, "failed");
-    for reason in [
-        "spool_full",
-        "queue_full",
-        "closed",
-        "corrupt",
-        "spool_error",
-    ] {
-        assert_eq!(m.dropped_total(reason), 0, "dropped {reason}");
-    }
-}
-
-/// With `CI=true` a missing tool fails the test; otherwise it is skipped loudly.
-fn need_tool(path: &str, package: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{path} is missing: install the Debian package `{package}` (CI=true, not skipping)");
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {path} is missing; `apt-get install -y {package}` to run this test !!!!!!!!\n"
-    );
-    false
+    seen.ids()
 }
 
 // ---------------------------------------------------------------- tests
@@ -788,49 +495,12 @@ async fn slack_gets_one_readable_message_per_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_receives_alerts_with_labels() {
-    let bin = "/usr/bin/prometheus-alertmanager";
-    if !need_tool(bin, "prometheus-alertmanager") {
+    if !need_tool(common::delivery::ALERTMANAGER, "prometheus-alertmanager") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: blackhole\n  group_wait: 1h\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let addr = free_port();
-    let mut am = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let base = format!("http://{addr}");
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/-/ready")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > end || am.try_wait().unwrap().is_some() {
-            let _ = am.kill();
-            let out = am.wait_with_output().unwrap();
-            panic!(
-                "alertmanager did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let am = tokio::task::block_in_place(|| Alertmanager::start(dir.path()));
+    let base = am.base.clone();
 
     let metrics = Metrics::new(Duration::from_secs(10));
     let mut c = Hook::new(base.clone(), dir.path().join("s")).config("am");
@@ -862,16 +532,8 @@ async fn alertmanager_receives_alerts_with_labels() {
     };
     delivered.await;
     sinks.shutdown(Duration::from_secs(1)).await;
-    let got: Vec<Value> = client
-        .get(format!("{base}/api/v2/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let _ = am.kill();
-    let _ = am.wait();
+    let got = tokio::task::block_in_place(|| am.alerts());
+    drop(am);
     assert_eq!(got.len(), 3, "{got:?}");
     for a in &sent {
         let found = got
@@ -884,6 +546,8 @@ async fn alertmanager_receives_alerts_with_labels() {
         assert_eq!(l["namespace"], "shop");
         assert_eq!(l["pod"], "web-7d9f");
         assert_eq!(l["host"], "test-node");
+        // No process, file or network: the summary says what it is about.
+        assert_eq!(l["subject"], a.summary.as_str());
         assert_eq!(found["annotations"]["summary"], a.summary.as_str());
         assert_eq!(found["annotations"]["alert_id"], a.id.as_str());
         assert_eq!(found["generatorURL"], "http://monitor.invalid/alerts");
@@ -894,8 +558,7 @@ async fn alertmanager_receives_alerts_with_labels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_passes_promtool_and_health_flips() {
-    let promtool = "/usr/bin/promtool";
-    let have_promtool = need_tool(promtool, "prometheus");
+    let have_promtool = need_tool(PROMTOOL, "prometheus");
     let metrics = Metrics::new(Duration::from_millis(1_000));
     metrics.event("process");
     metrics.events_lost("file", 2);
@@ -960,22 +623,7 @@ async fn metrics_endpoint_passes_promtool_and_health_flips() {
     listener.shutdown().await.unwrap();
 
     if have_promtool {
-        let mut p = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let out = p.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool check metrics failed:\n{}{}\n{text}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        promtool_check(&text);
     }
 }
 

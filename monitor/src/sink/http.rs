@@ -42,7 +42,8 @@ pub trait Deliver: Send + Sync + 'static {
     fn send(&self, batch: Vec<Bytes>) -> BoxFuture<Outcome>;
 }
 
-/// TLS settings (rustls). The system's roots are always trusted.
+/// TLS settings (rustls). The system's CA certificates are trusted, and
+/// those of `ca_file` besides; a plain `http://` endpoint needs neither.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
@@ -179,7 +180,7 @@ impl HttpTarget {
             _ => batch.max(1),
         };
         Ok(HttpTarget {
-            client: build_client(config)?,
+            client: build_client(config, &url)?,
             url,
             headers,
             format,
@@ -341,25 +342,23 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn build_client(config: &HttpConfig) -> Result<reqwest::Client, SinkError> {
-    let mut b = reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .timeout(config.request_timeout)
-        // A redirected POST silently becomes a GET: treat 3xx as a misconfiguration.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")));
-    if !config.use_env_proxy {
-        b = b.no_proxy();
-    }
+fn build_client(config: &HttpConfig, url: &reqwest::Url) -> Result<reqwest::Client, SinkError> {
     let tls = &config.tls;
+    let mut extra_roots = Vec::new();
     if let Some(ca) = &tls.ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| SinkError::Config(format!("reading CA file {}: {e}", ca.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| SinkError::Config(format!("CA file {}: {e}", ca.display())))?;
-        b = b.tls_certs_merge(certs);
+        // Otherwise a key or a DER file given by mistake trusts nothing, silently.
+        if extra_roots.is_empty() {
+            return Err(SinkError::Config(format!(
+                "CA file {}: no certificate in it; give a PEM file with `-----BEGIN CERTIFICATE-----` blocks",
+                ca.display()
+            )));
+        }
     }
-    match (&tls.client_cert, &tls.client_key) {
+    let identity = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
             let mut pem = std::fs::read(cert).map_err(|e| {
                 SinkError::Config(format!(
@@ -371,19 +370,74 @@ fn build_client(config: &HttpConfig) -> Result<reqwest::Client, SinkError> {
             pem.extend(std::fs::read(key).map_err(|e| {
                 SinkError::Config(format!("reading client key {}: {e}", key.display()))
             })?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| SinkError::Config(format!("client certificate/key: {e}")))?;
-            b = b.identity(id);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                SinkError::Config(format!(
+                    "client certificate {} / key {}: {}",
+                    cert.display(),
+                    key.display(),
+                    error_chain(&e)
+                ))
+            })?;
+            Some(id)
         }
-        (None, None) => {}
+        (None, None) => None,
         _ => {
             return Err(SinkError::Config(
                 "tls: set both client_cert and client_key, or neither".into(),
             ));
         }
+    };
+    let builder = |system_roots: bool| {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirected POST silently becomes a GET: treat 3xx as a misconfiguration.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")));
+        if !config.use_env_proxy {
+            b = b.no_proxy();
+        }
+        b = if system_roots {
+            b.tls_certs_merge(extra_roots.clone())
+        } else {
+            b.tls_certs_only(extra_roots.clone())
+        };
+        if let Some(id) = &identity {
+            b = b.identity(id.clone());
+        }
+        b
+    };
+    let system = builder(true).build();
+    match system {
+        Ok(client) => Ok(client),
+        // The system's verifier refuses to exist without a single trusted
+        // root (a minimal image without a CA bundle). A plain http://
+        // endpoint verifies no certificate, so it must not need one.
+        Err(_) if url.scheme() == "http" => builder(false)
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {}", error_chain(&e)))),
+        Err(e) => {
+            let chain = error_chain(&e);
+            // reqwest's builder errors carry rustls' and the platform
+            // verifier's reasons as text only.
+            let hint = if extra_roots.is_empty() && chain.contains("CA certificates") {
+                "; install the system's CA certificates (e.g. the ca-certificates package) or set tls.ca_file to the endpoint's CA".to_owned()
+            } else if let (true, Some(cert), Some(key)) = (
+                chain.contains("KeyMismatch"),
+                &tls.client_cert,
+                &tls.client_key,
+            ) {
+                format!(
+                    "; tls.client_key {} is not the private key of tls.client_cert {}",
+                    key.display(),
+                    cert.display()
+                )
+            } else {
+                String::new()
+            };
+            Err(SinkError::Config(format!("HTTP client: {chain}{hint}")))
+        }
     }
-    b.build()
-        .map_err(|e| SinkError::Config(format!("HTTP client: {}", error_chain(&e))))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -452,9 +506,47 @@ pub fn slack_message(a: &Value) -> Value {
     })
 }
 
+/// What an alert is about, as the agent's dedup key ([`DedupKey`]) names it:
+/// the file path (`path -> target` for renames and links), the destination
+/// (`tcp 203.0.113.7:443`, with ` (name)` when DNS named it), the executable,
+/// else the summary.
+///
+/// [`DedupKey`]: crate::alert::DedupKey
+pub fn alert_subject(a: &Value) -> String {
+    if let Some(path) = a.pointer("/file/path").and_then(Value::as_str) {
+        return match a.pointer("/file/target").and_then(Value::as_str) {
+            Some(t) => format!("{path} -> {t}"),
+            None => path.to_owned(),
+        };
+    }
+    if let Some(n) = a.get("network").filter(|n| n.is_object()) {
+        let proto = match &n["protocol"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let daddr = n["daddr"].as_str().unwrap_or("");
+        let dport = &n["dport"];
+        return match n["dns"].as_str() {
+            Some(dns) => format!("{proto} {daddr}:{dport} ({dns})"),
+            None => format!("{proto} {daddr}:{dport}"),
+        };
+    }
+    match a.pointer("/process/exe").and_then(Value::as_str) {
+        Some(exe) => exe.to_owned(),
+        None => a["summary"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
 /// One Alertmanager v2 alert: labels alertname (the rule), severity, kind,
-/// container, namespace, pod, host (empty ones left out, as Alertmanager
-/// drops them anyway); annotations summary and alert_id; startsAt.
+/// container, namespace, pod, host and subject ([`alert_subject`]; empty
+/// ones left out, as Alertmanager drops them anyway); annotations summary
+/// and alert_id; startsAt.
+///
+/// Alertmanager knows an alert by its labels alone, so they carry what the
+/// agent's own dedup key does: two findings of one rule in one container
+/// (two files written, two programs run) stay two alerts instead of the
+/// second overwriting the first, while a folded update of a finding
+/// (`update_of`) lands on the alert it updates.
 pub fn alertmanager_alert(a: &Value, generator_url: Option<&str>) -> Value {
     let mut labels = serde_json::Map::new();
     let mut put = |k: &str, v: Option<&str>| {
@@ -473,6 +565,8 @@ pub fn alertmanager_alert(a: &Value, generator_url: Option<&str>) -> Value {
     put("namespace", str_at(a, &["container", "namespace"]));
     put("pod", str_at(a, &["container", "pod"]));
     put("host", str_at(a, &["host"]));
+    let subject = alert_subject(a);
+    put("subject", Some(subject.as_str()).filter(|s| !s.is_empty()));
     let mut out = json!({
         "labels": labels,
         "annotations": {
@@ -579,6 +673,86 @@ mod tests {
         c.url = "ftp://127.0.0.1/".into();
         let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
         assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    /// Alertmanager's identity of an alert (its labels) is the agent's dedup key.
+    #[test]
+    fn alertmanager_subject_is_the_dedup_subject() {
+        use crate::{
+            alert::{Alert, AlertKind, DedupKey, Severity},
+            context::ProcessInfo,
+            event::{Family, FileInfo, FileOp, NetOp, NetworkInfo, Protocol},
+        };
+        let base = || {
+            let mut a = Alert::new(
+                "node-1",
+                "rule",
+                "policy",
+                Severity::High,
+                AlertKind::Process,
+                "what happened",
+            );
+            a.process = Some(ProcessInfo {
+                exe: Some("/usr/sbin/sshd".into()),
+                ..Default::default()
+            });
+            a
+        };
+        let file = |path: &str, target: Option<&str>| FileInfo {
+            op: FileOp::Rename,
+            path: path.into(),
+            target: target.map(str::to_owned),
+            flags: vec![],
+            mode: None,
+            result: 0,
+        };
+        let net = |protocol, dns: Option<&str>| NetworkInfo {
+            op: NetOp::Connect,
+            protocol,
+            family: Family::Ipv6,
+            daddr: "2001:db8::7".parse().unwrap(),
+            dport: 443,
+            dns: dns.map(str::to_owned),
+        };
+        let mut cases = vec![base()];
+        let mut a = base();
+        a.process = None;
+        cases.push(a);
+        for (path, target) in [("/etc/passwd", None), ("/tmp/x", Some("/etc/cron.d/x"))] {
+            let mut a = base();
+            a.file = Some(file(path, target));
+            cases.push(a);
+        }
+        for (protocol, dns) in [
+            (Protocol::Tcp, None),
+            (Protocol::Udp, Some("metadata.invalid")),
+            (Protocol::Other(132), None),
+        ] {
+            let mut a = base();
+            a.network = Some(net(protocol, dns));
+            cases.push(a);
+        }
+        let subjects: Vec<String> = cases
+            .iter()
+            .map(|a| {
+                let record = serde_json::to_value(a).unwrap();
+                let got = alertmanager_alert(&record, None)["labels"]["subject"].clone();
+                assert_eq!(got, DedupKey::of(a).subject.as_str(), "{record}");
+                DedupKey::of(a).subject
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                "/usr/sbin/sshd",
+                "what happened",
+                "/etc/passwd",
+                "/tmp/x -> /etc/cron.d/x",
+                "tcp 2001:db8::7:443",
+                "udp 2001:db8::7:443 (metadata.invalid)",
+                "132 2001:db8::7:443",
+            ]
+        );
     }
 
     #[test]

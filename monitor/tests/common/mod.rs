@@ -19,6 +19,7 @@ use std::{
 use serde_json::Value;
 
 pub mod cgroups;
+pub mod delivery;
 pub mod docker;
 pub mod runtime;
 
