@@ -172,6 +172,22 @@ impl ProcessTable {
             self.sweep_exited();
         }
         let h = &event.header;
+        // Most events (files, connections) only refresh a known process: do
+        // it in place rather than clone the entry (its argv) and insert it.
+        if !matches!(
+            event.body,
+            EventBody::Exec(_) | EventBody::Fork { .. } | EventBody::Exit { .. }
+        ) && let Some(entry) = self.entries.get_mut(&h.pid)
+        {
+            entry.uid = h.uid;
+            entry.comm.clone_from(&h.comm);
+            if h.cgroup_id != 0 {
+                entry.cgroup_id = h.cgroup_id;
+            }
+            self.clock += 1;
+            entry.last_seen = self.clock;
+            return;
+        }
         let mut entry = self
             .entries
             .get(&h.pid)
