@@ -241,8 +241,7 @@ fn header(kind: u32, a: &Actor, ktime_ns: u64) -> Header {
 fn bytes<T: Copy>(v: &T, len: usize) -> Vec<u8> {
     // SAFETY: T is a plain-old-data record of monitor-common with explicit
     // padding, every byte initialised.
-    let all =
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
+    let all = unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
     all[..len.min(all.len())].to_vec()
 }
 
@@ -346,9 +345,16 @@ fn connect_record(a: &Actor, t: u64, ip: [u8; 4], port: u16) -> Vec<u8> {
 /// a protected path, an address off the allowlist).
 fn records(host: &FakeHost) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    let host_actors: Vec<&Actor> = host.actors.iter().filter(|a| a.workload.is_none()).collect();
-    let container_actors: Vec<&Actor> =
-        host.actors.iter().filter(|a| a.workload.is_some()).collect();
+    let host_actors: Vec<&Actor> = host
+        .actors
+        .iter()
+        .filter(|a| a.workload.is_none())
+        .collect();
+    let container_actors: Vec<&Actor> = host
+        .actors
+        .iter()
+        .filter(|a| a.workload.is_some())
+        .collect();
     let mut t = 1_000_000_000u64;
     (0..BATCH)
         .map(|n| {
@@ -477,7 +483,9 @@ fn bench(c: &mut Criterion) {
             proc_root: host.host_root.join("proc"),
             ..EnricherConfig::default()
         });
-        enricher.seed(&host.mount).expect("seeding from the fake host");
+        enricher
+            .seed(&host.mount)
+            .expect("seeding from the fake host");
         let policies = case.rules.policy_count();
         let rule_count = case.rules.rule_count();
         let mut evaluator = Evaluator::new(case.rules);

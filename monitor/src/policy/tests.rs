@@ -1346,7 +1346,10 @@ fn selection_follows_what_is_known_of_the_container() {
     let mut ev = with_nginx_policy();
     let perl = |ev: &mut Evaluator, a: Actor| {
         let out = run(ev, &[a.exec("/usr/bin/perl", &["perl"])]);
-        rules_of(&out).into_iter().map(str::to_owned).collect::<Vec<_>>()
+        rules_of(&out)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
     };
     let mut pending = web();
     pending.status = MetadataStatus::Pending;

@@ -99,7 +99,7 @@ fn record(pid: u32, secs: f64, out: &Path) -> anyhow::Result<()> {
 }
 
 /// `perf report` rows: percent, dso, symbol. `children`: inclusive shares.
-fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
+pub(super) fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
     let out = Command::new("perf")
         .args(["report", "--stdio", "-g", "none", "--sort", "dso,symbol"])
         .arg(if children {
