@@ -422,6 +422,9 @@ pub struct Results {
     pub notes: Vec<String>,
     pub errors: Vec<String>,
     pub not_measured: Vec<NotMeasured>,
+    /// Wall-clock seconds each section took, and the whole bench (builds included).
+    pub section_secs: Vec<(Section, f64)>,
+    pub total_secs: f64,
 }
 
 fn capture(cmd: &mut Command) -> String {
@@ -503,7 +506,13 @@ fn not_measured(overhead: Option<&overhead::Overhead>) -> Vec<NotMeasured> {
     v
 }
 
-pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()> {
+/// `started`: when `cargo xtask bench` began (before the builds).
+pub fn run(
+    args: BenchArgs,
+    root: &Path,
+    target_dir: &Path,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench loads eBPF programs, makes cgroups and loads audit rules: run it as root");
@@ -594,9 +603,12 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         notes,
         errors: Vec::new(),
         not_measured: Vec::new(),
+        section_secs: Vec::new(),
+        total_secs: 0.0,
     };
     for section in &sections {
         eprintln!("bench: --- {section:?} ---");
+        let t0 = std::time::Instant::now();
         let outcome = match section {
             Section::Overhead => overhead::measure(&ctx).map(|o| results.overhead = Some(o)),
             Section::Throughput => throughput::measure(&ctx).map(|t| results.throughput = Some(t)),
@@ -618,6 +630,9 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
                 }
             }
         };
+        results
+            .section_secs
+            .push((*section, t0.elapsed().as_secs_f64()));
         if let Err(e) = outcome {
             if interrupted() {
                 return Err(e);
@@ -638,6 +653,7 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     }
     results.machine = machine;
     results.not_measured = not_measured(results.overhead.as_ref());
+    results.total_secs = started.elapsed().as_secs_f64();
 
     let json = root.join("bench-results.json");
     let md = root.join("BENCHMARKS.md");

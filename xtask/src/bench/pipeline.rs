@@ -1,8 +1,7 @@
 //! The userspace pipeline on one core: `cargo bench -p monitor --bench
 //! pipeline` (criterion; decode + enrich + match over recorded events with
 //! 10 to 10,000 generated rules and the shipped pack), its output parsed
-//! here. When the 1,000-rule case misses its target, a `perf` profile of
-//! that case says where the time goes.
+//! here. A `perf` profile of the 1,000-rule case says where the time goes.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -49,8 +48,7 @@ pub struct Pipeline {
     pub cases: Vec<Case>,
     /// Seconds the benchmark ran (build excluded).
     pub run_secs: f64,
-    /// Where a 1,000-rule batch spends its time (perf, self time), when the
-    /// target was missed.
+    /// Where a 1,000-rule batch spends its time (perf, self time).
     pub profile: Vec<Hot>,
     /// Shares of the stages (inclusive: with what they call).
     pub stages: Vec<Hot>,
@@ -212,15 +210,11 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Pipeline> {
         stages: Vec::new(),
         profile_note: None,
     };
-    let missed = result
-        .case(TARGET_RULES)
-        .and_then(|c| c.eps)
-        .is_none_or(|e| e < TARGET_EPS);
-    if missed {
-        check_interrupt()?;
-        if let Err(e) = hot_spots(ctx, &exe, &mut result) {
-            result.profile_note = Some(format!("no profile: {e:#}"));
-        }
+    // Profiled whether the target is met or not: a few seconds, and the
+    // report then says what an event's time is spent on either way.
+    check_interrupt()?;
+    if let Err(e) = hot_spots(ctx, &exe, &mut result) {
+        result.profile_note = Some(format!("no profile: {e:#}"));
     }
     Ok(result)
 }

@@ -139,7 +139,8 @@ impl Profile {
             .iter()
             .filter(|s| s.symbol == symbol)
             .map(|s| s.percent)
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 }
 

@@ -142,15 +142,17 @@ pub fn markdown(r: &Results) -> String {
         profiles(&mut md, p);
     }
 
-    let _ = writeln!(md, "## Not yet measured\n");
-    for n in &r.not_measured {
-        let _ = writeln!(md, "- **{}**: {}.", n.what, n.why.trim_end_matches('.'));
-    }
     let skipped: Vec<String> = super::ALL_SECTIONS
         .iter()
         .filter(|s| !r.sections_run.contains(s))
         .map(|s| format!("{s:?}").to_lowercase())
         .collect();
+    if !r.not_measured.is_empty() || !skipped.is_empty() {
+        let _ = writeln!(md, "## Not yet measured\n");
+    }
+    for n in &r.not_measured {
+        let _ = writeln!(md, "- **{}**: {}.", n.what, n.why.trim_end_matches('.'));
+    }
     if !skipped.is_empty() {
         let _ = writeln!(
             md,
@@ -158,7 +160,9 @@ pub fn markdown(r: &Results) -> String {
             skipped.join(", ")
         );
     }
-    let _ = writeln!(md);
+    if !r.not_measured.is_empty() || !skipped.is_empty() {
+        let _ = writeln!(md);
+    }
     if !r.notes.is_empty() || !r.errors.is_empty() {
         let _ = writeln!(md, "## Notes\n");
         for n in &r.notes {
@@ -170,7 +174,22 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(md);
     }
     how_to_run(&mut md);
+    durations(&mut md, r);
     md
+}
+
+fn durations(md: &mut String, r: &Results) {
+    let parts: Vec<String> = r
+        .section_secs
+        .iter()
+        .map(|(s, secs)| format!("{} {secs:.0} s", format!("{s:?}").to_lowercase()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "\nThis invocation took {:.1} min in all, builds included ({}).",
+        r.total_secs / 60.0,
+        parts.join(", ")
+    );
 }
 
 fn trace_ratio(o: &Overhead, kind: &str, config: &str) -> Option<Spread> {
@@ -1168,13 +1187,15 @@ fn pipeline(md: &mut String, p: &Pipeline) {
             .collect();
         let _ = writeln!(
             md,
-            "- Where the {}-rule case spends its time (`perf record` of the loop; shares of samples, the stages \
-             with what they call): {}. The per-event cost is building the enriched event: decoding copies the \
-             record into a zeroed struct and makes owned strings (comm, path, flag names); enriching clones \
-             the process's exe, argv and ancestry (a string per ancestor) and the container's seven fields into \
-             every event. Matching with the selection remembered is the smaller part. Sharing those with the \
-             tables (`Arc<str>`, an `Arc` of the container) instead of cloning them is the next step; it \
-             changes the types of `EnrichedEvent`, so it is not done here.",
+            "- Where the {}-rule case spends its time (`perf record` of the loop, rule loading included; shares \
+             of samples, the stages with what they call): {}. Most of an event's time is building the enriched \
+             event rather than matching it: decoding copies the record into a zeroed struct and makes owned \
+             strings (comm, path, flag names); enriching clones the process's exe, argv and ancestry (a string \
+             per ancestor) and the container's seven fields into every event, hence the allocator and memmove. \
+             Sharing those with the tables (`Arc<str>`, an `Arc` of the container) instead of cloning them is \
+             the next step for headroom; it changes the types of `EnrichedEvent` that every stage uses, so it \
+             is not done here. Done here: a file or network event refreshes its process in the table in place \
+             instead of cloning the entry (its argv) and inserting it again.",
             num(TARGET_RULES as f64),
             list.join(", ")
         );
@@ -1260,6 +1281,7 @@ fn how_to_run(md: &mut String) {
          cargo xtask bench                 # 9 interleaved runs, 1 s loops, 3 passes of the rest\n\
          cargo xtask bench --quick         # smoke test: 3 runs, short loops, one pass\n\
          cargo xtask bench --runs 15 --only overhead,profile\n\
+         cargo bench -p monitor --bench pipeline   # the pipeline benchmark alone\n\
          ```\n\n\
          It builds the agent and the workload binary in release mode, installs auditd and bpftrace with apt \
          when they are missing (`--no-install` skips them instead), and removes what it made when it ends, \

@@ -65,7 +65,7 @@ fn policy(out: &mut String, i: usize, rules: usize) {
         "  - name: gen/team{i}\n    description: Generated policy {i}.\n    selector:\n      image: [\"registry.example.com/team{i}/svc{i}:*\"]\n    rules:\n"
     );
     if rules >= 1 {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let _ = write!(
                 out,
                 "      - name: processes\n        severity: high\n        process:\n          allow:\n            - exe: [\"{exe}\", \"/usr/local/bin/svc{i}-*\"]\n            - exe: [/bin/sh, /bin/busybox]\n              parents: [\"{exe}\"]\n"
