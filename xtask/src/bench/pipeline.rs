@@ -219,22 +219,64 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Pipeline> {
     Ok(result)
 }
 
-/// Functions of the pipeline whose inclusive share is reported.
-const STAGES: [(&str, &str); 6] = [
-    ("decode", "monitor::event::decode::decode"),
-    ("enrich", "monitor::context::Enricher::enrich_at"),
-    ("match", "monitor::policy::evaluate::Evaluator::evaluate"),
+/// Self time grouped by what the code does, first match wins. Self time,
+/// not call graphs: the release build has no frame pointers, so callers are
+/// not reliable, but every sample's own symbol is.
+const GROUPS: [(&str, &[&str]); 8] = [
     (
-        "process ancestry",
-        "monitor::context::process::ProcessTable::ancestry",
+        "rule loading (setup, in the recording)",
+        &[
+            "aho_corasick::dfa::Builder",
+            "aho_corasick::nfa",
+            "determinize",
+            "regex_syntax",
+            "regex_automata::nfa",
+            "globset::glob",
+            "GlobSetBuilder",
+            "serde_saphyr",
+            "saphyr",
+            "monitor::policy::compile",
+            "monitor::policy::load",
+        ],
     ),
     (
-        "process table update",
-        "monitor::context::process::ProcessTable::update",
+        "allocator",
+        &[
+            "malloc",
+            "_int_free",
+            "cfree",
+            "realloc",
+            "__rdl_",
+            "__rust_",
+        ],
+    ),
+    ("memmove, memset", &["memmove", "memset", "memcpy"]),
+    (
+        "hashing (map lookups)",
+        &["hash_one", "sip::Hasher", "hashbrown"],
     ),
     (
-        "container info",
-        "monitor::context::registry::CgroupRegistry::container_info",
+        "building strings (clone, lossy UTF-8, format, join)",
+        &[
+            "as core::clone::Clone>::clone",
+            "from_utf8_lossy",
+            "Utf8Chunks",
+            "format",
+            "join_generic",
+            "CharSearcher",
+        ],
+    ),
+    ("decode", &["monitor::event::decode"]),
+    ("enrich", &["monitor::context::"]),
+    (
+        "match",
+        &[
+            "monitor::policy::",
+            "globset::",
+            "aho_corasick::",
+            "regex_automata::",
+            "memchr::",
+        ],
     ),
 ];
 
@@ -272,50 +314,26 @@ fn hot_spots(ctx: &Ctx, exe: &Path, result: &mut Pipeline) -> anyhow::Result<()>
             symbol: s.symbol.clone(),
         })
         .collect();
-    let children = profile::report(&data, true)?;
-    let mut stages: Vec<Hot> = STAGES
+    let mut stages: Vec<Hot> = GROUPS
         .iter()
-        .filter_map(|(label, sym)| {
-            let pct: f64 = children
-                .iter()
-                .filter(|s| s.symbol.starts_with(sym))
-                .map(|s| s.percent)
-                .fold(0.0, f64::max);
-            (pct > 0.0).then(|| Hot {
-                percent: pct,
-                symbol: (*label).to_owned(),
-            })
+        .map(|(label, _)| Hot {
+            percent: 0.0,
+            symbol: (*label).to_owned(),
         })
         .collect();
-    let alloc: f64 = flat
-        .iter()
-        .filter(|s| {
-            let n = s.symbol.as_str();
-            n.contains("malloc")
-                || n.contains("_int_free")
-                || n.contains("cfree")
-                || n.contains("realloc")
-                || n.contains("__rdl_")
-                || n.contains("__rust_")
-        })
-        .map(|s| s.percent)
-        .sum();
-    let copy: f64 = flat
-        .iter()
-        .filter(|s| {
-            s.symbol.contains("memmove")
-                || s.symbol.contains("memset")
-                || s.symbol.contains("memcpy")
-        })
-        .map(|s| s.percent)
-        .sum();
+    let mut other = 0.0;
+    for sym in &flat {
+        match GROUPS
+            .iter()
+            .position(|(_, pats)| pats.iter().any(|p| sym.symbol.contains(p)))
+        {
+            Some(i) => stages[i].percent += sym.percent,
+            None => other += sym.percent,
+        }
+    }
     stages.push(Hot {
-        percent: alloc,
-        symbol: "allocator (malloc, free; self)".into(),
-    });
-    stages.push(Hot {
-        percent: copy,
-        symbol: "memmove, memset (self)".into(),
+        percent: other,
+        symbol: "other".into(),
     });
     result.stages = stages;
     let _ = std::fs::remove_file(&data);
