@@ -263,15 +263,14 @@ impl ProcessTable {
     /// (listed with no exe), at a pid that reappears (a loop), and at an
     /// entry that started after its child (the parent's pid was reused).
     pub fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
-        let mut out = Vec::new();
-        let mut seen = vec![pid];
+        let mut out: Vec<Ancestor> = Vec::new();
         let mut child = self.entries.get(&pid);
         let mut next = child.and_then(|e| e.ppid);
         while let Some(ppid) = next {
-            if out.len() >= depth || ppid == 0 || seen.contains(&ppid) {
+            // The pids seen so far are `pid` and those in `out`: a repeat is a loop.
+            if out.len() >= depth || ppid == 0 || ppid == pid || out.iter().any(|a| a.pid == ppid) {
                 break;
             }
-            seen.push(ppid);
             let parent = self.entries.get(&ppid).filter(|p| {
                 // A parent cannot be younger than its child; such an entry is a
                 // newer process with the parent's old pid.
