@@ -1202,7 +1202,8 @@ fn pipeline(md: &mut String, p: &Pipeline) {
              tables (`Arc<str>`, an `Arc` of the container) instead of cloning them is the next step for \
              headroom; it changes the types of `EnrichedEvent` that every stage uses, so it is not done here. \
              Done here: a file or network event refreshes its process in the table in place instead of cloning \
-             the entry (its argv) and inserting it again.",
+             the entry (its argv) and inserting it again, and the ancestry walk detects loops from the \
+             ancestors it has listed instead of a second vector per event.",
             num(TARGET_RULES as f64),
             list.join(", ")
         );
