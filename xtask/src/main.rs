@@ -70,9 +70,10 @@ fn main() -> anyhow::Result<()> {
             test(&args)
         }
         Task::Bench(args) => {
+            let started = std::time::Instant::now();
             setup()?;
             build_release()?;
-            bench::run(args, &root, &target_dir()?)
+            bench::run(args, &root, &target_dir()?, started)
         }
     }
 }

@@ -172,6 +172,22 @@ impl ProcessTable {
             self.sweep_exited();
         }
         let h = &event.header;
+        // Most events (files, connections) only refresh a known process: do
+        // it in place rather than clone the entry (its argv) and insert it.
+        if !matches!(
+            event.body,
+            EventBody::Exec(_) | EventBody::Fork { .. } | EventBody::Exit { .. }
+        ) && let Some(entry) = self.entries.get_mut(&h.pid)
+        {
+            entry.uid = h.uid;
+            entry.comm.clone_from(&h.comm);
+            if h.cgroup_id != 0 {
+                entry.cgroup_id = h.cgroup_id;
+            }
+            self.clock += 1;
+            entry.last_seen = self.clock;
+            return;
+        }
         let mut entry = self
             .entries
             .get(&h.pid)
@@ -247,15 +263,14 @@ impl ProcessTable {
     /// (listed with no exe), at a pid that reappears (a loop), and at an
     /// entry that started after its child (the parent's pid was reused).
     pub fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
-        let mut out = Vec::new();
-        let mut seen = vec![pid];
+        let mut out: Vec<Ancestor> = Vec::new();
         let mut child = self.entries.get(&pid);
         let mut next = child.and_then(|e| e.ppid);
         while let Some(ppid) = next {
-            if out.len() >= depth || ppid == 0 || seen.contains(&ppid) {
+            // The pids seen so far are `pid` and those in `out`: a repeat is a loop.
+            if out.len() >= depth || ppid == 0 || ppid == pid || out.iter().any(|a| a.pid == ppid) {
                 break;
             }
-            seen.push(ppid);
             let parent = self.entries.get(&ppid).filter(|p| {
                 // A parent cannot be younger than its child; such an entry is a
                 // newer process with the parent's old pid.

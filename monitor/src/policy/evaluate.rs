@@ -1,5 +1,5 @@
 //! The compiled rule set and its evaluation: one event in, findings out.
-use std::{fmt::Write as _, ops::Range, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, fmt::Write as _, ops::Range, path::PathBuf, sync::Arc};
 
 use super::{
     Diagnostic,
@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     alert::{AlertKind, Severity},
-    context::{EnrichedEvent, MetadataStatus},
+    context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
     event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo},
 };
 
@@ -225,13 +225,23 @@ impl RuleSet {
     /// Like [`RuleSet::evaluate`], with the workload given (for callers that
     /// know more about it than the event carries, such as labels).
     pub fn evaluate_with(&self, ev: &EnrichedEvent, w: &Workload<'_>, out: &mut Vec<Finding>) {
-        self.run(ev, w, None, out);
+        self.run(ev, w, &self.select(w), None, out);
     }
 
+    /// The indices of the policies whose selector matches `w`.
+    fn select(&self, w: &Workload<'_>) -> Vec<u32> {
+        (0..self.policies.len() as u32)
+            .filter(|&i| self.policies[i as usize].selector.matches(w))
+            .collect()
+    }
+
+    /// Matches `ev` against the policies in `selected`: the indices, in load
+    /// order, of the policies whose selector matches `w` ([`RuleSet::select`]).
     fn run(
         &self,
         ev: &EnrichedEvent,
         w: &Workload<'_>,
+        selected: &[u32],
         mut state: Option<State<'_>>,
         out: &mut Vec<Finding>,
     ) {
@@ -240,10 +250,7 @@ impl RuleSet {
             _ => None,
         };
         let mut allowlisted: Option<bool> = None;
-        for policy in &self.policies {
-            if !policy.selector.matches(w) {
-                continue;
-            }
+        for policy in selected.iter().map(|&i| &self.policies[i as usize]) {
             for ri in policy.rules.clone() {
                 let rule = &self.rules[ri];
                 let mut hits: [Option<Hit<'_>>; 2] = [None, None];
@@ -260,7 +267,8 @@ impl RuleSet {
                         Some(s),
                     ) if list.matches(s)
                         && !(*unless_allowed
-                            && *allowlisted.get_or_insert_with(|| self.workload_allows(w, s))) =>
+                            && *allowlisted
+                                .get_or_insert_with(|| self.workload_allows(selected, s))) =>
                     {
                         Some(Hit::Denied)
                     }
@@ -315,10 +323,11 @@ impl RuleSet {
     }
 
     /// Whether any selected policy's process allowlist has this exec.
-    fn workload_allows(&self, w: &Workload<'_>, s: &ExecSubject<'_>) -> bool {
-        self.policies
+    fn workload_allows(&self, selected: &[u32], s: &ExecSubject<'_>) -> bool {
+        selected
             .iter()
-            .filter(|p| p.has_process_allow && p.selector.matches(w))
+            .map(|&i| &self.policies[i as usize])
+            .filter(|p| p.has_process_allow)
             .any(|p| {
                 self.rules[p.rules.clone()]
                     .iter()
@@ -636,6 +645,113 @@ pub struct Evaluator {
     drift: DriftDetector,
     /// Indexed like [`RuleSet::rules`]; `Some` for port-scan rules.
     scans: Vec<Option<PortScanDetector>>,
+    /// Which policies select each workload (see [`Selection`]).
+    selection: Selection,
+}
+
+/// The policies whose selectors match a workload, remembered per cgroup.
+///
+/// A selector looks only at the workload (host or container: image, name,
+/// namespace, pod, runtime, labels), which changes when the registry learns
+/// more about a container, not from one event to the next. Checking every
+/// policy's selector on every event costs a glob match per policy: with a
+/// thousand policies that, not the rules, was the time per event.
+///
+/// An entry is used only while the event shows the very workload it was
+/// made for (every field equal, the same metadata with its labels), so a
+/// container whose metadata arrives later is selected afresh.
+#[derive(Debug, Default)]
+struct Selection {
+    /// For host processes (every host process is the same workload).
+    host: Vec<u32>,
+    containers: HashMap<u64, Selected>,
+}
+
+#[derive(Debug)]
+struct Selected {
+    key: WorkloadKey,
+    policies: Vec<u32>,
+}
+
+/// Everything [`Workload::of`] takes from an event of a container; the
+/// metadata (labels) is compared by identity and kept alive by the entry, so
+/// its address cannot be reused by other metadata while the entry exists.
+#[derive(Debug)]
+struct WorkloadKey {
+    status: MetadataStatus,
+    image: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    pod: Option<String>,
+    runtime: Option<String>,
+    metadata: Option<Arc<RuntimeMetadata>>,
+}
+
+impl WorkloadKey {
+    fn matches(&self, ev: &EnrichedEvent) -> bool {
+        let Some(c) = &ev.container else {
+            return false;
+        };
+        self.status == ev.metadata_status
+            && self.image == c.image
+            && self.name == c.name
+            && self.namespace == c.namespace
+            && self.pod == c.pod
+            && self.runtime == c.runtime
+            && match (&self.metadata, &ev.metadata) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+
+    fn of(ev: &EnrichedEvent) -> Option<WorkloadKey> {
+        let c = ev.container.as_ref()?;
+        Some(WorkloadKey {
+            status: ev.metadata_status,
+            image: c.image.clone(),
+            name: c.name.clone(),
+            namespace: c.namespace.clone(),
+            pod: c.pod.clone(),
+            runtime: c.runtime.clone(),
+            metadata: ev.metadata.clone(),
+        })
+    }
+}
+
+/// Cgroups whose selection is remembered; past this the memory starts afresh
+/// (entries of removed cgroups also go when their `cgroup_rmdir` arrives).
+const MAX_SELECTIONS: usize = 16_384;
+
+impl Selection {
+    fn new(rules: &RuleSet) -> Self {
+        Selection {
+            host: rules.select(&Workload::host()),
+            containers: HashMap::new(),
+        }
+    }
+
+    /// The selected policies for `ev`, whose workload is `w` (`Workload::of(ev)`).
+    fn get(&mut self, rules: &RuleSet, ev: &EnrichedEvent, w: &Workload<'_>) -> &[u32] {
+        // `Workload::of` makes every event without a container a host one.
+        if w.host || ev.container.is_none() {
+            return &self.host;
+        }
+        let id = ev.event.header.cgroup_id;
+        let known = self.containers.get(&id).is_some_and(|s| s.key.matches(ev));
+        if !known && let Some(key) = WorkloadKey::of(ev) {
+            if self.containers.len() >= MAX_SELECTIONS && !self.containers.contains_key(&id) {
+                self.containers.clear();
+            }
+            let policies = rules.select(w);
+            self.containers.insert(id, Selected { key, policies });
+        }
+        &self.containers[&id].policies
+    }
+
+    fn forget(&mut self, cgroup_id: u64) {
+        self.containers.remove(&cgroup_id);
+    }
 }
 
 impl Evaluator {
@@ -648,6 +764,7 @@ impl Evaluator {
     pub fn with_limits(rules: RuleSet, limits: DetectorLimits) -> Self {
         let scans = scans_for(&rules, limits);
         Evaluator {
+            selection: Selection::new(&rules),
             rules,
             limits,
             drift: DriftDetector::new(limits),
@@ -669,16 +786,41 @@ impl Evaluator {
     /// port-scan windows start afresh.
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.scans = scans_for(&rules, self.limits);
+        self.selection = Selection::new(&rules);
         self.rules = rules;
     }
 
     /// Learns from one event and appends the findings of every rule to `out`.
+    ///
+    /// Which policies select the event's workload is remembered per cgroup
+    /// while the workload stays the same, so the cost of an event does not
+    /// grow with the number of policies that do not select it.
     pub fn evaluate(&mut self, ev: &EnrichedEvent, out: &mut Vec<Finding>) {
-        self.evaluate_with(ev, &Workload::of(ev), out);
+        let w = Workload::of(ev);
+        self.observe(ev);
+        let selected = self.selection.get(&self.rules, ev, &w);
+        let state = State {
+            drift: &self.drift,
+            scans: &mut self.scans,
+        };
+        self.rules.run(ev, &w, selected, Some(state), out);
     }
 
-    /// Like [`Evaluator::evaluate`], with the workload given.
+    /// Like [`Evaluator::evaluate`], with the workload given (its selectors
+    /// are checked on every call: the caller may describe it differently from
+    /// one event to the next).
     pub fn evaluate_with(&mut self, ev: &EnrichedEvent, w: &Workload<'_>, out: &mut Vec<Finding>) {
+        self.observe(ev);
+        let selected = self.rules.select(w);
+        let state = State {
+            drift: &self.drift,
+            scans: &mut self.scans,
+        };
+        self.rules.run(ev, w, &selected, Some(state), out);
+    }
+
+    /// What every event teaches the detectors, before matching.
+    fn observe(&mut self, ev: &EnrichedEvent) {
         self.drift.observe(ev);
         if let EventBody::Cgroup(c) = &ev.event.body
             && c.op == CgroupOp::Rmdir
@@ -686,12 +828,8 @@ impl Evaluator {
             for det in self.scans.iter_mut().flatten() {
                 det.forget_cgroup(c.id);
             }
+            self.selection.forget(c.id);
         }
-        let state = State {
-            drift: &self.drift,
-            scans: &mut self.scans,
-        };
-        self.rules.run(ev, w, Some(state), out);
     }
 }
 

@@ -1340,6 +1340,45 @@ fn pending_metadata_is_still_a_container() {
 }
 
 #[test]
+fn selection_follows_what_is_known_of_the_container() {
+    // The evaluator remembers which policies select a cgroup's workload; what
+    // it remembers must change as soon as the event shows another workload.
+    let mut ev = with_nginx_policy();
+    let perl = |ev: &mut Evaluator, a: Actor| {
+        let out = run(ev, &[a.exec("/usr/bin/perl", &["perl"])]);
+        rules_of(&out)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut pending = web();
+    pending.status = MetadataStatus::Pending;
+    pending.container = Some(ContainerInfo {
+        id: Some("3f9c".repeat(16)),
+        ..ContainerInfo::default()
+    });
+    // No image known: the nginx policy does not select it yet.
+    assert!(perl(&mut ev, pending.clone()).is_empty());
+    // The same cgroup once the runtime's files are read.
+    assert_eq!(perl(&mut ev, web()), ["unexpected-process"]);
+    // Another workload in the same cgroup id (the id reused).
+    let mut other = db();
+    other.cgroup = web().cgroup;
+    assert!(perl(&mut ev, other).is_empty());
+    assert_eq!(perl(&mut ev, web()), ["unexpected-process"]);
+    assert!(perl(&mut ev, pending).is_empty());
+    // Removed and made again: selected afresh.
+    let rmdir = host("/usr/lib/systemd/systemd").event(EventBody::Cgroup(CgroupChange {
+        op: CgroupOp::Rmdir,
+        id: web().cgroup,
+        level: 2,
+        path: "/kubepods.slice/cri-containerd-3f9c.scope".into(),
+    }));
+    assert!(run(&mut ev, &[rmdir]).is_empty());
+    assert_eq!(perl(&mut ev, web()), ["unexpected-process"]);
+}
+
+#[test]
 fn replacing_rules_keeps_what_containers_wrote() {
     let mut ev = shipped_evaluator();
     let w = web();

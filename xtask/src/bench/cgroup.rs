@@ -15,14 +15,16 @@ const PREFIX: &str = "monitor-bench-";
 pub struct BenchCgroup {
     /// The directory the agent watches (with its descendants).
     pub root: PathBuf,
-    /// The leaf the workloads join.
+    /// The leaf the workloads join, named as Docker names a container's
+    /// cgroup (`docker-<id>.scope`), so the agents see a container there.
     pub load: PathBuf,
     /// Where the "containers" of the memory benchmark are made.
     pub containers: PathBuf,
 }
 
 impl BenchCgroup {
-    pub fn create() -> anyhow::Result<BenchCgroup> {
+    /// Makes the bench's directory, with the workload leaf named `load`.
+    pub fn create(load: &str) -> anyhow::Result<BenchCgroup> {
         let text =
             fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
         let Some(mount) = cgroup2_mount_in(&text) else {
@@ -32,7 +34,7 @@ impl BenchCgroup {
         let root = mount.join(format!("{PREFIX}{}", std::process::id()));
         fs::create_dir(&root).with_context(|| format!("mkdir {}", root.display()))?;
         let cg = BenchCgroup {
-            load: root.join("load"),
+            load: root.join(load),
             containers: root.join("containers"),
             root,
         };
@@ -46,10 +48,16 @@ impl BenchCgroup {
     /// Makes `containers/c<from>` .. `containers/c<to - 1>`.
     pub fn make_containers(&self, from: usize, to: usize) -> anyhow::Result<()> {
         for i in from..to {
-            let dir = self.containers.join(format!("c{i}"));
-            fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+            self.make_container(&format!("c{i}"))?;
         }
         Ok(())
+    }
+
+    /// Makes `containers/<name>`; returns its path.
+    pub fn make_container(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.containers.join(name);
+        fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(dir)
     }
 
     /// Removes every directory below `containers`; returns how many went.

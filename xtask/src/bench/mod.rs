@@ -16,10 +16,12 @@ mod latency;
 mod memory;
 mod overhead;
 mod peers;
+mod pipeline;
 mod process;
 mod profile;
 mod report;
 mod stats;
+pub mod synthetic;
 mod throughput;
 
 use std::{
@@ -69,14 +71,16 @@ pub enum Section {
     Throughput,
     Latency,
     Memory,
+    Pipeline,
     Profile,
 }
 
-const ALL_SECTIONS: [Section; 5] = [
+const ALL_SECTIONS: [Section; 6] = [
     Section::Overhead,
     Section::Throughput,
     Section::Latency,
     Section::Memory,
+    Section::Pipeline,
     Section::Profile,
 ];
 
@@ -97,6 +101,12 @@ pub struct Plan {
     pub rate_secs: f64,
     pub latency_samples: u64,
     pub latency_rate: f64,
+    /// Alert latency: `sshd` execs per pass, and their rate.
+    pub alert_samples: u64,
+    pub alert_rate: f64,
+    /// Criterion's warm-up and measurement time per pipeline case (s).
+    pub pipeline_warmup_secs: f64,
+    pub pipeline_measure_secs: f64,
 }
 
 impl Plan {
@@ -112,12 +122,18 @@ impl Plan {
             rate_secs: if args.quick { 2.0 } else { 5.0 },
             latency_samples: if args.quick { 1000 } else { 2500 },
             latency_rate: 500.0,
+            alert_samples: if args.quick { 200 } else { 500 },
+            alert_rate: 100.0,
+            pipeline_warmup_secs: if args.quick { 1.0 } else { 3.0 },
+            pipeline_measure_secs: if args.quick { 2.0 } else { 5.0 },
         }
     }
 }
 
 /// What every section needs.
 pub struct Ctx {
+    /// The repository (its `rules/` is the shipped pack).
+    pub repo: PathBuf,
     pub monitor: PathBuf,
     pub workload: PathBuf,
     pub cgroup: BenchCgroup,
@@ -130,7 +146,17 @@ pub struct Ctx {
     pub agent_subcommands: Vec<String>,
     /// The agent's default ring buffer size, from `monitor trace --help`.
     pub ring_buffer_bytes: Option<u64>,
+    /// The agents' `--host-root`: Docker's state files for the bench's
+    /// containers, and `proc` linking to `/proc`.
+    pub host_root: PathBuf,
+    /// Docker state files in the real format, to write for new containers.
+    pub docker: synthetic::DockerState,
+    /// The container id of the workload leaf.
+    pub load_id: String,
 }
+
+/// The image of the container the workloads run in.
+pub const LOAD_IMAGE: &str = "monitor-bench/workload:1";
 
 impl Ctx {
     /// Arguments for the workload binary: in the bench's cgroup, files on
@@ -152,8 +178,10 @@ impl Ctx {
         args
     }
 
-    /// `monitor <subcommand> --cgroup <bench dir> <extra>` with stdout drained,
-    /// once it has logged `ready`.
+    /// `monitor <subcommand> --cgroup <bench dir> --host-root <host root>
+    /// <extra>` with stdout drained, once it has logged `ready`. In `extra`,
+    /// `{rules}` stands for the shipped rule pack and `{shm}` for the
+    /// bench's tmpfs directory.
     pub fn agent(
         &self,
         subcommand: &str,
@@ -161,18 +189,49 @@ impl Ctx {
         ready: &str,
         hook: Option<LineHook>,
     ) -> anyhow::Result<Drained> {
+        let extra: Vec<String> = extra.iter().map(|a| self.expand(a)).collect();
         Drained::start(
             &format!("monitor {subcommand}"),
             Command::new(&self.monitor)
                 .arg(subcommand)
                 .arg("--cgroup")
                 .arg(&self.cgroup.root)
-                .args(extra)
+                .arg("--host-root")
+                .arg(&self.host_root)
+                .args(&extra)
                 .env("MONITOR_LOG", "info"),
             Ready::Stderr(ready),
             Duration::from_secs(120),
             hook,
         )
+    }
+
+    fn expand(&self, arg: &str) -> String {
+        arg.replace("{rules}", &self.repo.join("rules").display().to_string())
+            .replace("{shm}", &self.shm.display().to_string())
+    }
+
+    /// Makes a container the agents recognise: Docker's state files under
+    /// the host root, then its cgroup (`containers/docker-<id>.scope`), in
+    /// the order dockerd and runc make them. Returns the cgroup's path.
+    pub fn make_container(&self, id: &str, name: &str, image: &str) -> anyhow::Result<PathBuf> {
+        self.docker
+            .write(&self.host_root, id, name, image)
+            .with_context(|| format!("writing Docker state for {name}"))?;
+        self.cgroup.make_container(&synthetic::docker_scope(id))
+    }
+
+    /// Removes every container cgroup and every Docker state file but the
+    /// workload leaf's; returns how many cgroups went.
+    pub fn remove_containers(&self) -> anyhow::Result<usize> {
+        let n = self.cgroup.remove_containers()?;
+        let dir = self.host_root.join("var/lib/docker/containers");
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy() != self.load_id {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -358,10 +417,14 @@ pub struct Results {
     pub throughput: Option<throughput::Throughput>,
     pub latency: Option<latency::Latency>,
     pub memory: Option<memory::Memory>,
+    pub pipeline: Option<pipeline::Pipeline>,
     pub profile: Option<Vec<profile::Profile>>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
     pub not_measured: Vec<NotMeasured>,
+    /// Wall-clock seconds each section took, and the whole bench (builds included).
+    pub section_secs: Vec<(Section, f64)>,
+    pub total_secs: f64,
 }
 
 fn capture(cmd: &mut Command) -> String {
@@ -440,18 +503,16 @@ fn not_measured(overhead: Option<&overhead::Overhead>) -> Vec<NotMeasured> {
             });
         }
     }
-    v.push(NotMeasured {
-        what: "memory with 10 vs 1,000 rules".into(),
-        why: memory::RULES_NOTE.into(),
-    });
-    v.push(NotMeasured {
-        what: "pipeline benchmark (criterion): decode + enrich + match over recorded events with 10..10,000 rules".into(),
-        why: "the policy engine (`monitor::policy`) is not on this branch yet; the benchmark belongs with it".into(),
-    });
     v
 }
 
-pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()> {
+/// `started`: when `cargo xtask bench` began (before the builds).
+pub fn run(
+    args: BenchArgs,
+    root: &Path,
+    target_dir: &Path,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench loads eBPF programs, makes cgroups and loads audit rules: run it as root");
@@ -493,15 +554,31 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         parse_ring_default(&capture(Command::new(&monitor).args(["trace", "--help"])));
     let shm = ShmDir::create()?;
     let listener = Listener::start()?;
+    // The agents read container metadata below this root, and processes
+    // through its `proc`, a link to the real one.
+    let host_root = shm.0.join("host");
+    fs::create_dir_all(&host_root)?;
+    std::os::unix::fs::symlink("/proc", host_root.join("proc"))
+        .context("linking the host root's proc to /proc")?;
+    let docker = synthetic::DockerState::fixture(root)
+        .context("reading the Docker state fixture under monitor/testdata")?;
+    let load_id = synthetic::container_id(u64::from(std::process::id()), 0);
+    docker
+        .write(&host_root, &load_id, "bench-workload", LOAD_IMAGE)
+        .context("writing the workload container's Docker state")?;
     let ctx = Ctx {
+        repo: root.to_path_buf(),
         monitor,
         workload,
-        cgroup: BenchCgroup::create()?,
+        cgroup: BenchCgroup::create(&synthetic::docker_scope(&load_id))?,
         shm: shm.0.clone(),
         port: listener.port,
         plan: plan.clone(),
         agent_subcommands,
         ring_buffer_bytes,
+        host_root,
+        docker,
+        load_id,
     };
 
     let mut results = Results {
@@ -521,18 +598,23 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
         throughput: None,
         latency: None,
         memory: None,
+        pipeline: None,
         profile: None,
         notes,
         errors: Vec::new(),
         not_measured: Vec::new(),
+        section_secs: Vec::new(),
+        total_secs: 0.0,
     };
     for section in &sections {
         eprintln!("bench: --- {section:?} ---");
+        let t0 = std::time::Instant::now();
         let outcome = match section {
             Section::Overhead => overhead::measure(&ctx).map(|o| results.overhead = Some(o)),
             Section::Throughput => throughput::measure(&ctx).map(|t| results.throughput = Some(t)),
             Section::Latency => latency::measure(&ctx).map(|l| results.latency = Some(l)),
             Section::Memory => memory::measure(&ctx).map(|m| results.memory = Some(m)),
+            Section::Pipeline => pipeline::measure(&ctx).map(|p| results.pipeline = Some(p)),
             Section::Profile => {
                 if profile::perf_works() {
                     profile::measure(&ctx).map(|(p, notes)| {
@@ -548,6 +630,9 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
                 }
             }
         };
+        results
+            .section_secs
+            .push((*section, t0.elapsed().as_secs_f64()));
         if let Err(e) = outcome {
             if interrupted() {
                 return Err(e);
@@ -568,6 +653,7 @@ pub fn run(args: BenchArgs, root: &Path, target_dir: &Path) -> anyhow::Result<()
     }
     results.machine = machine;
     results.not_measured = not_measured(results.overhead.as_ref());
+    results.total_secs = started.elapsed().as_secs_f64();
 
     let json = root.join("bench-results.json");
     let md = root.join("BENCHMARKS.md");

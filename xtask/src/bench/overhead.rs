@@ -1,7 +1,11 @@
 //! Overhead: syscall micro-loops in the bench's cgroup under each
 //! configuration, interleaved round-robin per run, as ratios to no monitor
 //! in the same run.
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use serde::Serialize;
 
@@ -73,6 +77,12 @@ pub struct Config {
 
 pub const BASELINE: &str = "none";
 pub const TRACE: &str = "monitor trace";
+pub const RUN: &str = "monitor run";
+/// `monitor run`'s arguments beyond `--cgroup` and `--host-root`, for the
+/// other sections.
+pub const RUN_ARGS: &[&str] = &["--rules", "{rules}", "--spool-dir", "{shm}/spool"];
+/// What `monitor run` logs once it is reading events and matching them.
+pub const RUN_READY: &str = "running;";
 
 /// Every configuration, in report order. A new agent mode is one line here;
 /// one whose subcommand the binary lacks is skipped with a note.
@@ -89,12 +99,14 @@ pub const CONFIGS: &[Config] = &[
             ready: "tracing;",
         },
     },
+    // The shipped rules, alerts on stdout (drained and counted like trace's
+    // lines), the spool (unused without HTTP sinks) kept on tmpfs.
     Config {
-        name: "monitor run",
+        name: RUN,
         setup: Setup::Agent {
             subcommand: "run",
-            extra: &[],
-            ready: "kernel hooks attached",
+            extra: RUN_ARGS,
+            ready: RUN_READY,
         },
     },
     Config {
@@ -142,6 +154,8 @@ pub struct Session {
     /// CPU seconds the observer used while the loops ran (start-up excluded).
     pub cpu_s: Option<f64>,
     pub answered_sigterm: Option<bool>,
+    /// For `monitor run`: the alerts it printed, by rule.
+    pub alerts_by_rule: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -187,11 +201,44 @@ enum Live {
         proc: Drained,
         cpu_at_ready: f64,
         agent: bool,
+        rules: AlertTally,
     },
     Audit {
         session: AuditSession,
         cpu_at_start: f64,
     },
+}
+
+/// Alerts by rule, counted from `monitor run`'s stdout as it is drained.
+#[derive(Clone, Default)]
+pub struct AlertTally(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl AlertTally {
+    pub fn hook(&self) -> super::process::LineHook {
+        let tally = self.0.clone();
+        Box::new(move |line: &str, _| {
+            if let Some(rule) = alert_rule(line) {
+                *tally.lock().unwrap().entry(rule.to_owned()).or_default() += 1;
+            }
+        })
+    }
+
+    pub fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// `policy/rule` of an alert line (`"rule":"ssh-server"`, `"policy":"default/processes"`).
+pub fn alert_rule(line: &str) -> Option<String> {
+    let field = |key: &str| -> Option<&str> {
+        let at = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+        line[at..].split('"').next()
+    };
+    let rule = field("rule")?;
+    Some(match field("policy") {
+        Some(p) => format!("{p}/{rule}"),
+        None => rule.to_owned(),
+    })
 }
 
 /// Can this configuration run here? `Err` says why not.
@@ -237,12 +284,15 @@ fn start(ctx: &Ctx, cfg: &Config) -> anyhow::Result<Live> {
             extra,
             ready,
         } => {
-            let proc = ctx.agent(subcommand, extra, ready, None)?;
+            let rules = AlertTally::default();
+            let hook = (subcommand == "run").then(|| rules.hook());
+            let proc = ctx.agent(subcommand, extra, ready, hook)?;
             let cpu_at_ready = cpu_secs(proc.pid()).unwrap_or(0.0);
             Live::Observer {
                 proc,
                 cpu_at_ready,
                 agent: true,
+                rules,
             }
         }
         Setup::Auditd => {
@@ -259,6 +309,7 @@ fn start(ctx: &Ctx, cfg: &Config) -> anyhow::Result<Live> {
                 proc,
                 cpu_at_ready,
                 agent: false,
+                rules: AlertTally::default(),
             }
         }
     })
@@ -276,6 +327,7 @@ fn stop(live: Live, run: usize, config: &'static str) -> anyhow::Result<Session>
             proc,
             cpu_at_ready,
             agent,
+            rules,
         } => {
             // Let the last lines of the loop arrive before stopping.
             proc.wait_for_lines(u64::MAX, Duration::from_millis(300), Duration::from_secs(5))?;
@@ -284,6 +336,7 @@ fn stop(live: Live, run: usize, config: &'static str) -> anyhow::Result<Session>
             let stopped = proc.stop(signal, Duration::from_secs(15));
             s.lines = Some(stopped.lines);
             s.answered_sigterm = Some(stopped.answered);
+            s.alerts_by_rule = rules.take();
             let err = strip_ansi(&stopped.stderr);
             if agent {
                 let last = err.lines().rev().find(|l| l.contains("lost_total="));

@@ -99,7 +99,7 @@ fn record(pid: u32, secs: f64, out: &Path) -> anyhow::Result<()> {
 }
 
 /// `perf report` rows: percent, dso, symbol. `children`: inclusive shares.
-fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
+pub(super) fn report(data: &Path, children: bool) -> anyhow::Result<Vec<Symbol>> {
     let out = Command::new("perf")
         .args(["report", "--stdio", "-g", "none", "--sort", "dso,symbol"])
         .arg(if children {
@@ -139,7 +139,8 @@ impl Profile {
             .iter()
             .filter(|s| s.symbol == symbol)
             .map(|s| s.percent)
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 }
 

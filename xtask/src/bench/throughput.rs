@@ -1,12 +1,14 @@
 //! Throughput without loss: open-write-close events at rising paced rates
-//! into `monitor trace --kind file`, reading its own count of lost records
-//! from the final log line after SIGTERM.
+//! into `monitor trace --kind file`, then into `monitor run` with the shipped
+//! rules, reading the agent's own count of records and lost records from its
+//! final log line after SIGTERM.
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{
     Ctx,
+    overhead::{RUN_ARGS, RUN_READY},
     process::{Workload, check_interrupt, cpu_secs, field_u64, strip_ansi},
     stats::Spread,
 };
@@ -14,6 +16,8 @@ use super::{
 /// One rate step in one repetition of the ladder.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
+    /// `trace` or `run`.
+    pub agent: &'static str,
     pub rep: usize,
     pub target_rate: u64,
     pub procs: usize,
@@ -21,7 +25,7 @@ pub struct Step {
     /// Events the generators made.
     pub events: u64,
     pub achieved_rate: f64,
-    /// File lines the agent printed.
+    /// Lines the agent printed: file events for trace, alerts for run.
     pub lines: u64,
     /// Records the agent read from its ring buffer (its final log line).
     pub records: Option<u64>,
@@ -36,9 +40,19 @@ pub struct Step {
 }
 
 impl Step {
-    /// Every event arrived and the agent counted no loss.
+    /// Every event arrived and the agent counted no loss: trace printed a
+    /// line for each, run read a record for each (it prints only alerts).
     pub fn lossless(&self) -> bool {
-        self.lost == Some(0) && self.lines >= self.events
+        self.lost == Some(0) && self.arrived() >= self.events
+    }
+
+    /// Events that made it to the agent's output (trace) or input (run).
+    pub fn arrived(&self) -> u64 {
+        if self.agent == "run" {
+            self.records.unwrap_or(0)
+        } else {
+            self.lines
+        }
     }
 }
 
@@ -67,6 +81,8 @@ pub struct Throughput {
     pub highest_lossless_target: Option<u64>,
     /// The median achieved rate at that step.
     pub highest_lossless_achieved: Option<f64>,
+    /// The same ladder under `monitor run` (the shipped rules).
+    pub run: Option<Box<Throughput>>,
 }
 
 fn procs_for(rate: u64) -> usize {
@@ -75,8 +91,18 @@ fn procs_for(rate: u64) -> usize {
 }
 
 /// Runs one step: agent up, generators at `rate` for `secs`, agent stopped.
-pub fn step(ctx: &Ctx, rep: usize, rate: u64, secs: f64) -> anyhow::Result<Step> {
-    let mut agent = ctx.agent("trace", &["--kind", "file"], "tracing;", None)?;
+pub fn step(
+    ctx: &Ctx,
+    agent_kind: &'static str,
+    rep: usize,
+    rate: u64,
+    secs: f64,
+) -> anyhow::Result<Step> {
+    let mut agent = if agent_kind == "run" {
+        ctx.agent("run", RUN_ARGS, RUN_READY, None)?
+    } else {
+        ctx.agent("trace", &["--kind", "file"], "tracing;", None)?
+    };
     let cpu0 = cpu_secs(agent.pid()).unwrap_or(0.0);
     let procs = procs_for(rate);
     let per = rate as f64 / procs as f64;
@@ -102,13 +128,20 @@ pub fn step(ctx: &Ctx, rep: usize, rate: u64, secs: f64) -> anyhow::Result<Step>
         elapsed = elapsed.max(v["elapsed_ns"].as_f64().unwrap_or(0.0) / 1e9);
     }
     // The agent may still be catching up: wait for every line, or for quiet.
-    let lines = agent.wait_for_lines(events, Duration::from_secs(2), Duration::from_secs(20))?;
+    // (run prints no line for these events: its count comes at the end.)
+    let lines = if agent_kind == "run" {
+        super::process::sleep(Duration::from_millis(500))?;
+        agent.lines()
+    } else {
+        agent.wait_for_lines(events, Duration::from_secs(2), Duration::from_secs(20))?
+    };
     let alive_at_end = agent.alive();
     let agent_cpu_s = cpu_secs(agent.pid()).map(|c| c - cpu0);
     let stopped = agent.stop(libc::SIGTERM, Duration::from_secs(15));
     let err = strip_ansi(&stopped.stderr);
     let last = err.lines().rev().find(|l| l.contains("lost_total="));
     let s = Step {
+        agent: agent_kind,
         rep,
         target_rate: rate,
         procs,
@@ -125,10 +158,11 @@ pub fn step(ctx: &Ctx, rep: usize, rate: u64, secs: f64) -> anyhow::Result<Step>
         printed_final_line: last.is_some(),
     };
     eprintln!(
-        "bench: throughput {rate}/s: made {} ({:.0}/s), {} lines, lost {:?}, agent {:.2} cores",
+        "bench: throughput ({agent_kind}) {rate}/s: made {} ({:.0}/s), {} lines, {:?} records, lost {:?}, agent {:.2} cores",
         s.events,
         s.achieved_rate,
         s.lines,
+        s.records,
         s.lost,
         s.agent_cores.unwrap_or(f64::NAN)
     );
@@ -136,16 +170,31 @@ pub fn step(ctx: &Ctx, rep: usize, rate: u64, secs: f64) -> anyhow::Result<Step>
 }
 
 pub fn measure(ctx: &Ctx) -> anyhow::Result<Throughput> {
+    let with_run = ctx.agent_subcommands.iter().any(|s| s == "run");
+    let agents: &[&'static str] = if with_run {
+        &["trace", "run"]
+    } else {
+        &["trace"]
+    };
     let mut steps = Vec::new();
     for rep in 0..ctx.plan.reps {
-        for &rate in &ctx.plan.rates {
-            check_interrupt()?;
-            steps.push(step(ctx, rep, rate, ctx.plan.rate_secs)?);
+        for &agent in agents {
+            for &rate in &ctx.plan.rates {
+                check_interrupt()?;
+                steps.push(step(ctx, agent, rep, rate, ctx.plan.rate_secs)?);
+            }
         }
     }
-    let mut t = summarize(&steps, &ctx.plan.rates);
+    let (run, trace): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|s| s.agent == "run");
+    let mut t = summarize(&trace, &ctx.plan.rates);
     t.ring_buffer_bytes = ctx.ring_buffer_bytes;
     t.ring_capacity_records = ctx.ring_buffer_bytes.map(|b| b / t.file_record_bytes);
+    if with_run {
+        let mut r = summarize(&run, &ctx.plan.rates);
+        r.ring_buffer_bytes = t.ring_buffer_bytes;
+        r.ring_capacity_records = t.ring_capacity_records;
+        t.run = Some(Box::new(r));
+    }
     Ok(t)
 }
 
@@ -171,7 +220,7 @@ pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
                 target_rate: rate,
                 achieved_rate: spread(&|s| Some(s.achieved_rate), rate),
                 lost: spread(&|s| s.lost.map(|l| l as f64), rate),
-                missing_lines: spread(&|s| Some(s.events.saturating_sub(s.lines) as f64), rate),
+                missing_lines: spread(&|s| Some(s.events.saturating_sub(s.arrived()) as f64), rate),
                 agent_cores: spread(&|s| s.agent_cores, rate),
                 lossless_reps: these.iter().filter(|s| s.lossless()).count(),
                 reps: these.len(),
@@ -207,6 +256,7 @@ pub fn summarize(steps: &[Step], rates: &[u64]) -> Throughput {
         highest_lossless_target: highest.map(|r| r.target_rate),
         highest_lossless_achieved: achieved,
         rates: summaries,
+        run: None,
     }
 }
 
@@ -216,6 +266,7 @@ mod tests {
 
     fn step(rate: u64, events: u64, lines: u64, lost: u64) -> Step {
         Step {
+            agent: "trace",
             rep: 0,
             target_rate: rate,
             procs: 1,

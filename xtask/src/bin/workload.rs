@@ -12,7 +12,11 @@
 //! - `getppid`: the control, a syscall no hook sees;
 //! - `rate`: `open` paced at `--rate` per second for `--secs` seconds;
 //! - `marker`: `--iterations` files named `lat-<CLOCK_MONOTONIC ns>-<seq>`,
-//!   created in `--dir` at `--rate` per second, for the latency benchmark.
+//!   created in `--dir` at `--rate` per second, for the latency benchmark;
+//! - `exec-marker`: `--iterations` fork+execs at `--rate` per second of
+//!   `--dir/<seq>/sshd` (seq from `--first`) with argv `sshd lat-<ns>-<seq>`,
+//!   the CLOCK_MONOTONIC time taken in the child just before execve: the
+//!   alert latency benchmark (`sshd` in a container is an alert).
 //!
 //! With `--cgroup DIR` the process first moves itself into that cgroup v2
 //! directory (children inherit it). Every loop stops at `--max-secs` even when
@@ -33,6 +37,7 @@ struct Opts {
     port: u16,
     rate: f64,
     secs: f64,
+    first: u64,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -50,6 +55,7 @@ fn parse() -> Result<Opts, String> {
         port: 0,
         rate: 1000.0,
         secs: 1.0,
+        first: 0,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -63,6 +69,7 @@ fn parse() -> Result<Opts, String> {
             "--port" => o.port = value.parse().map_err(|e| bad(&e))?,
             "--rate" => o.rate = value.parse().map_err(|e| bad(&e))?,
             "--secs" => o.secs = value.parse().map_err(|e| bad(&e))?,
+            "--first" => o.first = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -93,8 +100,9 @@ fn main() {
         "exec" | "open" | "connect" | "getppid" => timed_loop(&o),
         "rate" => paced_open(&o),
         "marker" => markers(&o),
+        "exec-marker" => exec_markers(&o),
         other => Err(format!(
-            "unknown kind {other}: use exec, open, connect, getppid, rate or marker"
+            "unknown kind {other}: use exec, open, connect, getppid, rate, marker or exec-marker"
         )),
     };
     match result {
@@ -329,6 +337,53 @@ fn markers(o: &Opts) -> Result<String, String> {
     }
     Ok(format!(
         r#"{{"kind":"marker","iterations":{done},"elapsed_ns":{}}}"#,
+        start.elapsed().as_nanos()
+    ))
+}
+
+/// Execs of `<dir>/<seq>/sshd lat-<ns>-<seq>`, the time taken in the child
+/// just before execve (a distinct path each, so no alert folds into another).
+fn exec_markers(o: &Opts) -> Result<String, String> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(o.max_secs);
+    let mut done = 0u64;
+    while done < o.iterations && Instant::now() < deadline {
+        let due = start + Duration::from_secs_f64(done as f64 / o.rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let seq = o.first + done;
+        let path = CString::new(format!("{}/{seq}/sshd", o.dir)).unwrap();
+        let argv0 = CString::new("sshd").unwrap();
+        // SAFETY: fork of this single-threaded process; the child formats its
+        // argument, calls execv and _exit only.
+        unsafe {
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(os_err("fork"));
+            }
+            if pid == 0 {
+                let arg = CString::new(format!("lat-{}-{seq}", monotonic_ns())).unwrap();
+                let argv = [argv0.as_ptr(), arg.as_ptr(), std::ptr::null()];
+                libc::execv(path.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+            let mut status = 0;
+            if libc::waitpid(pid, &mut status, 0) != pid {
+                return Err(os_err("waitpid"));
+            }
+            if status != 0 {
+                return Err(format!(
+                    "{} exited with status {status}",
+                    path.to_string_lossy()
+                ));
+            }
+        }
+        done += 1;
+    }
+    Ok(format!(
+        r#"{{"kind":"exec-marker","iterations":{done},"elapsed_ns":{}}}"#,
         start.elapsed().as_nanos()
     ))
 }
