@@ -5,7 +5,6 @@
 use std::{
     fs,
     io::{BufRead, BufReader},
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -74,25 +73,7 @@ impl TestCgroup {
 
     /// A command whose process joins this cgroup before it execs.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        let procs = self.path.join("cgroup.procs");
-        let procs = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::close(fd);
-                if n != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd
+        cgroups::command_in(&self.path, program)
     }
 
     /// Runs a command inside the cgroup to completion; panics on failure.
