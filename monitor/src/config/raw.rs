@@ -1,13 +1,13 @@
 //! The configuration file as written (format in `deploy/README.md`), before
 //! validation. Values that can be wrong in ways YAML cannot tell are kept as
 //! [`Spanned`] so their diagnostics point at the value itself.
-use std::{collections::BTreeMap, fmt, marker::PhantomData, path::PathBuf};
+use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use serde::{
     Deserialize, Deserializer,
-    de::{self, MapAccess, SeqAccess, Visitor},
+    de::{self, MapAccess, Visitor},
 };
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Spanned;
 
 use crate::sink::{RetryConfig, SecretSource, SpoolConfig, TlsConfig};
 
@@ -175,46 +175,6 @@ impl<'de> Deserialize<'de> for Value {
     }
 }
 
-/// One value or a list of them: `rules: /etc/monitor/rules` or `rules: [a, b]`.
-/// Items of a list keep their own position; a single value has none (the
-/// position of the key's value stands in).
-#[derive(Clone, Debug)]
-pub(crate) struct OneOrMany<T>(pub Vec<Spanned<T>>);
-
-impl<T> Default for OneOrMany<T> {
-    fn default() -> Self {
-        OneOrMany(Vec::new())
-    }
-}
-
-fn unplaced<T>(value: T) -> Spanned<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = OneOrMany<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("one value or a list of values")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
-                while let Some(item) = seq.next_element::<Spanned<T>>()? {
-                    v.push(item);
-                }
-                Ok(OneOrMany(v))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                T::deserialize(de::value::StrDeserializer::<E>::new(s))
-                    .map(|t| OneOrMany(vec![unplaced(t)]))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|t| OneOrMany(vec![unplaced(t)]))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
-    }
-}
+/// One value or a list of them (`rules: /etc/monitor/rules` or `rules: [a, b]`),
+/// each with its position: the rule files' list type.
+pub(crate) use crate::policy::raw::List as OneOrMany;

@@ -27,7 +27,7 @@ mod diagnostic;
 mod evaluate;
 mod load;
 mod matcher;
-mod raw;
+pub(crate) mod raw;
 mod selector;
 #[cfg(test)]
 mod tests;

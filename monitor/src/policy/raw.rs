@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt, marker::PhantomData};
 
 use serde::{
     Deserialize, Deserializer,
-    de::{self, IntoDeserializer, SeqAccess, Visitor},
+    de::{self, IntoDeserializer, MapAccess, SeqAccess, Visitor},
 };
 use serde_saphyr::{Location, Spanned};
 
@@ -300,6 +300,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+            // A bare mapping is one value too (the config's `{file: ...}`).
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(OneOrMany::One)
             }
         }
         d.deserialize_any(V(PhantomData))
