@@ -634,19 +634,9 @@ mod tests {
         );
     }
 
-    /// The cgroup2 mount point, from this machine's mountinfo.
-    fn real_cgroup2_mount() -> Option<PathBuf> {
-        let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-        info.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = left.split_whitespace().nth(4)?;
-            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(point))
-        })
-    }
-
     #[test]
     fn scans_the_real_cgroup2_tree_and_finds_this_process() {
-        let Some(mount) = real_cgroup2_mount() else {
+        let Ok(mount) = crate::bpf::cgroupfs::cgroup2_mount() else {
             eprintln!("no cgroup2 mount here; nothing to scan");
             return;
         };
