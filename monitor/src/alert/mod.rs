@@ -94,7 +94,36 @@ pub struct Alert {
     /// Added field: for a folded update sent at the end of a dedup window, the
     /// `id` of the first alert of that window (already sent); `null` otherwise.
     pub update_of: Option<String>,
+    /// Added field: the rule's ATT&CK technique ids (`T1059.004`); empty for
+    /// rules that list none and for alerts about the agent.
+    pub tags: Vec<String>,
+    /// Added field: the operation failed (a write refused with EACCES, EPERM,
+    /// EROFS, ...): an attempt, reported all the same.
+    pub attempt: bool,
+    /// Added field: for a port-scan alert, what the scan touched and the
+    /// egress alerts folded into it; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanSummary>,
 }
+
+/// The alert record's `scan` object: one port scan, the destinations it tried
+/// (listed up to a cap) and how many per-destination egress alerts it stands for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ScanSummary {
+    /// Distinct destination ports within the window, ascending, at most [`SCAN_LIST_CAP`].
+    pub ports: Vec<u16>,
+    /// Distinct destination hosts within the window, at most [`SCAN_LIST_CAP`].
+    pub hosts: Vec<String>,
+    /// How many distinct ports the window held (may exceed the list).
+    pub distinct_ports: usize,
+    /// How many distinct hosts the window held (may exceed the list).
+    pub distinct_hosts: usize,
+    /// Egress alerts of the same workload folded into this one instead of sent.
+    pub folded_alerts: u64,
+}
+
+/// How many ports and hosts a scan alert lists.
+pub const SCAN_LIST_CAP: usize = 64;
 
 impl Alert {
     /// A new alert stamped now, with a fresh id, `count` 1 and no context:
@@ -148,6 +177,9 @@ impl Alert {
             network: None,
             count: 1,
             update_of: None,
+            tags: Vec::new(),
+            attempt: false,
+            scan: None,
         }
     }
 
@@ -244,6 +276,8 @@ impl Alert {
         );
         alert.container = event.container.clone();
         alert.metadata_status = Some(event.metadata_status);
+        alert.tags = finding.tags.to_vec();
+        alert.attempt = finding.attempt;
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -256,7 +290,10 @@ impl Alert {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::{
+        sync::Arc,
+        time::{Duration, SystemTime},
+    };
 
     use super::*;
     use crate::{
@@ -293,6 +330,7 @@ mod tests {
             container,
             metadata_status: status,
             metadata: None,
+            origin: None,
         }
     }
 
@@ -303,6 +341,8 @@ mod tests {
             severity: Severity::High,
             kind: AlertKind::Process,
             summary: "denied process /usr/sbin/sshd".into(),
+            tags: Arc::from(vec!["T1021.004".to_owned()]),
+            attempt: false,
         }
     }
 

@@ -18,6 +18,7 @@
 //! | `None` | `pending` | the event's cgroup is not known yet (its `cgroup_mkdir` is still in flight); looked up |
 #![warn(missing_docs)]
 use std::{
+    collections::HashMap,
     io,
     path::{Path, PathBuf},
     sync::Arc,
@@ -100,6 +101,49 @@ pub enum MetadataStatus {
     Host,
 }
 
+/// Where an exec sits in its container's process tree, for rules that judge a
+/// program by who started it (the shipped `shell` rule): the container's own
+/// start-up, a process started into the running container from outside
+/// (`docker exec`, `kubectl exec`, `nsenter`), or a child of a process inside.
+///
+/// The container's first process is the first one seen entering its cgroup
+/// from outside (or, for containers older than the agent, the earliest
+/// started such process the `/proc` walk found).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOrigin {
+    /// The process is the container's first process (what the runtime
+    /// started), in its first program or after an `exec` hand-over.
+    pub container_init: bool,
+    /// The parent runs outside the container's cgroup (the runtime's shim,
+    /// runc, a host process): the process was started into the running
+    /// container. False for the container's first process.
+    pub entered: bool,
+    /// The parent is the container's first process still running the first
+    /// program the agent saw it start (the entrypoint, before any hand-over).
+    pub parent_is_entrypoint: bool,
+    /// The parent's program name ([`program_name`]), when known.
+    pub parent_program: Option<String>,
+}
+
+/// A program's real name: the executable's file name, or for busybox (run as
+/// `busybox APPLET ...` or through a link whose argv[0] names the applet) the
+/// applet's. `/bin/busybox` with argv `["nc", ...]` is `nc`; `/usr/bin/nc` is
+/// `nc` whatever it links to.
+pub fn program_name<'a>(exe: &'a str, args: &'a [String]) -> &'a str {
+    let base = |s: &'a str| s.rsplit('/').next().unwrap_or(s);
+    let name = base(exe);
+    // busybox's standalone shell runs its applets as `/proc/self/exe` with
+    // the applet in argv[0].
+    let reexec = exe.starts_with("/proc/") && name == "exe";
+    if !name.starts_with("busybox") && !reexec {
+        return name;
+    }
+    match args.first().map(|a| base(a)) {
+        Some(a0) if !a0.is_empty() && !a0.starts_with("busybox") => a0,
+        _ => args.get(1).map_or(name, |a| base(a)),
+    }
+}
+
 /// An event with its process and container context attached.
 #[derive(Clone, Debug)]
 pub struct EnrichedEvent {
@@ -113,6 +157,8 @@ pub struct EnrichedEvent {
     pub metadata_status: MetadataStatus,
     /// Everything the runtime's files said (labels, posture facts), once read.
     pub metadata: Option<Arc<RuntimeMetadata>>,
+    /// For an exec in a container: where it sits in the container's process tree.
+    pub origin: Option<ExecOrigin>,
 }
 
 /// What the [`Enricher`] reads and how much it keeps.
@@ -165,7 +211,13 @@ pub struct Enricher {
     registry: CgroupRegistry,
     table: ProcessTable,
     next_retry_check: Option<Instant>,
+    /// cgroup id -> the pid of the container's first process.
+    inits: HashMap<u64, u32>,
 }
+
+/// Containers whose first process is remembered; past this the oldest
+/// memory starts afresh (entries also go with their cgroup's rmdir).
+const MAX_INITS: usize = 65_536;
 
 impl Enricher {
     /// An enricher with an empty registry and process table; call
@@ -179,6 +231,7 @@ impl Enricher {
             registry,
             table,
             next_retry_check: None,
+            inits: HashMap::new(),
         }
     }
 
@@ -197,7 +250,64 @@ impl Enricher {
         self.registry.scan(cgroup2_mount, Instant::now())?;
         self.table
             .seed_from_proc(&self.config.proc_root, Some(cgroup2_mount))?;
+        self.seed_inits();
         Ok(())
+    }
+
+    /// For every container seen in the `/proc` walk, its first process: of
+    /// the processes in its cgroup whose parent is outside it, the one that
+    /// started first (later ones were started into it, `docker exec`).
+    fn seed_inits(&mut self) {
+        let mut first: HashMap<u64, (u64, u32)> = HashMap::new();
+        for e in self.table.iter() {
+            if e.cgroup_id == 0 || e.exited_at.is_some() {
+                continue;
+            }
+            let inside = self.registry.container_info(e.cgroup_id).0.is_some();
+            let parent_cgroup = e.ppid.and_then(|p| self.table.get(p)).map(|p| p.cgroup_id);
+            if !inside || parent_cgroup == Some(e.cgroup_id) {
+                continue;
+            }
+            let slot = first.entry(e.cgroup_id).or_insert((e.start_ns, e.pid));
+            if (e.start_ns, e.pid) < *slot {
+                *slot = (e.start_ns, e.pid);
+            }
+        }
+        self.inits
+            .extend(first.into_iter().map(|(cg, (_, pid))| (cg, pid)));
+    }
+
+    /// Where the exec of `pid` in `cgroup` sits in its container's tree;
+    /// the first process entering a container from outside becomes its init.
+    fn origin(&mut self, cgroup: u64, pid: u32) -> ExecOrigin {
+        let parent = self
+            .table
+            .get(pid)
+            .and_then(|e| e.ppid)
+            .and_then(|p| self.table.get(p));
+        let outside = parent.is_none_or(|p| p.cgroup_id != cgroup);
+        let init = match self.inits.get(&cgroup) {
+            Some(&init) => init,
+            None if outside => {
+                if self.inits.len() >= MAX_INITS {
+                    self.inits.clear();
+                }
+                self.inits.insert(cgroup, pid);
+                pid
+            }
+            None => 0,
+        };
+        let parent_is_entrypoint = parent.is_some_and(|p| p.pid == init && p.execs == 1);
+        ExecOrigin {
+            container_init: pid == init,
+            entered: outside && pid != init,
+            parent_is_entrypoint,
+            parent_program: parent.and_then(|p| {
+                p.exe
+                    .as_deref()
+                    .map(|exe| program_name(exe, &p.args).to_owned())
+            }),
+        }
     }
 
     /// Updates the state from `event` and attaches its context.
@@ -215,7 +325,10 @@ impl Enricher {
         if let EventBody::Cgroup(change) = &event.body {
             match change.op {
                 CgroupOp::Mkdir => self.registry.on_mkdir(change.id, &change.path, now),
-                CgroupOp::Rmdir => self.registry.on_rmdir(change.id),
+                CgroupOp::Rmdir => {
+                    self.registry.on_rmdir(change.id);
+                    self.inits.remove(&change.id);
+                }
             }
         }
         if self.next_retry_check.is_none_or(|t| now >= t) {
@@ -248,12 +361,15 @@ impl Enricher {
         }
         let (container, metadata_status) = self.registry.container_info(cgroup_id);
         let metadata = self.registry.metadata(cgroup_id);
+        let origin = (container.is_some() && matches!(event.body, EventBody::Exec(_)))
+            .then(|| self.origin(cgroup_id, h.pid));
         EnrichedEvent {
             event,
             process,
             container,
             metadata_status,
             metadata,
+            origin,
         }
     }
 

@@ -39,6 +39,10 @@ pub struct ProcessEntry {
     pub cgroup_id: u64,
     /// When it exited (`bpf_ktime_get_ns`), if it did.
     pub exited_at: Option<u64>,
+    /// Exec events seen for this pid: 1 while it runs the first program the
+    /// agent saw it start, more after an `exec` hand-over; 0 when it was read
+    /// from `/proc` (what it ran before is unknown).
+    pub execs: u32,
     /// The table's clock at the last event about it: eviction order of live entries.
     last_seen: u64,
 }
@@ -56,6 +60,7 @@ impl ProcessEntry {
             start_ns: 0,
             cgroup_id: 0,
             exited_at: None,
+            execs: 0,
             last_seen: 0,
         }
     }
@@ -108,6 +113,11 @@ impl ProcessTable {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Every process the table holds, live or exited, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &ProcessEntry> {
+        self.entries.values()
     }
 
     /// The process `pid`, live or exited.
@@ -207,6 +217,7 @@ impl ProcessTable {
                 }
                 entry.exe = Some(exec.filename.clone());
                 entry.args.clone_from(&exec.args);
+                entry.execs = entry.execs.saturating_add(1);
                 if exec.ppid != 0 {
                     entry.ppid = Some(exec.ppid);
                 }
@@ -222,6 +233,7 @@ impl ProcessTable {
                     start_ns: h.ktime_ns,
                     cgroup_id: entry.cgroup_id,
                     exited_at: None,
+                    execs: 0,
                     last_seen: 0,
                 };
                 self.insert_keeping(entry, None);
@@ -400,6 +412,7 @@ fn read_proc_at(
         start_ns,
         cgroup_id,
         exited_at: None,
+        execs: 0,
         last_seen: 0,
     })
 }

@@ -14,7 +14,7 @@ use serde_saphyr::{Location, Spanned};
 use super::{
     Diagnostic,
     detect::ScanParams,
-    evaluate::{ALL_OPS, Body, Exception, FileRule, Policy, Rule, RuleSet, op_bit},
+    evaluate::{ALL_OPS, Body, Exception, FileRule, Policy, Rule, RuleSet, ShellRule, op_bit},
     load::{Merged, MergedPolicy, MergedRule},
     matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
     raw::{List, RawDest, RawException, RawExec, RawPort, RawRule, RawSelector, loc},
@@ -215,37 +215,58 @@ impl Ctx<'_> {
 
     fn exec_list(&mut self, file: usize, entries: &[RawExec], at: Location) -> ExecList {
         let mut plain = Vec::new();
+        let mut plain_names = Vec::new();
         let mut conditional = Vec::new();
         for e in entries {
-            if e.exe.is_empty() {
+            if e.exe.is_empty() && e.name.is_empty() {
                 self.error(
                     file,
                     at,
-                    "a process entry has an empty `exe` list",
-                    "give at least one executable glob, e.g. `exe: \"**/sshd\"`",
+                    "a process entry has neither `exe` nor `name`",
+                    "give an executable glob (`exe: \"**/sshd\"`) or a program name (`name: sshd`, which also matches busybox applets)",
                 );
                 continue;
             }
-            if e.args.is_empty() && e.parents.is_empty() {
+            for n in &e.name {
+                if n.value.contains('/') {
+                    self.error(
+                        file,
+                        loc(n),
+                        format!("program name `{}` has a `/`: names are file names", n.value),
+                        "write the file name alone (`name: nc`), or match the path with `exe:`",
+                    );
+                }
+            }
+            if e.args.is_empty() && e.parents.is_empty() && (e.exe.is_empty() || e.name.is_empty())
+            {
                 plain.extend(
                     e.exe
                         .iter()
                         .filter_map(|s| self.glob(file, s, GlobKind::Path, "exe")),
                 );
+                plain_names.extend(
+                    e.name
+                        .iter()
+                        .filter_map(|s| self.glob(file, s, GlobKind::Text, "name")),
+                );
                 continue;
             }
-            let exe = self
-                .globs(file, &e.exe, GlobKind::Path, "exe")
-                .unwrap_or_else(Globs::empty);
+            let exe = self.globs(file, &e.exe, GlobKind::Path, "exe");
+            let names = self.globs(file, &e.name, GlobKind::Text, "name");
             let args = e
                 .args
                 .iter()
                 .filter_map(|s| self.matcher(file, s, GlobKind::Text, "args"))
                 .collect();
             let parents = self.globs(file, &e.parents, GlobKind::Path, "parents");
-            conditional.push(ExecPattern { exe, args, parents });
+            conditional.push(ExecPattern {
+                exe,
+                names,
+                args,
+                parents,
+            });
         }
-        ExecList::new(conditional, plain)
+        ExecList::new(conditional, plain, plain_names)
     }
 
     fn dests(&mut self, file: usize, entries: &[RawDest]) -> Vec<Dest> {
@@ -494,17 +515,46 @@ fn compile_rule(cx: &mut Ctx<'_>, policy: &Arc<str>, r: &MergedRule) -> Option<R
             r.file,
             loc(&r.name),
             format!("rule `{}` says nothing to check", r.name.value),
-            "give one of `process`, `file`, `egress`, `drift`, `memfd` or `port_scan`",
+            "give one of `process`, `shell`, `file`, `egress`, `drift`, `memfd` or `port_scan`",
         );
         return None;
     };
+    let mut tags = Vec::new();
+    if let Some((file, list)) = &r.tags {
+        for t in list {
+            if is_technique_id(t.value.trim()) {
+                tags.push(t.value.trim().to_owned());
+            } else {
+                cx.error(
+                    *file,
+                    loc(t),
+                    format!("`{}` is not an ATT&CK technique id", t.value),
+                    "write a technique or sub-technique id such as `T1059` or `T1059.004`",
+                );
+            }
+        }
+    }
     let body = compile_body(cx, *file, raw)?;
     Some(Rule {
         name: Arc::from(r.name.value.as_str()),
         policy: policy.clone(),
         severity: severity?,
+        tags: Arc::from(tags),
         body,
     })
+}
+
+/// `T` and four digits, optionally `.` and three more: `T1059`, `T1059.004`.
+fn is_technique_id(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('T') else {
+        return false;
+    };
+    let (main, sub) = match rest.split_once('.') {
+        Some((m, sub)) => (m, Some(sub)),
+        None => (rest, None),
+    };
+    let digits = |d: &str, n: usize| d.len() == n && d.bytes().all(|b| b.is_ascii_digit());
+    digits(main, 4) && sub.is_none_or(|sub| digits(sub, 3))
 }
 
 fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
@@ -552,7 +602,40 @@ fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
             }
         };
     }
+    if let Some(sh) = &raw.shell {
+        if sh.shells.is_empty() {
+            cx.error(
+                file,
+                at,
+                format!("shell rule `{}` lists no shells", raw.name.value),
+                "list the program names that are shells, e.g. `shells: [sh, bash, dash, ash]`",
+            );
+            return None;
+        }
+        return Some(Body::Shell(ShellRule {
+            shells: cx
+                .globs(file, &sh.shells, GlobKind::Text, "shell")
+                .unwrap_or_else(Globs::empty),
+            chain: cx
+                .globs(file, &sh.chain, GlobKind::Text, "chain")
+                .unwrap_or_else(Globs::empty),
+        }));
+    }
     if let Some(fr) = &raw.file {
+        let mut mode_bits = 0;
+        for b in &fr.mode_bits {
+            match b.value.trim() {
+                "setuid" => mode_bits |= 0o4000,
+                "setgid" => mode_bits |= 0o2000,
+                "sticky" => mode_bits |= 0o1000,
+                _ => cx.error(
+                    file,
+                    loc(b),
+                    format!("unknown mode bit `{}`", b.value),
+                    "use setuid, setgid or sticky",
+                ),
+            }
+        }
         let mut ops = if fr.ops.is_empty() { ALL_OPS } else { 0 };
         for o in &fr.ops {
             match file_op(&o.value) {
@@ -571,6 +654,8 @@ fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
                 .globs(file, &fr.allow, GlobKind::Path, "allow")
                 .unwrap_or_else(Globs::empty),
             ops,
+            mode_bits,
+            linked_to: cx.globs(file, &fr.linked_to, GlobKind::Path, "linked_to"),
         }));
     }
     if let Some(er) = &raw.egress {
@@ -689,6 +774,7 @@ fn compile_exception(
         selector,
         exe: cx.globs(file, &r.exe, GlobKind::Path, "exe"),
         parents: cx.globs(file, &r.parents, GlobKind::Path, "parents"),
+        ancestors: cx.globs(file, &r.ancestors, GlobKind::Path, "ancestors"),
         paths: cx.globs(file, &r.paths, GlobKind::Path, "path"),
         to: cx.table(file, &r.to),
         ports: cx.ports(file, &r.ports),
@@ -697,6 +783,7 @@ fn compile_exception(
     let unconditional = e.selector.is_none()
         && e.exe.is_none()
         && e.parents.is_none()
+        && e.ancestors.is_none()
         && e.paths.is_none()
         && e.to.is_none()
         && e.ports.is_none()
@@ -706,7 +793,7 @@ fn compile_exception(
             file,
             loc(x),
             format!("this exception has no conditions and names no rules: it would silence all of policy `{policy}`"),
-            "add conditions (selector, exe, parents, paths, to, ports, dns), or set `enabled: false` on the rules to turn off",
+            "add conditions (selector, exe, parents, ancestors, paths, to, ports, dns), or set `enabled: false` on the rules to turn off",
         );
         return None;
     }

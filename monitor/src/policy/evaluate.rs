@@ -30,6 +30,10 @@ pub struct Finding {
     pub kind: AlertKind,
     /// One readable sentence: what happened, where, by whom.
     pub summary: String,
+    /// The rule's ATT&CK technique ids (`T1059.004`), as the rule lists them.
+    pub tags: Arc<[String]>,
+    /// The operation failed (a file op that returned an error): an attempt.
+    pub attempt: bool,
 }
 
 /// The file ops a file rule can watch, as bits.
@@ -49,6 +53,30 @@ pub(crate) struct FileRule {
     pub allow: Globs,
     /// Bits from [`op_bit`].
     pub ops: u8,
+    /// When non-zero, fire only when the chmod or creation mode has one of
+    /// these bits (`S_ISUID`, `S_ISGID`).
+    pub mode_bits: u32,
+    /// When set, fire only for link and symlink ops whose existing side
+    /// (what the new name points at) matches.
+    pub linked_to: Option<Globs>,
+}
+
+/// A compiled shell rule.
+#[derive(Clone, Debug)]
+pub(crate) struct ShellRule {
+    /// Program names that are shells.
+    pub shells: Globs,
+    /// Program names of parents whose shells belong to the start-up chain.
+    pub chain: Globs,
+}
+
+/// Which shell a shell rule reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShellCase {
+    /// Started into the running container from outside it (`docker exec`).
+    Entered,
+    /// Spawned by a process inside that is not a shell (`sh -c` from a server).
+    SpawnedBy,
 }
 
 /// What a compiled rule checks.
@@ -63,6 +91,8 @@ pub(crate) enum Body {
         unless_allowed: bool,
     },
     File(FileRule),
+    /// Shells judged by where they start.
+    Shell(ShellRule),
     /// Egress matching no entry is unexpected.
     EgressAllow(Vec<Dest>),
     /// Egress matching an entry is denied.
@@ -80,6 +110,7 @@ pub(crate) struct Rule {
     pub name: Arc<str>,
     pub policy: Arc<str>,
     pub severity: Severity,
+    pub tags: Arc<[String]>,
     pub body: Body,
 }
 
@@ -91,6 +122,8 @@ pub(crate) struct Exception {
     pub selector: Option<Selector>,
     pub exe: Option<Globs>,
     pub parents: Option<Globs>,
+    /// Any ancestor's executable.
+    pub ancestors: Option<Globs>,
     pub paths: Option<Globs>,
     pub to: Option<IpTable>,
     pub ports: Option<PortSet>,
@@ -126,6 +159,7 @@ pub struct RuleSet {
 enum Hit<'e> {
     Unexpected,
     Denied,
+    Shell(ShellCase),
     Drift,
     Fileless,
     File { path: &'e str, role: PathRole },
@@ -272,6 +306,13 @@ impl RuleSet {
                     {
                         Some(Hit::Denied)
                     }
+                    (Body::Shell(sr), _, Some(s)) => shell_case(sr, ev, s)
+                        .filter(|case| {
+                            *case == ShellCase::Entered
+                                || !*allowlisted
+                                    .get_or_insert_with(|| self.workload_allows(selected, s))
+                        })
+                        .map(Hit::Shell),
                     (Body::File(fr), EventBody::File(f), _) => {
                         file_hits(fr, f, &mut hits);
                         None
@@ -345,7 +386,31 @@ fn exec_subject<'e>(ev: &'e EnrichedEvent, x: &'e ExecInfo) -> ExecSubject<'e> {
         exe: &x.filename,
         args: &x.args,
         parent: ev.process.ancestry.first().and_then(|a| a.exe.as_deref()),
+        name: crate::context::program_name(&x.filename, &x.args),
     }
+}
+
+/// Whether a shell rule reports this exec, and as which case: silent for the
+/// container's first process and for shells whose parent is that process in
+/// its entrypoint, a shell, or a start-up program (`chain`); reported when
+/// started into the container from outside, or spawned by anything else.
+fn shell_case(sr: &ShellRule, ev: &EnrichedEvent, s: &ExecSubject<'_>) -> Option<ShellCase> {
+    if !sr.shells.is_match(s.name) {
+        return None;
+    }
+    let origin = ev.origin.as_ref()?;
+    if origin.container_init {
+        return None;
+    }
+    if origin.entered {
+        return Some(ShellCase::Entered);
+    }
+    let chain = origin.parent_is_entrypoint
+        || origin
+            .parent_program
+            .as_deref()
+            .is_some_and(|p| sr.shells.is_match(p) || sr.chain.is_match(p));
+    (!chain).then_some(ShellCase::SpawnedBy)
 }
 
 fn is_egress(n: &NetworkInfo) -> bool {
@@ -356,6 +421,14 @@ fn is_egress(n: &NetworkInfo) -> bool {
 /// the new name first (a rename *over* a protected file is the usual attack).
 fn file_hits<'e>(fr: &FileRule, f: &'e FileInfo, hits: &mut [Option<Hit<'e>>; 2]) {
     if fr.ops & op_bit(f.op) == 0 || !is_write(f) {
+        return;
+    }
+    if fr.mode_bits != 0 && f.mode.is_none_or(|m| m & fr.mode_bits == 0) {
+        return;
+    }
+    if let Some(linked) = &fr.linked_to
+        && (!matches!(f.op, FileOp::Link | FileOp::Symlink) || !linked.is_match(&f.path))
+    {
         return;
     }
     let target = f.target.as_deref();
@@ -408,6 +481,12 @@ fn excepted(
             && x.selector.as_ref().is_none_or(|s| s.matches(w))
             && cond(&x.exe, exe)
             && cond(&x.parents, parent)
+            && x.ancestors.as_ref().is_none_or(|g| {
+                ev.process
+                    .ancestry
+                    .iter()
+                    .any(|a| a.exe.as_deref().is_some_and(|e| g.is_match(e)))
+            })
             && cond(&x.paths, path)
             && x.to
                 .as_ref()
@@ -426,12 +505,15 @@ fn finding(
     hit: Hit<'_>,
 ) -> Finding {
     let (kind, summary) = summary(ev, exec, hit);
+    let attempt = matches!(&ev.event.body, EventBody::File(f) if f.result < 0);
     Finding {
         rule: rule.name.clone(),
         policy: rule.policy.clone(),
         severity: rule.severity,
         kind,
         summary,
+        tags: rule.tags.clone(),
+        attempt,
     }
 }
 
@@ -527,6 +609,27 @@ fn summary(
                 exec.map_or_else(|| "?".to_owned(), command)
             ),
         ),
+        Hit::Shell(case) => {
+            let cmd = exec.map_or_else(|| "?".to_owned(), command);
+            let parent = ev.process.ancestry.first();
+            let by = match parent {
+                Some(a) => format!(
+                    "{} (pid {})",
+                    a.exe.as_deref().unwrap_or("an unknown program"),
+                    a.pid
+                ),
+                None => "an unknown process".to_owned(),
+            };
+            let what = match case {
+                ShellCase::Entered => format!(
+                    "shell {cmd} started into the running container from outside it by {by} (an exec into the container, as docker exec or kubectl exec do)"
+                ),
+                ShellCase::SpawnedBy => format!(
+                    "shell {cmd} spawned by {by}, which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection)"
+                ),
+            };
+            (AlertKind::Process, format!("{what} {place}"))
+        }
         Hit::Drift => (
             AlertKind::Process,
             format!(

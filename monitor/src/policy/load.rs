@@ -146,6 +146,7 @@ pub(crate) struct MergedRule {
     pub description: Option<String>,
     pub severity: Option<(usize, Spanned<String>)>,
     pub enabled: bool,
+    pub tags: Option<(usize, List<String>)>,
     /// The rule text whose body (process, file, ...) is in force.
     pub body: Option<(usize, RawRule)>,
 }
@@ -288,6 +289,7 @@ fn new_rule(file: usize, rule: RawRule) -> MergedRule {
         description: rule.description.clone(),
         severity: rule.severity.clone().map(|s| (file, s)),
         enabled: rule.enabled.unwrap_or(true),
+        tags: rule.tags.clone().map(|t| (file, t)),
         body: (!rule.bodies().is_empty()).then_some((file, rule)),
     }
 }
@@ -329,6 +331,9 @@ fn extend(base: &mut MergedPolicy, file: usize, p: RawPolicy) {
                 }
                 if let Some(e) = rule.enabled {
                     r.enabled = e;
+                }
+                if let Some(t) = &rule.tags {
+                    r.tags = Some((file, t.clone()));
                 }
                 if !rule.bodies().is_empty() {
                     r.body = Some((file, rule));

@@ -174,12 +174,18 @@ pub(crate) struct ExecSubject<'a> {
     pub args: &'a [String],
     /// The parent's executable, where known.
     pub parent: Option<&'a str>,
+    /// The program's real name ([`crate::context::program_name`]): the
+    /// file name, or the busybox applet.
+    pub name: &'a str,
 }
 
 /// One `exe`/`args`/`parents` entry with conditions beyond the executable.
 #[derive(Clone, Debug)]
 pub(crate) struct ExecPattern {
-    pub exe: Globs,
+    /// `None` when only `name` is given.
+    pub exe: Option<Globs>,
+    /// Program names ([`ExecSubject::name`]); `None` when not given.
+    pub names: Option<Globs>,
     /// Each glob must match at least one argument after `argv[0]`.
     pub args: Vec<GlobMatcher>,
     /// When set, the parent's executable must match.
@@ -188,7 +194,8 @@ pub(crate) struct ExecPattern {
 
 impl ExecPattern {
     fn matches(&self, s: &ExecSubject<'_>) -> bool {
-        self.exe.is_match(s.exe)
+        self.exe.as_ref().is_none_or(|g| g.is_match(s.exe))
+            && self.names.as_ref().is_none_or(|g| g.is_match(s.name))
             && self
                 .args
                 .iter()
@@ -204,19 +211,24 @@ impl ExecPattern {
 #[derive(Clone, Debug)]
 pub(crate) struct ExecList {
     plain: Globs,
+    /// Entries with only `name`, folded the same way.
+    plain_names: Globs,
     conditional: Vec<ExecPattern>,
 }
 
 impl ExecList {
-    pub fn new(entries: Vec<ExecPattern>, plain: Vec<Glob>) -> Self {
+    pub fn new(entries: Vec<ExecPattern>, plain: Vec<Glob>, plain_names: Vec<Glob>) -> Self {
         ExecList {
             plain: Globs::new(plain),
+            plain_names: Globs::new(plain_names),
             conditional: entries,
         }
     }
 
     pub fn matches(&self, s: &ExecSubject<'_>) -> bool {
-        self.plain.is_match(s.exe) || self.conditional.iter().any(|e| e.matches(s))
+        self.plain.is_match(s.exe)
+            || self.plain_names.is_match(s.name)
+            || self.conditional.iter().any(|e| e.matches(s))
     }
 }
 
@@ -356,22 +368,26 @@ mod tests {
         let list = ExecList::new(
             vec![
                 ExecPattern {
-                    exe: globs(GlobKind::Path, &["**/pip", "**/pip3"]),
+                    exe: Some(globs(GlobKind::Path, &["**/pip", "**/pip3"])),
+                    names: None,
                     args: vec![text("install")],
                     parents: None,
                 },
                 ExecPattern {
-                    exe: globs(GlobKind::Path, &["**/python*"]),
+                    exe: Some(globs(GlobKind::Path, &["**/python*"])),
+                    names: None,
                     args: vec![text("pip"), text("install")],
                     parents: None,
                 },
                 ExecPattern {
-                    exe: globs(GlobKind::Path, &["/bin/sh"]),
+                    exe: Some(globs(GlobKind::Path, &["/bin/sh"])),
+                    names: None,
                     args: vec![],
                     parents: Some(globs(GlobKind::Path, &["/docker-entrypoint.sh"])),
                 },
             ],
             vec![glob("**/apt-get", GlobKind::Path).unwrap()],
+            vec![glob("nc", GlobKind::Text).unwrap()],
         );
         let cases: &[(&str, &[&str], Option<&str>, bool)] = &[
             ("/usr/bin/apt-get", &["apt-get", "update"], None, true),
@@ -394,6 +410,12 @@ mod tests {
             ("/bin/sh", &["sh"], Some("/docker-entrypoint.sh"), true),
             ("/bin/sh", &["sh"], Some("/usr/bin/python3"), false),
             ("/bin/sh", &["sh"], None, false),
+            // By real name, busybox applets included.
+            ("/usr/bin/nc", &["nc", "-l"], None, true),
+            ("/bin/busybox", &["busybox", "nc", "-l"], None, true),
+            ("/bin/busybox", &["nc", "-l"], None, true),
+            ("/bin/busybox", &["busybox", "ls"], None, false),
+            ("/usr/bin/ncat", &["ncat"], None, false),
         ];
         for (exe, argv, parent, want) in cases {
             let a = args(argv);
@@ -401,6 +423,7 @@ mod tests {
                 exe,
                 args: &a,
                 parent: *parent,
+                name: crate::context::program_name(exe, &a),
             };
             assert_eq!(list.matches(&s), *want, "{exe} {argv:?} parent {parent:?}");
         }

@@ -73,8 +73,13 @@ pub(crate) struct RawRule {
     pub severity: Option<Spanned<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// ATT&CK technique ids (`T1059.004`).
+    #[serde(default)]
+    pub tags: Option<List<String>>,
     #[serde(default)]
     pub process: Option<RawProcessRule>,
+    #[serde(default)]
+    pub shell: Option<RawShell>,
     #[serde(default)]
     pub file: Option<RawFileRule>,
     #[serde(default)]
@@ -93,6 +98,9 @@ impl RawRule {
         let mut v = Vec::new();
         if self.process.is_some() {
             v.push("process");
+        }
+        if self.shell.is_some() {
+            v.push("shell");
         }
         if self.file.is_some() {
             v.push("file");
@@ -127,7 +135,11 @@ pub(crate) struct RawProcessRule {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawExec {
+    #[serde(default)]
     pub exe: List<String>,
+    /// Program names (the file name, or the busybox applet).
+    #[serde(default)]
+    pub name: List<String>,
     #[serde(default)]
     pub args: List<String>,
     #[serde(default)]
@@ -139,6 +151,12 @@ pub(crate) struct RawExec {
 pub(crate) struct RawFileRule {
     #[serde(default)]
     pub paths: List<String>,
+    /// Fire only when the chmod or creation mode sets one of these bits.
+    #[serde(default)]
+    pub mode_bits: List<String>,
+    /// Fire only for links whose existing side (what is linked to) matches.
+    #[serde(default)]
+    pub linked_to: List<String>,
     #[serde(default)]
     pub allow: List<String>,
     #[serde(default)]
@@ -165,6 +183,19 @@ pub(crate) struct RawDest {
     pub protocols: List<String>,
     #[serde(default)]
     pub dns: List<String>,
+}
+
+/// A shell rule: shells judged by where they start (see `rules/README.md`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShell {
+    /// Program names that are shells.
+    #[serde(default)]
+    pub shells: List<String>,
+    /// Program names of parents whose shells belong to the start-up chain,
+    /// as a shell's own do (init programs, supervisors, scripts).
+    #[serde(default)]
+    pub chain: List<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -204,6 +235,9 @@ pub(crate) struct RawException {
     pub exe: List<String>,
     #[serde(default)]
     pub parents: List<String>,
+    /// Any ancestor's executable.
+    #[serde(default)]
+    pub ancestors: List<String>,
     #[serde(default)]
     pub paths: List<String>,
     #[serde(default)]

@@ -3,12 +3,13 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use super::*;
 use crate::{
     alert::{AlertKind, Severity},
-    context::{Ancestor, ContainerInfo, EnrichedEvent, MetadataStatus, ProcessInfo},
+    context::{Ancestor, ContainerInfo, EnrichedEvent, ExecOrigin, MetadataStatus, ProcessInfo},
     event::{
         CgroupChange, CgroupOp, Event, EventBody, EventHeader, ExecInfo, Family, FileInfo, FileOp,
         NetOp, NetworkInfo, Protocol,
@@ -76,10 +77,15 @@ fn shipped_pack_loads_cleanly() {
             "default/egress",
             "default/files",
             "default/container-engine",
+            "default/host-access",
             "default/processes",
+            "default/tools",
         ],
         "files load sorted by name (00-networks.yaml defines no policy)"
     );
+    for r in &set.rules {
+        assert!(!r.tags.is_empty(), "rule {} carries no ATT&CK id", r.name);
+    }
     let rules: Vec<&str> = set.policies().flat_map(|(_, r)| r).collect();
     for want in [
         "ssh-server",
@@ -96,13 +102,31 @@ fn shipped_pack_loads_cleanly() {
         "egress",
         "cloud-metadata",
         "port-scan",
+        "setuid-bit",
+        "dev-write",
+        "kernel-interface-write",
+        "shell-startup",
+        "shell-history",
+        "sensitive-link",
+        "account-tool",
+        "kernel-module-tool",
+        "namespace-tool",
+        "cluster-client",
+        "credential-search",
+        "wiping-tool",
+        "crypto-miner",
+        "mining-pool",
+        "group-change",
+        "sudoers-change",
+        "ssh-access-change",
+        "host-setuid",
     ] {
         assert!(rules.contains(&want), "{want} missing from {rules:?}");
     }
     assert_eq!(set.files().len(), 6);
     assert_eq!(
         check_summary(&result),
-        format!("ok: 6 files, 6 policies, {} rules", set.rule_count())
+        format!("ok: 6 files, 8 policies, {} rules", set.rule_count())
     );
 }
 
@@ -116,7 +140,7 @@ fn every_shipped_rule_says_which_practice_it_enforces() {
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            if line.trim_start().starts_with("- name:") && line.starts_with("      ") {
+            if line.starts_with("      - name:") {
                 // A rule: the comment block above it names the practice.
                 let above: Vec<&str> = lines[..i]
                     .iter()
@@ -416,6 +440,42 @@ fn rule_check_rule_shape() {
 }
 
 #[test]
+fn rule_check_new_keys() {
+    let e = errors(&[(
+        "a.yaml",
+        "policies:
+  - name: p
+    selector: {containers: true}
+    rules:
+      - name: t
+        severity: low
+        tags: [T1059.004, t1059, T12345]
+        process: {deny: [{name: /bin/nc}, {args: [x]}]}
+      - name: m
+        severity: low
+        file: {mode_bits: [setuid, suid]}
+      - name: s
+        severity: low
+        shell: {chain: [tini]}
+",
+    )]);
+    let want = [
+        // An entry's own position is not kept: the rule's name stands for it.
+        "a.yaml:5:15: error: a process entry has neither `exe` nor `name`",
+        "a.yaml:7:27: error: `t1059` is not an ATT&CK technique id",
+        "a.yaml:7:34: error: `T12345` is not an ATT&CK technique id",
+        "a.yaml:8:33: error: program name `/bin/nc` has a `/`: names are file names",
+        "a.yaml:11:36: error: unknown mode bit `suid`",
+        "a.yaml:12:15: error: shell rule `s` lists no shells",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.starts_with(want), "{got}\n  expected: {want}\n{e:#?}");
+    }
+    assert!(e.iter().all(|d| d.contains("hint:")), "{e:#?}");
+}
+
+#[test]
 fn rule_check_selectors_and_exceptions() {
     let e = errors(&[(
         "a.yaml",
@@ -557,6 +617,7 @@ struct Actor {
     parent: Option<String>,
     pid: u32,
     ktime: u64,
+    origin: Option<ExecOrigin>,
 }
 
 fn web() -> Actor {
@@ -576,6 +637,7 @@ fn web() -> Actor {
         parent: Some("/docker-entrypoint.sh".into()),
         pid: 4242,
         ktime: 1_000_000_000_000,
+        origin: None,
     }
 }
 
@@ -597,6 +659,7 @@ fn host(exe: &str) -> Actor {
         parent: Some("/usr/lib/systemd/systemd".into()),
         pid: 777,
         ktime: 1_000_000_000_000,
+        origin: None,
     }
 }
 
@@ -611,12 +674,27 @@ impl Actor {
         self
     }
 
+    fn origin(mut self, origin: ExecOrigin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
     fn at(mut self, ktime: u64) -> Self {
         self.ktime = ktime;
         self
     }
 
     fn event(&self, body: EventBody) -> EnrichedEvent {
+        // Execs in a container: a child of a process inside it, by default.
+        let origin = (self.container.is_some() && matches!(body, EventBody::Exec(_))).then(|| {
+            self.origin.clone().unwrap_or_else(|| ExecOrigin {
+                parent_program: self
+                    .parent
+                    .as_deref()
+                    .map(|p| p.rsplit('/').next().unwrap().to_owned()),
+                ..ExecOrigin::default()
+            })
+        });
         let exe = match &body {
             EventBody::Exec(x) => x.filename.clone(),
             _ => self.exe.clone(),
@@ -660,6 +738,7 @@ impl Actor {
             container: self.container.clone(),
             metadata_status: self.status,
             metadata: None,
+            origin,
         }
     }
 
@@ -748,6 +827,8 @@ fn sshd_in_a_container() {
             severity: Severity::High,
             kind: AlertKind::Process,
             summary: "denied process /usr/sbin/sshd -D in container web (nginx:1.27)".into(),
+            tags: Arc::from(vec!["T1021.004".to_owned(), "T1133".to_owned()]),
+            attempt: false,
         }]
     );
     // On the host sshd is at home.
@@ -797,9 +878,12 @@ fn deny_lists() {
             &["tcpdump", "-i", "any"],
             &["recon-tool"],
         ),
-        ("/usr/bin/bash", &["bash", "-i"], &["shell"]),
-        ("/bin/busybox", &["busybox", "sh"], &["shell"]),
+        // A shell under the entrypoint script is the start-up chain.
+        ("/usr/bin/bash", &["bash", "-i"], &[]),
+        ("/bin/busybox", &["busybox", "sh"], &[]),
         ("/bin/busybox", &["busybox", "ls"], &[]),
+        ("/bin/busybox", &["busybox", "nc", "-l"], &["recon-tool"]),
+        ("/bin/nc", &["nc", "-l"], &["recon-tool"]),
         ("/usr/sbin/nginx", &["nginx", "-g", "daemon off;"], &[]),
     ];
     let mut ev = shipped_evaluator();
@@ -807,6 +891,196 @@ fn deny_lists() {
         let out = run(&mut ev, &[web().exec(exe, args)]);
         assert_eq!(rules_of(&out), *want, "{exe} {args:?}");
     }
+}
+
+/// Package managers: changes alert, queries do not.
+#[test]
+fn package_manager_changes_not_queries() {
+    let cases: &[(&str, &[&str], bool)] = &[
+        ("/usr/bin/dpkg", &["dpkg", "-l"], false),
+        ("/usr/bin/dpkg", &["dpkg", "--print-architecture"], false),
+        ("/usr/bin/dpkg", &["dpkg", "-s", "libc6"], false),
+        ("/usr/bin/dpkg", &["dpkg", "-i", "x.deb"], true),
+        ("/usr/bin/dpkg", &["dpkg", "--purge", "x"], true),
+        ("/usr/bin/apt", &["apt", "list", "--installed"], false),
+        (
+            "/usr/bin/apt-get",
+            &["apt-get", "install", "-y", "curl"],
+            true,
+        ),
+        ("/usr/bin/apt-get", &["apt-get", "remove", "curl"], true),
+        ("/usr/bin/apt-get", &["apt-get", "upgrade"], true),
+        ("/usr/bin/apt-cache", &["apt-cache", "policy"], false),
+        ("/sbin/apk", &["apk", "add", "curl"], true),
+        ("/sbin/apk", &["apk", "info"], false),
+        ("/bin/rpm", &["rpm", "-q", "bash"], false),
+        ("/bin/rpm", &["rpm", "-qa"], false),
+        ("/bin/rpm", &["rpm", "-ivh", "x.rpm"], true),
+        ("/bin/rpm", &["rpm", "-e", "x"], true),
+        ("/usr/bin/dnf", &["dnf", "install", "x"], true),
+        ("/usr/bin/dnf", &["dnf", "list"], false),
+        ("/usr/bin/pip", &["pip", "list"], false),
+        ("/usr/bin/pip", &["pip", "freeze"], false),
+        ("/usr/bin/pip3", &["pip3", "install", "x"], true),
+        ("/usr/bin/python3", &["python3", "-m", "pip", "list"], false),
+        (
+            "/usr/bin/python3",
+            &["python3", "-m", "pip", "install", "x"],
+            true,
+        ),
+        ("/usr/bin/npm", &["npm", "install"], true),
+        ("/usr/bin/npm", &["npm", "ls"], false),
+    ];
+    let mut ev = shipped_evaluator();
+    for (exe, args, fires) in cases {
+        let out = run(&mut ev, &[web().exec(exe, args)]);
+        let want: &[&str] = if *fires { &["package-manager"] } else { &[] };
+        assert_eq!(rules_of(&out), want, "{exe} {args:?}");
+    }
+    // dpkg run by apt-get is part of apt-get's change.
+    let mut dpkg = web().parent("/usr/bin/apt-get").exec(
+        "/usr/bin/dpkg",
+        &["dpkg", "--unpack", "/var/cache/apt/archives/x.deb"],
+    );
+    dpkg.origin.as_mut().unwrap().parent_program = Some("apt-get".into());
+    assert!(run(&mut ev, &[dpkg]).is_empty());
+}
+
+fn origin(init: bool, entered: bool, entrypoint: bool, parent: Option<&str>) -> ExecOrigin {
+    ExecOrigin {
+        container_init: init,
+        entered,
+        parent_is_entrypoint: entrypoint,
+        parent_program: parent.map(str::to_owned),
+    }
+}
+
+/// Shells: silent for the container's start-up, reported when exec'd into the
+/// container or spawned by a non-shell, with the case in the summary.
+#[test]
+fn shells_by_where_they_start() {
+    let sh = |actor: Actor| actor.exec("/bin/sh", &["/bin/sh", "-c", "id"]);
+    let cases: Vec<(&str, EnrichedEvent, Option<&str>)> = vec![
+        (
+            "the container's first process",
+            sh(web()
+                .parent("/usr/bin/containerd-shim-runc-v2")
+                .origin(origin(true, false, false, Some("containerd-shim-runc-v2")))),
+            None,
+        ),
+        (
+            "a child of the entrypoint",
+            sh(web()
+                .parent("/entrypoint")
+                .origin(origin(false, false, true, Some("entrypoint")))),
+            None,
+        ),
+        (
+            "a nested shell",
+            sh(web()
+                .parent("/bin/sh")
+                .origin(origin(false, false, false, Some("sh")))),
+            None,
+        ),
+        (
+            "a nested busybox shell",
+            sh(web()
+                .parent("/bin/busybox")
+                .origin(origin(false, false, false, Some("ash")))),
+            None,
+        ),
+        (
+            "a script's shell",
+            sh(web().parent("/docker-entrypoint.sh").origin(origin(
+                false,
+                false,
+                false,
+                Some("docker-entrypoint.sh"),
+            ))),
+            None,
+        ),
+        (
+            "under tini",
+            sh(web()
+                .parent("/sbin/tini")
+                .origin(origin(false, false, false, Some("tini")))),
+            None,
+        ),
+        (
+            "docker exec",
+            sh(web()
+                .parent("/usr/bin/containerd-shim-runc-v2")
+                .origin(origin(false, true, false, Some("containerd-shim-runc-v2")))),
+            Some(
+                "shell /bin/sh -c id started into the running container from outside it by /usr/bin/containerd-shim-runc-v2 (pid 4241) (an exec into the container, as docker exec or kubectl exec do) in container web (nginx:1.27)",
+            ),
+        ),
+        (
+            "a server running sh -c",
+            sh(web()
+                .parent("/usr/sbin/nginx")
+                .origin(origin(false, false, false, Some("nginx")))),
+            Some(
+                "shell /bin/sh -c id spawned by /usr/sbin/nginx (pid 4241), which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection) in container web (nginx:1.27)",
+            ),
+        ),
+        (
+            "the entrypoint after it exec'd its server",
+            sh(web().parent("/usr/bin/python3").origin(origin(
+                false,
+                false,
+                false,
+                Some("python3"),
+            ))),
+            Some(
+                "shell /bin/sh -c id spawned by /usr/bin/python3 (pid 4241), which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection) in container web (nginx:1.27)",
+            ),
+        ),
+    ];
+    let mut ev = shipped_evaluator();
+    for (what, event, want) in cases {
+        let out = run(&mut ev, &[event]);
+        match want {
+            None => assert!(out.is_empty(), "{what}: {out:?}"),
+            Some(summary) => {
+                assert_eq!(rules_of(&out), ["shell"], "{what}");
+                assert_eq!(out[0].summary, summary, "{what}");
+                assert_eq!(&*out[0].tags, ["T1059.004", "T1609"]);
+            }
+        }
+    }
+    // A workload that declares its server's shell is not flagged for it; an
+    // exec into it still is.
+    let mut ev = Evaluator::new(
+        load(
+            Some(&shipped()),
+            &[(
+                "50-app.yaml",
+                "policies:\n  - name: app\n    selector: {image: [\"nginx:*\"]}\n    rules:\n      - name: app-processes\n        severity: low\n        process:\n          allow:\n            - exe: [/usr/sbin/nginx]\n            - exe: [/bin/sh]\n              parents: [/usr/sbin/nginx]\n",
+            )],
+        )
+        .unwrap(),
+    );
+    let out = run(
+        &mut ev,
+        &[sh(web().parent("/usr/sbin/nginx").origin(origin(
+            false,
+            false,
+            false,
+            Some("nginx"),
+        )))],
+    );
+    assert!(out.is_empty(), "{out:?}");
+    let out = run(
+        &mut ev,
+        &[sh(web().parent("/usr/sbin/nginx").origin(origin(
+            false,
+            true,
+            false,
+            Some("nginx"),
+        )))],
+    );
+    assert_eq!(rules_of(&out), ["shell"]);
 }
 
 #[test]
