@@ -30,7 +30,8 @@ pub struct DedupKey {
     /// Container id, or `host:<pid>`.
     pub workload: String,
     pub rule: String,
-    /// File path, destination (`tcp 203.0.113.7:443`), executable, else the summary.
+    /// File path, destination (`tcp 203.0.113.7:443`), executable with its
+    /// arguments, else the summary.
     pub subject: String,
 }
 
@@ -50,8 +51,14 @@ impl DedupKey {
                 Some(dns) => format!("{proto} {}:{} ({dns})", n.daddr, n.dport),
                 None => format!("{proto} {}:{}", n.daddr, n.dport),
             }
-        } else if let Some(exe) = alert.process.as_ref().and_then(|p| p.exe.clone()) {
-            exe
+        } else if let Some(p) = alert.process.as_ref().filter(|p| p.exe.is_some()) {
+            // A process alert is about the command: the executable and its argv.
+            let mut s = p.exe.clone().unwrap_or_default();
+            for a in p.args.iter().skip(1) {
+                s.push('\0');
+                s.push_str(a);
+            }
+            s
         } else {
             alert.summary.clone()
         };
@@ -255,6 +262,11 @@ mod tests {
         d.observe(alert("c2", "/bin/sh", 0), t0, &mut out);
         d.observe(alert("c1", "/usr/bin/nc", 0), t0, &mut out);
         assert_eq!(out.len(), 3);
+        // The same executable with other arguments is another command.
+        let mut other = alert("c1", "/bin/sh", 0);
+        other.process.as_mut().unwrap().args = vec!["/bin/sh".into(), "-c".into(), "id".into()];
+        d.observe(other, t0, &mut out);
+        assert_eq!(out.len(), 4);
     }
 
     #[test]

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 mod dedup;
 mod pipeline;
 mod ratelimit;
+mod scanfold;
 
 pub use dedup::{DedupKey, Deduplicator};
 pub use pipeline::{AlertPipeline, PipelineConfig};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use scanfold::ScanFolder;
 
 use crate::{
     context::{ContainerInfo, MetadataStatus, ProcessInfo},
@@ -278,6 +280,7 @@ impl Alert {
         alert.metadata_status = Some(event.metadata_status);
         alert.tags = finding.tags.to_vec();
         alert.attempt = finding.attempt;
+        alert.scan.clone_from(&finding.scan);
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -343,6 +346,7 @@ mod tests {
             summary: "denied process /usr/sbin/sshd".into(),
             tags: Arc::from(vec!["T1021.004".to_owned()]),
             attempt: false,
+            scan: None,
         }
     }
 

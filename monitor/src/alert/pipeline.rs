@@ -7,7 +7,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{Alert, Deduplicator, RateLimitConfig, RateLimiter};
+use super::{Alert, Deduplicator, RateLimitConfig, RateLimiter, ScanFolder};
 use crate::metrics::Metrics;
 
 /// Settings of the [`AlertPipeline`].
@@ -20,6 +20,13 @@ pub struct PipelineConfig {
     /// Dedup windows open at once; beyond that alerts pass unfolded.
     pub dedup_max_keys: usize,
     pub rate_limit: RateLimitConfig,
+    /// How long egress alerts wait for a port-scan alert of their workload
+    /// to fold into (0 turns folding off).
+    #[serde(with = "super::duration_str")]
+    pub scan_fold_hold: Duration,
+    /// How long after a scan alert its workload's egress alerts fold into it.
+    #[serde(with = "super::duration_str")]
+    pub scan_fold_window: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -28,16 +35,20 @@ impl Default for PipelineConfig {
             dedup_window: Duration::from_secs(60),
             dedup_max_keys: 65_536,
             rate_limit: RateLimitConfig::default(),
+            scan_fold_hold: Duration::from_secs(2),
+            scan_fold_window: Duration::from_secs(10),
         }
     }
 }
 
-/// Dedup then rate limit. Pure apart from the metrics: values in, values out.
+/// Scan folding, dedup, then rate limit. Pure apart from the metrics: values
+/// in, values out.
 ///
 /// The event loop calls [`AlertPipeline::push`] for each alert from `policy`
 /// and [`AlertPipeline::tick`] about once a second, and hands every alert
 /// returned to [`crate::sink::Sinks::dispatch`].
 pub struct AlertPipeline {
+    scans: ScanFolder,
     dedup: Deduplicator,
     limiter: RateLimiter,
     metrics: Option<Arc<Metrics>>,
@@ -46,6 +57,7 @@ pub struct AlertPipeline {
 impl AlertPipeline {
     pub fn new(config: PipelineConfig, host: &str, metrics: Option<Arc<Metrics>>) -> Self {
         AlertPipeline {
+            scans: ScanFolder::new(config.scan_fold_hold, config.scan_fold_window),
             dedup: Deduplicator::new(config.dedup_window, config.dedup_max_keys),
             limiter: RateLimiter::new(config.rate_limit, host),
             metrics,
@@ -54,12 +66,20 @@ impl AlertPipeline {
 
     /// One alert from the policy stage, seen at `now`; returns what to send now.
     pub fn push(&mut self, alert: Alert, now: Instant) -> Vec<Alert> {
-        let mut deduped = Vec::with_capacity(2);
         if alert.kind == super::AlertKind::Agent {
-            deduped.push(alert);
-        } else {
-            self.dedup.observe(alert, now, &mut deduped);
-            if deduped.is_empty() {
+            return self.limit(vec![alert], now);
+        }
+        let mut folded = Vec::with_capacity(1);
+        self.scans.observe(alert, now, &mut folded);
+        self.dedup_and_limit(folded, now)
+    }
+
+    fn dedup_and_limit(&mut self, alerts: Vec<Alert>, now: Instant) -> Vec<Alert> {
+        let mut deduped = Vec::with_capacity(alerts.len() + 1);
+        for a in alerts {
+            let before = deduped.len();
+            self.dedup.observe(a, now, &mut deduped);
+            if deduped.len() == before {
                 self.suppressed("dedup");
             }
         }
@@ -68,18 +88,24 @@ impl AlertPipeline {
 
     /// Window ends and throttle ends due by `now`; returns what to send now.
     pub fn tick(&mut self, now: Instant) -> Vec<Alert> {
+        let mut released = Vec::new();
+        self.scans.expire(now, &mut released);
+        let mut out = self.dedup_and_limit(released, now);
         let mut updates = Vec::new();
         self.dedup.expire(now, &mut updates);
-        let mut out = self.limit(updates, now);
+        out.extend(self.limit(updates, now));
         self.limiter.expire(now, &mut out);
         out
     }
 
     /// Shutdown: every pending folded update and throttle-ended notice.
     pub fn flush(&mut self, now: Instant) -> Vec<Alert> {
+        let mut released = Vec::new();
+        self.scans.flush(&mut released);
+        let mut out = self.dedup_and_limit(released, now);
         let mut updates = Vec::new();
         self.dedup.flush(&mut updates);
-        let mut out = self.limit(updates, now);
+        out.extend(self.limit(updates, now));
         self.limiter.flush(&mut out);
         out
     }
@@ -121,6 +147,7 @@ mod tests {
                     per_second: 1.0,
                     burst: 2,
                 },
+                ..PipelineConfig::default()
             },
             "node-1",
             Some(metrics.clone()),

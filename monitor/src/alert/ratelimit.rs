@@ -1,8 +1,10 @@
-//! Per-container rate limiting that never hides a flood.
+//! Per-container, per-rule rate limiting that never hides a flood.
 //!
-//! Each workload (a container id; all host processes share one bucket) has a
-//! token bucket: `burst` tokens, refilled at `per_second`. An alert that finds
-//! no token is suppressed, but never silently:
+//! Each workload (a container id; all host processes share one) has a token
+//! bucket per rule: `burst` tokens, refilled at `per_second`, so one noisy
+//! rule never throttles another's alerts. High and critical alerts are never
+//! throttled (nor do they use tokens). An alert that finds no token is
+//! suppressed, but never silently:
 //!
 //! - the first suppression emits an `agent` alert (`alerts-throttled`) naming
 //!   the container, so a receiver knows alerts are being held back;
@@ -80,11 +82,11 @@ impl RateLimiter {
     /// Admits or suppresses one alert seen at `now`, pushing what to emit onto
     /// `out`. Returns `false` when the alert was suppressed (and counted).
     pub fn admit(&mut self, alert: Alert, now: Instant, out: &mut Vec<Alert>) -> bool {
-        if alert.kind == AlertKind::Agent {
+        if alert.kind == AlertKind::Agent || alert.severity >= Severity::High {
             out.push(alert);
             return true;
         }
-        let key = alert.container_id().unwrap_or("host").to_owned();
+        let key = format!("{}\0{}", alert.container_id().unwrap_or("host"), alert.rule);
         let burst = self.config.burst as f64;
         let mut b = self.buckets.remove(&key).unwrap_or(Bucket {
             tokens: burst,
@@ -165,7 +167,7 @@ impl RateLimiter {
             "alerts-throttled",
             Severity::Medium,
             format!(
-                "alerts from {} throttled: more than {} at once or {}/s; further alerts are counted, not sent, until the flood ends",
+                "alerts of {} throttled: more than {} at once or {}/s; further alerts of this rule are counted, not sent, until the flood ends (high and critical alerts are never throttled)",
                 describe(key, container),
                 self.config.burst,
                 self.config.per_second
@@ -199,12 +201,15 @@ impl RateLimiter {
     }
 }
 
+/// `rule shell in container web (<id>)`, from a bucket key `<workload>\0<rule>`.
 fn describe(key: &str, container: &Option<ContainerInfo>) -> String {
-    match container.as_ref().and_then(|c| c.name.as_deref()) {
-        Some(name) => format!("container {name} ({key})"),
-        None if key == "host" => "host processes".to_owned(),
-        None => format!("container {key}"),
-    }
+    let (workload, rule) = key.split_once('\0').unwrap_or((key, "?"));
+    let place = match container.as_ref().and_then(|c| c.name.as_deref()) {
+        Some(name) => format!("container {name} ({workload})"),
+        None if workload == "host" => "host processes".to_owned(),
+        None => format!("container {workload}"),
+    };
+    format!("rule {rule} in {place}")
 }
 
 #[cfg(test)]
@@ -218,7 +223,7 @@ mod tests {
             "node-1",
             rule,
             "p",
-            Severity::High,
+            Severity::Medium,
             AlertKind::File,
             "write",
         );
@@ -255,18 +260,31 @@ mod tests {
         assert_eq!(out[3].rule, "alerts-throttled");
         assert_eq!(out[3].container_id(), Some("c1"));
         for _ in 0..5 {
-            assert!(!r.admit(alert(Some("c1"), "b"), t0, &mut out));
+            assert!(!r.admit(alert(Some("c1"), "a"), t0, &mut out));
         }
         assert_eq!(out.len(), 4, "one notice per throttle, not per alert");
-        // Other containers are not affected.
+        assert!(
+            out[3].summary.contains("rule a in container web (c1)"),
+            "{}",
+            out[3].summary
+        );
+        // Other containers and other rules are not affected.
         assert!(r.admit(alert(Some("c2"), "a"), t0, &mut out));
+        assert!(r.admit(alert(Some("c1"), "b"), t0, &mut out));
+        // High and critical alerts are never throttled.
+        for _ in 0..10 {
+            let mut high = alert(Some("c1"), "a");
+            high.severity = Severity::High;
+            assert!(r.admit(high, t0, &mut out));
+        }
+        assert_eq!(out.len(), 16);
         assert_eq!(r.throttled(), 1);
         // Not yet full again.
         r.expire(t0 + Duration::from_secs(2), &mut out);
-        assert_eq!(out.len(), 5);
+        assert_eq!(out.len(), 16);
         r.expire(t0 + Duration::from_secs(3), &mut out);
-        assert_eq!(out.len(), 6);
-        let end = &out[5];
+        assert_eq!(out.len(), 17);
+        let end = &out[16];
         assert_eq!(end.rule, "alerts-throttle-ended");
         assert_eq!(end.count, 6);
         assert!(
@@ -274,7 +292,7 @@ mod tests {
             "{}",
             end.summary
         );
-        assert!(end.summary.contains("a: 1, b: 5"), "{}", end.summary);
+        assert!(end.summary.contains("(a: 6)"), "{}", end.summary);
         assert_eq!(r.throttled(), 0);
     }
 

@@ -306,6 +306,15 @@ impl PortScanDetector {
         None
     }
 
+    /// The distinct ports (ascending) and hosts of `key`'s current window.
+    pub fn window(&self, key: (u64, u32)) -> (Vec<u16>, Vec<IpAddr>) {
+        self.keys.get(&key).map_or_else(Default::default, |w| {
+            let mut ports: Vec<u16> = w.ports.iter().map(|&(p, _)| p).collect();
+            ports.sort_unstable();
+            (ports, w.hosts.iter().map(|&(h, _)| h).collect())
+        })
+    }
+
     /// Forgets every key of a removed cgroup.
     pub fn forget_cgroup(&mut self, cgroup: u64) {
         self.keys.retain(|(c, _), _| *c != cgroup);

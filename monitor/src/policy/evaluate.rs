@@ -11,7 +11,7 @@ use super::{
     selector::{Selector, Workload},
 };
 use crate::{
-    alert::{AlertKind, Severity},
+    alert::{AlertKind, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
     event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo},
 };
@@ -34,6 +34,8 @@ pub struct Finding {
     pub tags: Arc<[String]>,
     /// The operation failed (a file op that returned an error): an attempt.
     pub attempt: bool,
+    /// For a port-scan finding: the ports and hosts of its window.
+    pub scan: Option<ScanSummary>,
 }
 
 /// The file ops a file rule can watch, as bits.
@@ -357,7 +359,29 @@ impl RuleSet {
                     .flatten()
                     .find(|h| !excepted(policy, ri, ev, w, exec.as_ref(), h))
                 {
-                    out.push(finding(rule, ev, exec.as_ref(), hit));
+                    let mut f = finding(rule, ev, exec.as_ref(), hit);
+                    if let Hit::Scan(r, _) = hit {
+                        let h = &ev.event.header;
+                        let key = PortScanDetector::key(h.cgroup_id, h.pid, !w.host);
+                        let (ports, hosts) = state
+                            .as_ref()
+                            .and_then(|st| st.scans.get(ri))
+                            .and_then(Option::as_ref)
+                            .map(|det| det.window(key))
+                            .unwrap_or_default();
+                        f.scan = Some(ScanSummary {
+                            ports: ports.into_iter().take(SCAN_LIST_CAP).collect(),
+                            hosts: hosts
+                                .into_iter()
+                                .take(SCAN_LIST_CAP)
+                                .map(|h| h.to_string())
+                                .collect(),
+                            distinct_ports: r.ports,
+                            distinct_hosts: r.hosts,
+                            folded_alerts: 0,
+                        });
+                    }
+                    out.push(f);
                 }
             }
         }
@@ -514,6 +538,7 @@ fn finding(
         summary,
         tags: rule.tags.clone(),
         attempt,
+        scan: None,
     }
 }
 

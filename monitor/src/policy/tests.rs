@@ -829,6 +829,7 @@ fn sshd_in_a_container() {
             summary: "denied process /usr/sbin/sshd -D in container web (nginx:1.27)".into(),
             tags: Arc::from(vec!["T1021.004".to_owned(), "T1133".to_owned()]),
             attempt: false,
+            scan: None,
         }]
     );
     // On the host sshd is at home.
@@ -1385,6 +1386,10 @@ fn port_scan_burst_is_one_alert() {
         out[0].summary,
         "port scan: 20 distinct ports on 1 host within 10s, last by /usr/bin/nmap (pid 4242) in container web (nginx:1.27)"
     );
+    let scan = out[0].scan.as_ref().expect("the scan's destinations");
+    assert_eq!(scan.ports, (1000..1020).collect::<Vec<u16>>());
+    assert_eq!(scan.hosts, ["10.0.0.9"]);
+    assert_eq!((scan.distinct_ports, scan.distinct_hosts), (20, 1));
     // Ordinary traffic, many connections to few ports, is no scan.
     let calm: Vec<EnrichedEvent> = (0..200u16)
         .map(|i| {
