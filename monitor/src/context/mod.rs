@@ -286,9 +286,20 @@ impl Enricher {
             .and_then(|e| e.ppid)
             .and_then(|p| self.table.get(p));
         let outside = parent.is_none_or(|p| p.cgroup_id != cgroup);
+        // runc re-executes its own sealed copy (`/dev/fd/N`, a memfd) while
+        // it sets the container up: that is not the container's first program.
+        let runtime_clone = self
+            .table
+            .get(pid)
+            .and_then(|e| e.exe.as_deref())
+            .is_some_and(|exe| {
+                exe.starts_with("/dev/fd/")
+                    || exe.starts_with("/proc/self/fd/")
+                    || exe.contains("memfd:")
+            });
         let init = match self.inits.get(&cgroup) {
             Some(&init) => init,
-            None if outside => {
+            None if outside && !runtime_clone => {
                 if self.inits.len() >= MAX_INITS {
                     self.inits.clear();
                 }

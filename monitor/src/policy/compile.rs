@@ -775,6 +775,7 @@ fn compile_exception(
         exe: cx.globs(file, &r.exe, GlobKind::Path, "exe"),
         parents: cx.globs(file, &r.parents, GlobKind::Path, "parents"),
         ancestors: cx.globs(file, &r.ancestors, GlobKind::Path, "ancestors"),
+        comm: cx.globs(file, &r.comm, GlobKind::Text, "comm"),
         paths: cx.globs(file, &r.paths, GlobKind::Path, "path"),
         to: cx.table(file, &r.to),
         ports: cx.ports(file, &r.ports),
@@ -784,6 +785,7 @@ fn compile_exception(
         && e.exe.is_none()
         && e.parents.is_none()
         && e.ancestors.is_none()
+        && e.comm.is_none()
         && e.paths.is_none()
         && e.to.is_none()
         && e.ports.is_none()

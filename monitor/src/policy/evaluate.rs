@@ -126,6 +126,8 @@ pub(crate) struct Exception {
     pub parents: Option<Globs>,
     /// Any ancestor's executable.
     pub ancestors: Option<Globs>,
+    /// The acting process's kernel task name.
+    pub comm: Option<Globs>,
     pub paths: Option<Globs>,
     pub to: Option<IpTable>,
     pub ports: Option<PortSet>,
@@ -511,6 +513,7 @@ fn excepted(
                     .iter()
                     .any(|a| a.exe.as_deref().is_some_and(|e| g.is_match(e)))
             })
+            && cond(&x.comm, Some(&ev.event.header.comm))
             && cond(&x.paths, path)
             && x.to
                 .as_ref()

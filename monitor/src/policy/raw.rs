@@ -238,6 +238,9 @@ pub(crate) struct RawException {
     /// Any ancestor's executable.
     #[serde(default)]
     pub ancestors: List<String>,
+    /// The acting process's kernel task name (`comm`).
+    #[serde(default)]
+    pub comm: List<String>,
     #[serde(default)]
     pub paths: List<String>,
     #[serde(default)]

@@ -1366,6 +1366,9 @@ fn memfd_exec() {
             .exec("/dev/fd/5", &[])],
     );
     assert_eq!(rules_of(&out), ["memfd-exec"]);
+    // runc's clone inside the container's cgroup, started by runc itself, is.
+    let runc = web().parent("/usr/sbin/runc");
+    assert!(run(&mut ev, &[runc.exec("/dev/fd/6", &["runc", "init"])]).is_empty());
 }
 
 #[test]
