@@ -7,7 +7,7 @@ use std::{collections::HashSet, fs::File};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
@@ -198,23 +198,81 @@ pub struct LoadOptions {
 pub struct Kernel {
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
+    /// How the kernel programs decide the cgroup scope (`--cgroup`).
+    pub scope_route: ScopeRoute,
+}
+
+/// How a tracepoint program tells whether the task is inside a watched subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeRoute {
+    /// No `--cgroup`: everything is watched.
+    Unfiltered,
+    /// `bpf_get_current_ancestor_cgroup_id`.
+    AncestorHelper,
+    /// Walking `task->cgroups->dfl_cgrp->kn` and its parents with BTF offsets.
+    CgroupWalk,
+}
+
+impl std::fmt::Display for ScopeRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScopeRoute::Unfiltered => "unfiltered",
+            ScopeRoute::AncestorHelper => "ancestor-cgroup helper",
+            ScopeRoute::CgroupWalk => "cgroup parent walk",
+        })
+    }
 }
 
 impl Kernel {
+    /// Loads and attaches every hook this kernel offers; fails when a core
+    /// hook is missing.
     pub fn load(opts: &LoadOptions) -> anyhow::Result<Kernel> {
+        let kernel = Kernel::load_available(opts)?;
+        let missing_core: Vec<String> = kernel
+            .hooks
+            .iter()
+            .filter(|h| h.core && h.error.is_some())
+            .map(|h| h.target.clone())
+            .collect();
+        if !missing_core.is_empty() {
+            bail!("core hooks could not attach: {}", missing_core.join(", "));
+        }
+        Ok(kernel)
+    }
+
+    /// Loads and attaches every hook this kernel offers, core or not, and
+    /// says which could not: for reporting what a kernel supports.
+    pub fn load_available(opts: &LoadOptions) -> anyhow::Result<Kernel> {
         if OBJECT.is_empty() {
             bail!(
                 "this binary was built with AYA_BUILD_SKIP=1 and has no kernel programs; build it with `cargo xtask build`"
             );
         }
         raise_memlock();
+        let features = Features::probe()?;
+        let scope_by_walk = opts.filter_cgroups && !features.ancestor_cgroup_in_tracing;
+        if scope_by_walk {
+            if opts.offsets.cgroups_valid == 0 {
+                bail!(
+                    "--cgroup needs the task's cgroup ancestry, and this kernel offers neither \
+                     bpf_get_current_ancestor_cgroup_id to tracepoint programs nor the BTF members \
+                     to walk it (task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.id \
+                     and parent); watch the whole machine instead (no --cgroup)"
+                );
+            }
+            info!(
+                "cgroup scope: walking each task's cgroup v2 parents (this kernel's tracepoint \
+                 programs cannot call bpf_get_current_ancestor_cgroup_id)"
+            );
+        }
         let settings = Settings {
             agent_pid: std::process::id(),
             filter_cgroups: opts.filter_cgroups as u32,
             cgroup2_root: 0,
-            _pad: 0,
+            scope_by_walk: scope_by_walk as u32,
         };
         let mut ebpf = EbpfLoader::new()
+            .verifier_log_level(verifier_log_level())
             .override_global("SETTINGS", &settings, true)
             .override_global("OFFSETS", &opts.offsets, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
@@ -277,17 +335,18 @@ impl Kernel {
                 }
             }
         }
-        let missing_core: Vec<String> = hooks
-            .iter()
-            .filter(|h| h.core && h.error.is_some())
-            .map(|h| h.target.clone())
-            .collect();
-        if !missing_core.is_empty() {
-            bail!("core hooks could not attach: {}", missing_core.join(", "));
-        }
         let active = hooks.iter().filter(|h| h.error.is_none()).count();
         info!(active, total = hooks.len(), "kernel hooks attached");
-        Ok(Kernel { ebpf, hooks })
+        let scope_route = match (opts.filter_cgroups, scope_by_walk) {
+            (false, _) => ScopeRoute::Unfiltered,
+            (true, false) => ScopeRoute::AncestorHelper,
+            (true, true) => ScopeRoute::CgroupWalk,
+        };
+        Ok(Kernel {
+            ebpf,
+            hooks,
+            scope_route,
+        })
     }
 
     /// The ring buffer every record arrives on. Call once.
@@ -362,6 +421,81 @@ fn attach(
         }
     }
     Ok(())
+}
+
+/// The hook table as this kernel took it, one line a hook, for `monitor hooks`.
+pub fn report(kernel: &Kernel) -> String {
+    use std::fmt::Write as _;
+    let release = aya::util::KernelVersion::current()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let mut out = String::new();
+    let active = kernel.hooks.iter().filter(|h| h.error.is_none()).count();
+    let _ = writeln!(
+        out,
+        "kernel {release}: tier tracepoint, {active} of {} hooks active, cgroup scope: {}",
+        kernel.hooks.len(),
+        kernel.scope_route
+    );
+    for h in &kernel.hooks {
+        let role = if h.core { "core" } else { "optional" };
+        match &h.error {
+            None => {
+                let _ = writeln!(out, "active    {role:8} {:14} {}", h.concern, h.target);
+            }
+            Some(e) => {
+                let _ = writeln!(out, "inactive  {role:8} {:14} {}: {e}", h.concern, h.target);
+            }
+        }
+    }
+    out
+}
+
+/// What the running kernel offers that decides how the programs are set up,
+/// found by asking the kernel (loading tiny probe programs), not by version.
+#[derive(Clone, Copy, Debug)]
+struct Features {
+    /// Tracepoint programs may call `bpf_get_current_ancestor_cgroup_id`
+    /// (5.10 offers it to socket programs only).
+    ancestor_cgroup_in_tracing: bool,
+}
+
+impl Features {
+    fn probe() -> anyhow::Result<Features> {
+        // Every record goes through one ring buffer (Linux 5.8): without it
+        // nothing can be reported, so say why instead of failing later.
+        if !aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(false) {
+            let version = aya::util::KernelVersion::current()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| "unknown".to_owned());
+            bail!(
+                "this kernel ({version}) has no BPF ring buffer, which every event goes \
+                 through: the monitor needs Linux 5.8 or later"
+            );
+        }
+        let ancestor_cgroup_in_tracing = aya::sys::is_helper_supported(
+            aya::programs::ProgramType::TracePoint,
+            aya::sys::BpfHelper::BPF_FUNC_get_current_ancestor_cgroup_id,
+        )
+        .unwrap_or(false);
+        debug!(ancestor_cgroup_in_tracing, "kernel features probed");
+        Ok(Features {
+            ancestor_cgroup_in_tracing,
+        })
+    }
+}
+
+/// How much the verifier says when it refuses a program. Statistics level
+/// keeps the reason and the counts: the instruction-level log of a large
+/// program outgrows any buffer on older kernels (326,000 lines on 5.10, and
+/// the load then fails with ENOSPC instead of the reason).
+/// `MONITOR_VERIFIER_LOG=debug` asks for the whole log.
+fn verifier_log_level() -> VerifierLogLevel {
+    match std::env::var("MONITOR_VERIFIER_LOG").as_deref() {
+        Ok("debug") => VerifierLogLevel::DEBUG | VerifierLogLevel::STATS,
+        Ok("verbose") => VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS,
+        _ => VerifierLogLevel::STATS,
+    }
 }
 
 /// Keeps the verifier's log (its last lines say why) with the error.
