@@ -16,6 +16,12 @@ fn main() -> anyhow::Result<()> {
         fs::write(out_dir.join("monitor"), []).context("writing the empty eBPF object")?;
         return Ok(());
     }
+    // aya-build forwards every stderr line of its inner cargo as a
+    // `cargo:warning`, so a clean build would print "warning: Compiling ...".
+    // A quiet inner cargo still reports real warnings and errors (those come
+    // as JSON compiler messages), and nothing else.
+    // SAFETY: the build script is single-threaded here.
+    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
     // aya-build watches the kernel crate; the shared records matter as much.
     println!("cargo:rerun-if-changed=../monitor-common/src");
     aya_build::build_ebpf(

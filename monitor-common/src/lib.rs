@@ -271,6 +271,15 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,
+    /// 1 when the cgroup members below were all found: the route to a task's
+    /// cgroup v2 ancestry on kernels whose tracing programs lack
+    /// `bpf_get_current_ancestor_cgroup_id` (5.10 among them; see `Settings`).
+    pub cgroups_valid: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_parent: u32,
+    pub kernfs_id: u32,
     /// Tracepoint fields (`sched/*`, `cgroup/*`), from tracefs.
     pub tp_exec_filename: u32,
     pub tp_exec_pid: u32,
@@ -280,6 +289,49 @@ pub struct KernelOffsets {
     pub tp_cgroup_id: u32,
     pub tp_cgroup_path: u32,
     pub _pad: u32,
+}
+
+impl KernelOffsets {
+    /// All unknown: what the kernel object holds until userspace writes the
+    /// running kernel's offsets.
+    pub const ZERO: KernelOffsets = KernelOffsets {
+        structs_valid: 0,
+        task_fs: 0,
+        task_files: 0,
+        task_real_parent: 0,
+        task_tgid: 0,
+        task_pid: 0,
+        task_exit_code: 0,
+        fs_pwd: 0,
+        fs_root: 0,
+        path_mnt: 0,
+        path_dentry: 0,
+        dentry_parent: 0,
+        dentry_name: 0,
+        qstr_name: 0,
+        files_fdt: 0,
+        fdt_max_fds: 0,
+        fdt_fd: 0,
+        file_path: 0,
+        vfsmount_root: 0,
+        mount_mnt: 0,
+        mount_parent: 0,
+        mount_mountpoint: 0,
+        cgroups_valid: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_parent: 0,
+        kernfs_id: 0,
+        tp_exec_filename: 0,
+        tp_exec_pid: 0,
+        tp_exec_old_pid: 0,
+        tp_cgroup_root: 0,
+        tp_cgroup_level: 0,
+        tp_cgroup_id: 0,
+        tp_cgroup_path: 0,
+        _pad: 0,
+    };
 }
 
 /// Agent settings the kernel programs read, handed over as a global before load.
@@ -293,7 +345,10 @@ pub struct Settings {
     /// The hierarchy id of cgroup v2 as `cgroup_mkdir` reports it in `root`: that
     /// tracepoint fires for the v1 hierarchies too, and only v2 is kept.
     pub cgroup2_root: u32,
-    pub _pad: u32,
+    /// 1: decide the cgroup scope by walking the task's cgroup v2 parents
+    /// (`KernelOffsets::task_cgroups`...), because this kernel's tracing
+    /// programs may not call `bpf_get_current_ancestor_cgroup_id`.
+    pub scope_by_walk: u32,
 }
 
 #[cfg(feature = "user")]

@@ -12,7 +12,7 @@ use monitor_common::{CGROUP_PATH_LEN, CgroupEvent, cgroup_op, kind};
 
 use crate::{
     context,
-    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, count_lost, offsets, settings},
+    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, count_lost, offset, setting},
 };
 
 #[tracepoint]
@@ -28,30 +28,31 @@ pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
 }
 
 fn try_cgroup(ctx: &TracePointContext, op: u32) -> Result<(), i64> {
-    let o = offsets();
     // The tracepoint fires for every hierarchy; only v2 identifies containers.
     let root: u32 = unsafe {
-        ctx.read_at(o.tp_cgroup_root as usize)
+        ctx.read_at(offset!(tp_cgroup_root) as usize)
             .map_err(|e| e as i64)?
     };
-    if root != settings().cgroup2_root {
+    if root != setting!(cgroup2_root) {
         return Ok(());
     }
     // Not filtered by cgroup or pid: the registry needs every container's birth.
-    let header = context::header(kind::CGROUP, bpf_get_current_pid_tgid(), unsafe {
-        bpf_get_current_cgroup_id()
-    });
     let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
         count_lost(kind::CGROUP);
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.header = header;
+    context::write_header(
+        kind::CGROUP,
+        bpf_get_current_pid_tgid(),
+        unsafe { bpf_get_current_cgroup_id() },
+        &mut ev.header,
+    );
     ev.op = op;
     ev._pad = 0;
-    ev.level = unsafe { ctx.read_at(o.tp_cgroup_level as usize) }.unwrap_or(0);
-    ev.id = unsafe { ctx.read_at(o.tp_cgroup_id as usize) }.unwrap_or(0);
-    let loc: u32 = unsafe { ctx.read_at(o.tp_cgroup_path as usize) }.unwrap_or(0);
+    ev.level = unsafe { ctx.read_at(offset!(tp_cgroup_level) as usize) }.unwrap_or(0);
+    ev.id = unsafe { ctx.read_at(offset!(tp_cgroup_id) as usize) }.unwrap_or(0);
+    let loc: u32 = unsafe { ctx.read_at(offset!(tp_cgroup_path) as usize) }.unwrap_or(0);
     let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const _;
     let n = unsafe {
         bpf_probe_read_kernel_str(ev.path.as_mut_ptr().cast(), CGROUP_PATH_LEN as u32, src)

@@ -1,20 +1,39 @@
 //! Who is acting: the checks every program makes first, and the record header.
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
     generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_ns},
 };
 use monitor_common::{COMM_LEN, Header};
 
-use crate::maps::{SCOPE_ROOTS, SCOPE_VERDICTS, settings};
+use crate::{
+    kmem::read_ptr,
+    maps::{SCOPE_ROOTS, SCOPE_VERDICTS, offset, setting},
+};
 
 /// How deep below the root a watched subtree's ancestor is looked for.
 const MAX_CGROUP_LEVEL: i32 = 16;
 
-/// The header for the current task, or `None` when it is not to be reported:
-/// the agent itself, or (in filtered mode) a task outside the monitored cgroups.
+/// The current task, when it is to be reported.
+#[derive(Clone, Copy)]
+pub struct Task {
+    pub pid_tgid: u64,
+    pub cgroup_id: u64,
+}
+
+impl Task {
+    /// Writes the record header in place (records live in map memory: a
+    /// header built on the stack would cost 56 of its 512 bytes).
+    #[inline(always)]
+    pub fn write_header(self, kind: u32, out: &mut Header) {
+        write_header(kind, self.pid_tgid, self.cgroup_id, out);
+    }
+}
+
+/// The current task, or `None` when it is not to be reported: the agent
+/// itself, or (in filtered mode) a task outside the monitored cgroups.
 #[inline(always)]
-pub fn current(kind: u32) -> Option<Header> {
-    current_with(kind, in_scope)
+pub fn current() -> Option<Task> {
+    current_with(in_scope)
 }
 
 /// [`current`] for the cgroup socket hooks. Some kernels do not offer
@@ -23,23 +42,24 @@ pub fn current(kind: u32) -> Option<Header> {
 /// programs cached for the cgroup (a container's first exec sets it) or an
 /// exact match of a watched root.
 #[inline(always)]
-pub fn current_socket(kind: u32) -> Option<Header> {
-    current_with(kind, in_scope_cached)
+pub fn current_socket() -> Option<Task> {
+    current_with(in_scope_cached)
 }
 
 #[inline(always)]
-fn current_with(kind: u32, scope: fn(u64) -> bool) -> Option<Header> {
+fn current_with(scope: fn(u64) -> bool) -> Option<Task> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let pid = (pid_tgid >> 32) as u32;
-    let s = settings();
-    if pid == s.agent_pid {
+    if (pid_tgid >> 32) as u32 == setting!(agent_pid) {
         return None;
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if s.filter_cgroups != 0 && !scope(cgroup_id) {
+    if setting!(filter_cgroups) != 0 && !scope(cgroup_id) {
         return None;
     }
-    Some(header(kind, pid_tgid, cgroup_id))
+    Some(Task {
+        pid_tgid,
+        cgroup_id,
+    })
 }
 
 /// The cached verdict, or a watched root itself; nothing is cached here.
@@ -60,34 +80,103 @@ fn in_scope(cgroup_id: u64) -> bool {
     if let Some(verdict) = unsafe { SCOPE_VERDICTS.get(&cgroup_id) } {
         return *verdict != 0;
     }
-    let mut verdict = 0u32;
-    for level in 0..MAX_CGROUP_LEVEL {
-        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
-        if ancestor == 0 {
-            break; // above the task's own level
-        }
-        if unsafe { SCOPE_ROOTS.get(&ancestor) }.is_some() {
-            verdict = 1;
-            break;
-        }
-    }
+    // `scope_by_walk` is a constant to the verifier, so on kernels whose
+    // tracing programs lack the ancestor helper the helper's branch is
+    // never explored (and never refused).
+    let verdict = if setting!(scope_by_walk) != 0 {
+        ancestry_by_walk()
+    } else {
+        ancestry_by_helper()
+    };
+    let verdict = verdict as u32;
+    // Uncached (map full) only costs the next event the same walk again.
     let _ = SCOPE_VERDICTS.insert(&cgroup_id, &verdict, 0);
     verdict != 0
 }
 
-/// The header for the current task, unfiltered.
 #[inline(always)]
-pub fn header(kind: u32, pid_tgid: u64, cgroup_id: u64) -> Header {
-    let uid_gid = bpf_get_current_uid_gid();
-    Header {
-        kind,
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        _pad: 0,
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id,
-        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+fn ancestry_by_helper() -> bool {
+    for level in 0..MAX_CGROUP_LEVEL {
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if ancestor == 0 {
+            return false; // above the task's own level
+        }
+        if unsafe { SCOPE_ROOTS.get(&ancestor) }.is_some() {
+            return true;
+        }
     }
+    false
+}
+
+/// The same question answered from the task's default-hierarchy cgroup and
+/// its kernfs parents: a v2 cgroup's id is its kernfs node's id.
+#[inline(always)]
+fn ancestry_by_walk() -> bool {
+    if offset!(cgroups_valid) == 0 {
+        return false;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let Ok(mut kn) = (unsafe { kernfs_of(task) }) else {
+        return false;
+    };
+    for _ in 0..MAX_CGROUP_LEVEL {
+        if kn == 0 {
+            return false;
+        }
+        let Ok(id) = (unsafe { read_ptr(kn, offset!(kernfs_id)) }) else {
+            return false;
+        };
+        if unsafe { SCOPE_ROOTS.get(&id) }.is_some() {
+            return true;
+        }
+        kn = match unsafe { read_ptr(kn, offset!(kernfs_parent)) } {
+            Ok(parent) => parent,
+            Err(_) => return false,
+        };
+    }
+    false
+}
+
+/// `task->cgroups->dfl_cgrp->kn`.
+#[inline(always)]
+unsafe fn kernfs_of(task: u64) -> Result<u64, i64> {
+    unsafe {
+        let css_set = read_ptr(task, offset!(task_cgroups))?;
+        let cgroup = read_ptr(css_set, offset!(css_set_dfl_cgrp))?;
+        read_ptr(cgroup, offset!(cgroup_kn))
+    }
+}
+
+/// Writes the header for the current task, unfiltered, in place.
+#[inline(always)]
+pub fn write_header(kind: u32, pid_tgid: u64, cgroup_id: u64, out: &mut Header) {
+    let uid_gid = bpf_get_current_uid_gid();
+    out.kind = kind;
+    out.pid = (pid_tgid >> 32) as u32;
+    out.tid = pid_tgid as u32;
+    out.uid = uid_gid as u32;
+    out.gid = (uid_gid >> 32) as u32;
+    out._pad = 0;
+    out.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    out.cgroup_id = cgroup_id;
+    out.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+}
+
+/// The header for the current task, unfiltered, by value: for records small
+/// enough to build on the stack.
+#[inline(always)]
+pub fn header(kind: u32, task: Task) -> Header {
+    let mut out = Header {
+        kind,
+        pid: 0,
+        tid: 0,
+        uid: 0,
+        gid: 0,
+        _pad: 0,
+        ktime_ns: 0,
+        cgroup_id: 0,
+        comm: [0u8; COMM_LEN],
+    };
+    task.write_header(kind, &mut out);
+    out
 }

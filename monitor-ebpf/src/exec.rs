@@ -15,7 +15,7 @@ use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN
 use crate::{
     context,
     kmem::{read_ptr, read_u32},
-    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, offsets, send_now},
+    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, offset, send_now},
     path::walk_dirfd,
 };
 
@@ -35,7 +35,7 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 
 fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64> {
     // Filtering here too keeps the stash free of entries nobody will read.
-    if context::current(kind::EXEC).is_none() {
+    if context::current().is_none() {
         return Ok(());
     }
     let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|e| e as i64)? };
@@ -89,29 +89,28 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
-    let Some(header) = context::current(kind::EXEC) else {
+    let Some(task) = context::current() else {
         return Ok(());
     };
-    let o = offsets();
     let old_pid: u32 = unsafe {
-        ctx.read_at(o.tp_exec_old_pid as usize)
+        ctx.read_at(offset!(tp_exec_old_pid) as usize)
             .map_err(|e| e as i64)?
     };
     let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     let ev = unsafe { &mut *ev };
-    ev.header = header;
+    task.write_header(kind::EXEC, &mut ev.header);
     ev.old_pid = old_pid;
     ev.ppid = 0;
-    if o.structs_valid != 0 {
-        let task = unsafe { bpf_get_current_task() };
-        if let Ok(parent) = unsafe { read_ptr(task, o.task_real_parent) } {
-            ev.ppid = unsafe { read_u32(parent, o.task_tgid) }.unwrap_or(0);
+    if offset!(structs_valid) != 0 {
+        let current = unsafe { bpf_get_current_task() };
+        if let Ok(parent) = unsafe { read_ptr(current, offset!(task_real_parent)) } {
+            ev.ppid = unsafe { read_u32(parent, offset!(task_tgid)) }.unwrap_or(0);
         }
     }
 
     // __data_loc: low 16 bits are the offset of the string in the record.
     let loc: u32 = unsafe {
-        ctx.read_at(o.tp_exec_filename as usize)
+        ctx.read_at(offset!(tp_exec_filename) as usize)
             .map_err(|e| e as i64)?
     };
     let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const _;
@@ -135,7 +134,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     }
 
     let size = if ev.filename[0] != b'/' {
-        walk_dirfd(AT_FDCWD, &mut ev.cwd, &o);
+        walk_dirfd(AT_FDCWD, &mut ev.cwd);
         core::mem::size_of::<ExecEvent>()
     } else {
         ExecEvent::SIZE_NO_CWD

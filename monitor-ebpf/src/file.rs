@@ -14,7 +14,7 @@ use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind};
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, offsets, send},
+    maps::{FILE_SCRATCH, PENDING_FILE, send},
     path::walk_dirfd,
 };
 
@@ -86,7 +86,7 @@ fn open_call(op: u32, dirfd: i32, path: u64, flags: u32, mode: u32) -> Option<Ca
 
 #[inline(always)]
 fn stash(call: Call) -> Result<(), i64> {
-    if context::current(kind::FILE).is_none() {
+    if context::current().is_none() {
         return Ok(());
     }
     let tid = bpf_get_current_pid_tgid() as u32;
@@ -96,12 +96,15 @@ fn stash(call: Call) -> Result<(), i64> {
 /// Builds the record for a finished call and sends as much of it as is used.
 #[inline(always)]
 fn complete(call: &Call, ret: i64) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let header = context::header(kind::FILE, pid_tgid, unsafe { bpf_get_current_cgroup_id() });
-    let o = offsets();
     let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
     let ev: &mut FileEvent = unsafe { &mut *ev };
-    ev.header = header;
+    // Filtered at enter already: the call was stashed only when in scope.
+    context::write_header(
+        kind::FILE,
+        bpf_get_current_pid_tgid(),
+        unsafe { bpf_get_current_cgroup_id() },
+        &mut ev.header,
+    );
     ev.op = call.op;
     ev.flags = call.flags;
     ev.mode = call.mode;
@@ -118,7 +121,7 @@ fn complete(call: &Call, ret: i64) -> Result<(), i64> {
     ev.path_len = if n > 0 { n as u32 - 1 } else { 0 };
     let mut dirs = 0;
     if call.resolve_path != 0 && ev.path_len > 0 && ev.path[0] != b'/' {
-        walk_dirfd(call.dirfd, &mut ev.dir, &o);
+        walk_dirfd(call.dirfd, &mut ev.dir);
         dirs = 1;
     } else {
         ev.dir.flags = 0;
@@ -140,7 +143,7 @@ fn complete(call: &Call, ret: i64) -> Result<(), i64> {
                 ev.dir.flags = 0;
                 ev.dir.len = 0;
             }
-            walk_dirfd(call.dirfd2, &mut ev.dir2, &o);
+            walk_dirfd(call.dirfd2, &mut ev.dir2);
             dirs = 2;
         }
     }

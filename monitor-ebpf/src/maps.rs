@@ -43,58 +43,41 @@ pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
-static SETTINGS: Settings = Settings {
+pub static SETTINGS: Settings = Settings {
     agent_pid: 0,
     filter_cgroups: 0,
     cgroup2_root: 0,
-    _pad: 0,
+    scope_by_walk: 0,
 };
 
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets {
-    structs_valid: 0,
-    task_fs: 0,
-    task_files: 0,
-    task_real_parent: 0,
-    task_tgid: 0,
-    task_pid: 0,
-    task_exit_code: 0,
-    fs_pwd: 0,
-    fs_root: 0,
-    path_mnt: 0,
-    path_dentry: 0,
-    dentry_parent: 0,
-    dentry_name: 0,
-    qstr_name: 0,
-    files_fdt: 0,
-    fdt_max_fds: 0,
-    fdt_fd: 0,
-    file_path: 0,
-    vfsmount_root: 0,
-    mount_mnt: 0,
-    mount_parent: 0,
-    mount_mountpoint: 0,
-    tp_exec_filename: 0,
-    tp_exec_pid: 0,
-    tp_exec_old_pid: 0,
-    tp_cgroup_root: 0,
-    tp_cgroup_level: 0,
-    tp_cgroup_id: 0,
-    tp_cgroup_path: 0,
-    _pad: 0,
-};
+pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 
-/// The settings userspace wrote before load. A volatile read keeps the
-/// compiler from folding the zero initialiser into the code.
-#[inline(always)]
-pub fn settings() -> Settings {
-    unsafe { core::ptr::read_volatile(&SETTINGS) }
+/// One field of the settings userspace wrote before load.
+///
+/// Read volatile, field by field, straight from the read-only global: the
+/// compiler cannot fold the zero initialiser into the code, no copy of the
+/// struct lands on the 512-byte stack, and the verifier sees each field as
+/// the constant it is (the map is frozen), so it prunes branches a setting
+/// turns off; even ones calling helpers this kernel lacks.
+macro_rules! setting {
+    ($field:ident) => {{
+        #[allow(unused_unsafe, reason = "callers may already be in an unsafe block")]
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::SETTINGS.$field) };
+        value
+    }};
 }
 
-#[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
+/// One kernel offset userspace wrote before load; read like [`setting!`].
+macro_rules! offset {
+    ($field:ident) => {{
+        #[allow(unused_unsafe, reason = "callers may already be in an unsafe block")]
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+        value
+    }};
 }
+
+pub(crate) use {offset, setting};
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 pub const BPF_RB_FORCE_WAKEUP: u64 = 2;

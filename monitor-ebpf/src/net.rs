@@ -48,7 +48,7 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
 
 #[inline(always)]
 fn report(ctx: &SockAddrContext, op: u32, family: u32) {
-    let Some(header) = context::current_socket(kind::NET) else {
+    let Some(task) = context::current_socket() else {
         return;
     };
     // Context fields must be read directly (no probe_read on the context).
@@ -68,7 +68,7 @@ fn report(ctx: &SockAddrContext, op: u32, family: u32) {
         }
     }
     let ev = NetEvent {
-        header,
+        header: context::header(kind::NET, task),
         op,
         family,
         protocol: sa.protocol,

@@ -5,9 +5,12 @@
 //! Components are written leaf first, each NUL-terminated; userspace reverses
 //! them. That keeps every write at a bounded, masked offset the verifier accepts.
 use aya_ebpf::helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel_str};
-use monitor_common::{AT_FDCWD, DIR_LEN, DIR_MAX_DEPTH, DirWalk, KernelOffsets, walk_flags};
+use monitor_common::{AT_FDCWD, DIR_LEN, DIR_MAX_DEPTH, DirWalk, walk_flags};
 
-use crate::kmem::{read_ptr, read_u32};
+use crate::{
+    kmem::{read_ptr, read_u32},
+    maps::offset,
+};
 
 /// Writes stop once this much is used, so one more 255-byte name still fits.
 const WRITE_LIMIT: u32 = (DIR_LEN / 2) as u32;
@@ -21,73 +24,67 @@ pub struct KPath {
 }
 
 #[inline(always)]
-unsafe fn read_path(base: u64, o: &KernelOffsets) -> Result<KPath, i64> {
+unsafe fn read_path(base: u64) -> Result<KPath, i64> {
     unsafe {
         Ok(KPath {
-            mnt: read_ptr(base, o.path_mnt)?,
-            dentry: read_ptr(base, o.path_dentry)?,
+            mnt: read_ptr(base, offset!(path_mnt))?,
+            dentry: read_ptr(base, offset!(path_dentry))?,
         })
-    }
-}
-
-/// The current task's root and working directory.
-#[inline(always)]
-unsafe fn current_fs(o: &KernelOffsets) -> Result<(KPath, KPath), i64> {
-    unsafe {
-        let task = bpf_get_current_task();
-        let fs = read_ptr(task, o.task_fs)?;
-        if fs == 0 {
-            return Err(-1);
-        }
-        Ok((
-            read_path(fs + o.fs_root as u64, o)?,
-            read_path(fs + o.fs_pwd as u64, o)?,
-        ))
     }
 }
 
 /// The path of the file behind descriptor `fd` of the current task.
 #[inline(always)]
-unsafe fn current_fd_path(fd: i32, o: &KernelOffsets) -> Result<KPath, i64> {
+unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
     unsafe {
-        let task = bpf_get_current_task();
-        let files = read_ptr(task, o.task_files)?;
-        let fdt = read_ptr(files, o.files_fdt)?;
-        let max_fds = read_u32(fdt, o.fdt_max_fds)?;
+        let files = read_ptr(task, offset!(task_files))?;
+        let fdt = read_ptr(files, offset!(files_fdt))?;
+        let max_fds = read_u32(fdt, offset!(fdt_max_fds))?;
         if fd < 0 || fd as u32 >= max_fds {
             return Err(-9); // EBADF
         }
-        let fd_array = read_ptr(fdt, o.fdt_fd)?;
+        let fd_array = read_ptr(fdt, offset!(fdt_fd))?;
         let file = read_ptr(fd_array, fd as u32 * 8)?;
         if file == 0 {
             return Err(-9);
         }
-        read_path(file + o.file_path as u64, o)
+        read_path(file + offset!(file_path) as u64)
     }
 }
 
 /// Fills `out` with the directory a path given relative to `dirfd` starts from.
 #[inline(always)]
-pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk, o: &KernelOffsets) {
+pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk) {
     out.len = 0;
-    if o.structs_valid == 0 {
+    if offset!(structs_valid) == 0 {
         out.flags = walk_flags::FAILED;
         return;
     }
-    let result = unsafe {
-        current_fs(o).and_then(|(root, cwd)| {
-            let start = if dirfd == AT_FDCWD {
-                cwd
-            } else {
-                current_fd_path(dirfd, o)?
-            };
-            walk(start, root, out, o)
-        })
-    };
-    out.flags = match result {
+    out.flags = match unsafe { try_walk_dirfd(dirfd, out) } {
         Ok(flags) => walk_flags::PRESENT | flags,
         Err(_) => walk_flags::FAILED,
     };
+}
+
+/// Straight-line on purpose (no closures): every call the compiler does not
+/// inline is a BPF subprogram whose frame adds to the 512 bytes that older
+/// kernels allow along a call chain, rounded up to 32 each.
+#[inline(always)]
+unsafe fn try_walk_dirfd(dirfd: i32, out: &mut DirWalk) -> Result<u32, i64> {
+    unsafe {
+        let task = bpf_get_current_task();
+        let fs = read_ptr(task, offset!(task_fs))?;
+        if fs == 0 {
+            return Err(-1);
+        }
+        let root = read_path(fs + offset!(fs_root) as u64)?;
+        let start = if dirfd == AT_FDCWD {
+            read_path(fs + offset!(fs_pwd) as u64)?
+        } else {
+            fd_path(task, dirfd)?
+        };
+        walk(start, root, out)
+    }
 }
 
 /// Walks from `start` up to `root` (the task's root, so paths inside a
@@ -98,15 +95,10 @@ pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk, o: &KernelOffsets) {
 /// masked scalar on every iteration, the states of all branches look alike
 /// and are pruned, instead of one state per combination of mount crossings.
 #[inline(always)]
-unsafe fn walk(
-    start: KPath,
-    root: KPath,
-    out: &mut DirWalk,
-    o: &KernelOffsets,
-) -> Result<u32, i64> {
+unsafe fn walk(start: KPath, root: KPath, out: &mut DirWalk) -> Result<u32, i64> {
     let mut dentry = start.dentry;
     let mut vfsmnt = start.mnt;
-    let mut mount = vfsmnt - o.mount_mnt as u64;
+    let mut mount = vfsmnt - offset!(mount_mnt) as u64;
     let len = &raw mut out.len;
     let buf = out.buf.as_mut_ptr();
     unsafe { len.write_volatile(0) };
@@ -114,19 +106,19 @@ unsafe fn walk(
         if dentry == root.dentry && vfsmnt == root.mnt {
             return Ok(0);
         }
-        let mnt_root = unsafe { read_ptr(vfsmnt, o.vfsmount_root)? };
+        let mnt_root = unsafe { read_ptr(vfsmnt, offset!(vfsmount_root))? };
         if dentry == mnt_root {
             // The top of this mount: continue from where it is mounted.
-            let parent = unsafe { read_ptr(mount, o.mount_parent)? };
+            let parent = unsafe { read_ptr(mount, offset!(mount_parent))? };
             if parent == mount {
                 return Ok(0);
             }
-            dentry = unsafe { read_ptr(mount, o.mount_mountpoint)? };
+            dentry = unsafe { read_ptr(mount, offset!(mount_mountpoint))? };
             mount = parent;
-            vfsmnt = mount + o.mount_mnt as u64;
+            vfsmnt = mount + offset!(mount_mnt) as u64;
             continue;
         }
-        let parent = unsafe { read_ptr(dentry, o.dentry_parent)? };
+        let parent = unsafe { read_ptr(dentry, offset!(dentry_parent))? };
         if parent == dentry {
             return Ok(0);
         }
@@ -134,7 +126,7 @@ unsafe fn walk(
         if pos >= WRITE_LIMIT {
             return Ok(walk_flags::TRUNCATED);
         }
-        let name = unsafe { read_ptr(dentry, o.dentry_name + o.qstr_name)? };
+        let name = unsafe { read_ptr(dentry, offset!(dentry_name) + offset!(qstr_name))? };
         // The mask proves to the verifier that pos + NAME_MAX stays inside buf.
         let at = (pos & (WRITE_LIMIT - 1)) as usize;
         let n =

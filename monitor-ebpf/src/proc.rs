@@ -9,7 +9,7 @@ use monitor_common::{ExitEvent, ForkEvent, kind};
 use crate::{
     context, exec, file,
     kmem::read_u32,
-    maps::{offsets, send},
+    maps::{offset, send},
 };
 
 /// `sched_process_fork(parent, child)` as a raw tracepoint: the task pointers let
@@ -21,21 +21,20 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
-    let Some(header) = context::current(kind::FORK) else {
+    let Some(task) = context::current() else {
         return Ok(());
     };
-    let o = offsets();
-    if o.structs_valid == 0 {
+    if offset!(structs_valid) == 0 {
         return Ok(());
     }
     let child: u64 = ctx.arg(1);
-    let child_tgid = unsafe { read_u32(child, o.task_tgid)? };
-    let child_pid = unsafe { read_u32(child, o.task_pid)? };
+    let child_tgid = unsafe { read_u32(child, offset!(task_tgid))? };
+    let child_pid = unsafe { read_u32(child, offset!(task_pid))? };
     if child_tgid != child_pid {
         return Ok(()); // a thread
     }
     let ev = ForkEvent {
-        header,
+        header: context::header(kind::FORK, task),
         child_pid,
         _pad: 0,
     };
@@ -58,18 +57,17 @@ fn try_exit() -> Result<(), i64> {
     if tid != (pid_tgid >> 32) as u32 {
         return Ok(()); // a thread, not the process
     }
-    let Some(header) = context::current(kind::EXIT) else {
+    let Some(task) = context::current() else {
         return Ok(());
     };
-    let o = offsets();
-    let exit_code = if o.structs_valid != 0 {
-        let task = unsafe { bpf_get_current_task() };
-        unsafe { read_u32(task, o.task_exit_code) }.unwrap_or(0) as i32
+    let exit_code = if offset!(structs_valid) != 0 {
+        let current = unsafe { bpf_get_current_task() };
+        unsafe { read_u32(current, offset!(task_exit_code)) }.unwrap_or(0) as i32
     } else {
         0
     };
     let ev = ExitEvent {
-        header,
+        header: context::header(kind::EXIT, task),
         exit_code,
         _pad: 0,
     };

@@ -35,6 +35,12 @@ enum Command {
     },
     /// Match events against the rules and deliver alerts (JSON lines on stdout by default).
     Run(Box<RunArgs>),
+    /// Load the kernel programs, print every hook as active or inactive with
+    /// the reason, and exit: 0 when every core hook attached, else 1.
+    Hooks {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -121,6 +127,10 @@ struct SourceArgs {
         value_name = "DIR"
     )]
     host_root: PathBuf,
+    /// The running kernel's BTF, for kernels built without
+    /// `/sys/kernel/btf/vmlinux` (e.g. a file from BTFHub or `pahole`).
+    #[arg(long, env = "MONITOR_BTF", value_name = "FILE")]
+    btf: Option<PathBuf>,
 }
 
 impl SourceArgs {
@@ -128,6 +138,7 @@ impl SourceArgs {
         SourceOptions {
             cgroups: self.cgroups.clone(),
             ring_buffer_bytes: self.ring_buffer_bytes,
+            btf: self.btf.clone(),
         }
     }
 }
@@ -553,6 +564,25 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
             };
             prepare_host(&opts.host_root)?;
             runtime()?.block_on(trace::run(opts))?;
+        }
+        Command::Hooks { source } => {
+            let opts = source.options();
+            let started = monitor::bpf::start(
+                opts.ring_buffer_bytes,
+                !opts.cgroups.is_empty(),
+                opts.btf.as_deref(),
+                false,
+            )?;
+            let report = monitor::bpf::load::report(&started.kernel);
+            print!("{report}");
+            let core_missing = started
+                .kernel
+                .hooks
+                .iter()
+                .any(|h| h.core && h.error.is_some());
+            if core_missing {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Run(_) => unreachable!("prepared above"),
         Command::Rules {

@@ -526,6 +526,13 @@ impl Btf {
         })
     }
 
+    /// The offset of a member whose type has the shape the programs read.
+    fn checked(&self, struct_name: &str, member: &str, shape: Shape) -> Result<u32, BtfError> {
+        let m = self.member(struct_name, member)?;
+        self.check_shape(struct_name, member, m.type_id, shape)?;
+        Ok(m.offset)
+    }
+
     /// Checks that the member's type is the shape the kernel programs read.
     fn check_shape(
         &self,
@@ -540,6 +547,9 @@ impl Btf {
             (Shape::Pointer, Some(t)) => t.kind() == KIND_PTR,
             (Shape::U32, Some(t)) => {
                 matches!(t.kind(), KIND_INT | KIND_ENUM) && t.size_or_type == 4
+            }
+            (Shape::U64, Some(t)) => {
+                matches!(t.kind(), KIND_INT | KIND_ENUM | KIND_ENUM64) && t.size_or_type == 8
             }
             (Shape::Struct(name), Some(t)) => {
                 t.kind() == KIND_STRUCT && self.name(t.name_off)? == name
@@ -565,6 +575,8 @@ enum Shape {
     Pointer,
     /// Read as a `u32`.
     U32,
+    /// Read as a `u64`.
+    U64,
     /// Embedded by value; its own members are added to this offset.
     Struct(&'static str),
 }
@@ -574,6 +586,7 @@ impl std::fmt::Display for Shape {
         match self {
             Shape::Pointer => f.write_str("a pointer"),
             Shape::U32 => f.write_str("a 4-byte integer"),
+            Shape::U64 => f.write_str("an 8-byte integer"),
             Shape::Struct(name) => write!(f, "an embedded struct {name}"),
         }
     }
@@ -617,12 +630,28 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         (&mut o.mount_mountpoint, "mount", "mnt_mountpoint", Pointer),
     ];
     for (slot, struct_name, member, shape) in wanted {
-        let m = btf.member(struct_name, member)?;
-        btf.check_shape(struct_name, member, m.type_id, shape)?;
-        *slot = m.offset;
+        *slot = btf.checked(struct_name, member, shape)?;
     }
     o.structs_valid = 1;
     Ok(o)
+}
+
+/// Fills the members of the cgroup v2 ancestry walk (`task->cgroups->
+/// dfl_cgrp->kn`, then kernfs parents and ids) and sets `cgroups_valid`.
+/// Only needed where tracing programs lack the ancestor-cgroup helper, so a
+/// failure here costs nothing elsewhere; the caller decides.
+pub fn cgroup_walk_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U64};
+    o.task_cgroups = btf.checked("task_struct", "cgroups", Pointer)?;
+    o.css_set_dfl_cgrp = btf.checked("css_set", "dfl_cgrp", Pointer)?;
+    o.cgroup_kn = btf.checked("cgroup", "kn", Pointer)?;
+    o.kernfs_id = btf.checked("kernfs_node", "id", U64)?;
+    // 6.15 renamed `parent` to `__parent` (read under RCU since).
+    o.kernfs_parent = btf
+        .checked("kernfs_node", "parent", Pointer)
+        .or_else(|_| btf.checked("kernfs_node", "__parent", Pointer))?;
+    o.cgroups_valid = 1;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1103,8 +1132,11 @@ mod tests {
                  with CONFIG_DEBUG_INFO_BTF=y, so a missing {VMLINUX_PATH} is a broken machine."
             )
         });
-        let o = kernel_offsets(&btf).unwrap_or_else(|e| panic!("kernel_offsets: {e}"));
+        let mut o = kernel_offsets(&btf).unwrap_or_else(|e| panic!("kernel_offsets: {e}"));
         assert_eq!(o.structs_valid, 1);
+        cgroup_walk_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("cgroup_walk_offsets: {e}"));
+        assert_eq!(o.cgroups_valid, 1);
+        assert_ne!(o.kernfs_parent, o.kernfs_id);
         // Layouts that have held for many kernel versions.
         assert_eq!(o.path_mnt, 0);
         assert_eq!(o.path_dentry, 8);
@@ -1151,6 +1183,10 @@ mod tests {
             (o.mount_mnt, "mount", "mnt"),
             (o.mount_parent, "mount", "mnt_parent"),
             (o.mount_mountpoint, "mount", "mnt_mountpoint"),
+            (o.task_cgroups, "task_struct", "cgroups"),
+            (o.css_set_dfl_cgrp, "css_set", "dfl_cgrp"),
+            (o.cgroup_kn, "cgroup", "kn"),
+            (o.kernfs_id, "kernfs_node", "id"),
         ];
         for (ours, s, m) in expected {
             assert_eq!(ours, bpftool_offset(&types, s, m), "{s}.{m}");

@@ -7,7 +7,7 @@ use std::{collections::HashSet, fs::File};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
@@ -26,14 +26,47 @@ enum Attach {
     CgroupRoot,
 }
 
-/// One attachment of one program.
+/// A family of hooks. A concern may have rows in several tiers; the loader
+/// attaches every row this kernel offers and the concern is served by its
+/// best active tier (the LSM/fentry tier will rank above tracepoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Syscall and scheduler tracepoints, raw tracepoints, cgroup socket
+    /// hooks: every kernel from 5.8 (the ring buffer) has them.
+    Tracepoint,
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tier::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+/// The oldest kernel the monitor runs on: every record goes through a BPF
+/// ring buffer, which came in 5.8.
+const BASELINE: &str = "5.8";
+
+/// One attachment of one program: a row of the hook table.
+///
+/// Whether a row is usable is decided by trying it on the running kernel
+/// (the tracepoint exists, the verifier accepts the program, the attach
+/// works), never by the version; `since` and `covered_by` only explain a
+/// missing row in the log.
 #[derive(Clone, Copy, Debug)]
 struct Hook {
     program: &'static str,
     attach: Attach,
     concern: &'static str,
+    tier: Tier,
     /// The agent refuses to start without it.
     core: bool,
+    /// The oldest release the monitor can use it on: the upstream release
+    /// that introduced it, or 5.8 (the ring buffer) for older hooks.
+    since: &'static str,
+    /// What still covers the concern on kernels without this row.
+    covered_by: Option<&'static str>,
 }
 
 const fn tp(
@@ -47,29 +80,112 @@ const fn tp(
         program,
         attach: Attach::Tracepoint(group, name),
         concern,
+        tier: Tier::Tracepoint,
         core,
+        since: BASELINE,
+        covered_by: None,
     }
 }
 
-/// File syscalls: each has its own enter program and shares the exit program.
-const FILE_SYSCALLS: [(&str, &str, bool); 17] = [
-    ("sys_enter_openat", "sys_exit_openat", true),
-    ("sys_enter_openat2", "sys_exit_openat2", false),
-    ("sys_enter_open", "sys_exit_open", false),
-    ("sys_enter_creat", "sys_exit_creat", false),
-    ("sys_enter_renameat2", "sys_exit_renameat2", false),
-    ("sys_enter_renameat", "sys_exit_renameat", false),
-    ("sys_enter_rename", "sys_exit_rename", false),
-    ("sys_enter_unlinkat", "sys_exit_unlinkat", false),
-    ("sys_enter_unlink", "sys_exit_unlink", false),
-    ("sys_enter_fchmodat", "sys_exit_fchmodat", false),
-    ("sys_enter_fchmodat2", "sys_exit_fchmodat2", false),
-    ("sys_enter_chmod", "sys_exit_chmod", false),
-    ("sys_enter_truncate", "sys_exit_truncate", false),
-    ("sys_enter_linkat", "sys_exit_linkat", false),
-    ("sys_enter_link", "sys_exit_link", false),
-    ("sys_enter_symlinkat", "sys_exit_symlinkat", false),
-    ("sys_enter_symlink", "sys_exit_symlink", false),
+const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -> Hook {
+    Hook {
+        program,
+        attach: Attach::CgroupRoot,
+        concern,
+        tier: Tier::Tracepoint,
+        core,
+        since: BASELINE,
+        covered_by: None,
+    }
+}
+
+impl Hook {
+    const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
+        Hook {
+            since,
+            covered_by: Some(covered_by),
+            ..self
+        }
+    }
+}
+
+/// File syscalls: each has its own enter program and shares the exit
+/// program. The legacy calls (`open`, `rename`, ...) do not exist on every
+/// architecture, and the newest ones not on every kernel: the `*at` calls
+/// cover both.
+const FILE_SYSCALLS: [(&str, &str, bool, Option<(&str, &str)>); 17] = [
+    ("sys_enter_openat", "sys_exit_openat", true, None),
+    (
+        "sys_enter_openat2",
+        "sys_exit_openat2",
+        false,
+        Some(("5.6", "openat")),
+    ),
+    (
+        "sys_enter_open",
+        "sys_exit_open",
+        false,
+        Some((BASELINE, "openat")),
+    ),
+    (
+        "sys_enter_creat",
+        "sys_exit_creat",
+        false,
+        Some((BASELINE, "openat")),
+    ),
+    (
+        "sys_enter_renameat2",
+        "sys_exit_renameat2",
+        false,
+        Some((BASELINE, "renameat")),
+    ),
+    (
+        "sys_enter_renameat",
+        "sys_exit_renameat",
+        false,
+        Some((BASELINE, "renameat2")),
+    ),
+    (
+        "sys_enter_rename",
+        "sys_exit_rename",
+        false,
+        Some((BASELINE, "renameat2")),
+    ),
+    ("sys_enter_unlinkat", "sys_exit_unlinkat", false, None),
+    (
+        "sys_enter_unlink",
+        "sys_exit_unlink",
+        false,
+        Some((BASELINE, "unlinkat")),
+    ),
+    ("sys_enter_fchmodat", "sys_exit_fchmodat", false, None),
+    (
+        "sys_enter_fchmodat2",
+        "sys_exit_fchmodat2",
+        false,
+        Some(("6.6", "fchmodat")),
+    ),
+    (
+        "sys_enter_chmod",
+        "sys_exit_chmod",
+        false,
+        Some((BASELINE, "fchmodat")),
+    ),
+    ("sys_enter_truncate", "sys_exit_truncate", false, None),
+    ("sys_enter_linkat", "sys_exit_linkat", false, None),
+    (
+        "sys_enter_link",
+        "sys_exit_link",
+        false,
+        Some((BASELINE, "linkat")),
+    ),
+    ("sys_enter_symlinkat", "sys_exit_symlinkat", false, None),
+    (
+        "sys_enter_symlink",
+        "sys_exit_symlink",
+        false,
+        Some((BASELINE, "symlinkat")),
+    ),
 ];
 
 const HOOKS: &[Hook] = &[
@@ -95,10 +211,8 @@ const HOOKS: &[Hook] = &[
         false,
     ),
     Hook {
-        program: "sched_process_fork",
         attach: Attach::RawTracepoint("sched_process_fork"),
-        concern: "process tree",
-        core: false,
+        ..tp("sched_process_fork", "", "", "process tree", false)
     },
     tp(
         "sched_process_exit",
@@ -121,50 +235,26 @@ const HOOKS: &[Hook] = &[
         "containers",
         false,
     ),
-    Hook {
-        program: "connect4",
-        attach: Attach::CgroupRoot,
-        concern: "egress",
-        core: true,
-    },
-    Hook {
-        program: "connect6",
-        attach: Attach::CgroupRoot,
-        concern: "egress",
-        core: true,
-    },
-    Hook {
-        program: "sendmsg4",
-        attach: Attach::CgroupRoot,
-        concern: "egress (udp)",
-        core: false,
-    },
-    Hook {
-        program: "sendmsg6",
-        attach: Attach::CgroupRoot,
-        concern: "egress (udp)",
-        core: false,
-    },
-    Hook {
-        program: "bind4",
-        attach: Attach::CgroupRoot,
-        concern: "listening",
-        core: false,
-    },
-    Hook {
-        program: "bind6",
-        attach: Attach::CgroupRoot,
-        concern: "listening",
-        core: false,
-    },
+    cgroup_hook("connect4", "egress", true),
+    cgroup_hook("connect6", "egress", true),
+    cgroup_hook("sendmsg4", "egress (udp)", false),
+    cgroup_hook("sendmsg6", "egress (udp)", false),
+    cgroup_hook("bind4", "listening", false),
+    cgroup_hook("bind6", "listening", false),
 ];
 
 /// Every hook: the fixed table plus the enter/exit pair of each file syscall.
 fn all_hooks() -> Vec<Hook> {
     let mut hooks = HOOKS.to_vec();
-    for (enter, exit, core) in FILE_SYSCALLS {
-        hooks.push(tp(enter, "syscalls", enter, "file writes", core));
-        hooks.push(tp("sys_exit_file", "syscalls", exit, "file writes", core));
+    for (enter, exit, core, newer) in FILE_SYSCALLS {
+        let mut pair = [
+            tp(enter, "syscalls", enter, "file writes", core),
+            tp("sys_exit_file", "syscalls", exit, "file writes", core),
+        ];
+        if let Some((since, covered_by)) = newer {
+            pair = pair.map(|h| h.since(since, covered_by));
+        }
+        hooks.extend(pair);
     }
     hooks
 }
@@ -175,6 +265,7 @@ pub struct HookStatus {
     pub program: &'static str,
     pub target: String,
     pub concern: &'static str,
+    pub tier: Tier,
     pub core: bool,
     /// `None` when attached, else why not.
     pub error: Option<String>,
@@ -198,23 +289,81 @@ pub struct LoadOptions {
 pub struct Kernel {
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
+    /// How the kernel programs decide the cgroup scope (`--cgroup`).
+    pub scope_route: ScopeRoute,
+}
+
+/// How a tracepoint program tells whether the task is inside a watched subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeRoute {
+    /// No `--cgroup`: everything is watched.
+    Unfiltered,
+    /// `bpf_get_current_ancestor_cgroup_id`.
+    AncestorHelper,
+    /// Walking `task->cgroups->dfl_cgrp->kn` and its parents with BTF offsets.
+    CgroupWalk,
+}
+
+impl std::fmt::Display for ScopeRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScopeRoute::Unfiltered => "unfiltered",
+            ScopeRoute::AncestorHelper => "ancestor-cgroup helper",
+            ScopeRoute::CgroupWalk => "cgroup parent walk",
+        })
+    }
 }
 
 impl Kernel {
+    /// Loads and attaches every hook this kernel offers; fails when a core
+    /// hook is missing.
     pub fn load(opts: &LoadOptions) -> anyhow::Result<Kernel> {
+        let kernel = Kernel::load_available(opts)?;
+        let missing_core: Vec<String> = kernel
+            .hooks
+            .iter()
+            .filter(|h| h.core && h.error.is_some())
+            .map(|h| h.target.clone())
+            .collect();
+        if !missing_core.is_empty() {
+            bail!("core hooks could not attach: {}", missing_core.join(", "));
+        }
+        Ok(kernel)
+    }
+
+    /// Loads and attaches every hook this kernel offers, core or not, and
+    /// says which could not: for reporting what a kernel supports.
+    pub fn load_available(opts: &LoadOptions) -> anyhow::Result<Kernel> {
         if OBJECT.is_empty() {
             bail!(
                 "this binary was built with AYA_BUILD_SKIP=1 and has no kernel programs; build it with `cargo xtask build`"
             );
         }
         raise_memlock();
+        let features = Features::probe()?;
+        let scope_by_walk = opts.filter_cgroups && !features.ancestor_cgroup_in_tracing;
+        if scope_by_walk {
+            if opts.offsets.cgroups_valid == 0 {
+                bail!(
+                    "--cgroup needs the task's cgroup ancestry, and this kernel offers neither \
+                     bpf_get_current_ancestor_cgroup_id to tracepoint programs nor the BTF members \
+                     to walk it (task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.id \
+                     and parent); watch the whole machine instead (no --cgroup)"
+                );
+            }
+            info!(
+                "cgroup scope: walking each task's cgroup v2 parents (this kernel's tracepoint \
+                 programs cannot call bpf_get_current_ancestor_cgroup_id)"
+            );
+        }
         let settings = Settings {
             agent_pid: std::process::id(),
             filter_cgroups: opts.filter_cgroups as u32,
             cgroup2_root: 0,
-            _pad: 0,
+            scope_by_walk: scope_by_walk as u32,
         };
         let mut ebpf = EbpfLoader::new()
+            .verifier_log_level(verifier_log_level())
             .override_global("SETTINGS", &settings, true)
             .override_global("OFFSETS", &opts.offsets, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
@@ -243,7 +392,15 @@ impl Kernel {
             let error = if let Attach::Tracepoint(g, n) = hook.attach
                 && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
             {
-                Some("this kernel has no such tracepoint".to_owned())
+                Some(match (hook.covered_by, hook.since) {
+                    (Some(other), BASELINE) => {
+                        format!("this kernel has no such tracepoint ({other} covers the concern)")
+                    }
+                    (Some(other), since) => format!(
+                        "this kernel has no such tracepoint (it came in {since}; {other} covers the concern)"
+                    ),
+                    (None, _) => "this kernel has no such tracepoint".to_owned(),
+                })
             } else if let Some(e) = failed_load.get(hook.program) {
                 Some(e.clone())
             } else {
@@ -262,6 +419,7 @@ impl Kernel {
                 program: hook.program,
                 target,
                 concern: hook.concern,
+                tier: hook.tier,
                 core: hook.core,
                 error,
             });
@@ -277,17 +435,26 @@ impl Kernel {
                 }
             }
         }
-        let missing_core: Vec<String> = hooks
-            .iter()
-            .filter(|h| h.core && h.error.is_some())
-            .map(|h| h.target.clone())
-            .collect();
-        if !missing_core.is_empty() {
-            bail!("core hooks could not attach: {}", missing_core.join(", "));
-        }
         let active = hooks.iter().filter(|h| h.error.is_none()).count();
-        info!(active, total = hooks.len(), "kernel hooks attached");
-        Ok(Kernel { ebpf, hooks })
+        let mut tiers: Vec<(&str, Tier)> = Vec::new();
+        for h in hooks.iter().filter(|h| h.error.is_none()) {
+            match tiers.iter_mut().find(|(c, _)| *c == h.concern) {
+                Some((_, tier)) => *tier = (*tier).max(h.tier),
+                None => tiers.push((h.concern, h.tier)),
+            }
+        }
+        let tiers: Vec<String> = tiers.iter().map(|(c, t)| format!("{c}={t}")).collect();
+        info!(active, total = hooks.len(), tiers = %tiers.join(", "), "kernel hooks attached");
+        let scope_route = match (opts.filter_cgroups, scope_by_walk) {
+            (false, _) => ScopeRoute::Unfiltered,
+            (true, false) => ScopeRoute::AncestorHelper,
+            (true, true) => ScopeRoute::CgroupWalk,
+        };
+        Ok(Kernel {
+            ebpf,
+            hooks,
+            scope_route,
+        })
     }
 
     /// The ring buffer every record arrives on. Call once.
@@ -362,6 +529,111 @@ fn attach(
         }
     }
     Ok(())
+}
+
+/// The hook table as this kernel took it, for `monitor hooks`: a line per
+/// concern with the tier serving it, then a line per hook.
+pub fn report(kernel: &Kernel) -> String {
+    use std::fmt::Write as _;
+    let release = aya::util::KernelVersion::current()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let mut out = String::new();
+    let active = kernel.hooks.iter().filter(|h| h.error.is_none()).count();
+    let mut w = |line: String| out.push_str(&(line + "\n"));
+    w(format!(
+        "kernel {release}: {active} of {} hooks active, cgroup scope: {}",
+        kernel.hooks.len(),
+        kernel.scope_route
+    ));
+    let mut concerns: Vec<&str> = kernel.hooks.iter().map(|h| h.concern).collect();
+    concerns.dedup();
+    for concern in concerns {
+        let rows: Vec<&HookStatus> = kernel
+            .hooks
+            .iter()
+            .filter(|h| h.concern == concern)
+            .collect();
+        let tier = rows
+            .iter()
+            .filter(|h| h.error.is_none())
+            .map(|h| h.tier)
+            .max();
+        let used = rows.iter().filter(|h| h.error.is_none()).count();
+        w(match tier {
+            Some(tier) => format!(
+                "concern {concern}: tier {tier} ({used} of {} hooks)",
+                rows.len()
+            ),
+            None => format!(
+                "concern {concern}: none ({} hooks, none active)",
+                rows.len()
+            ),
+        });
+    }
+    for h in &kernel.hooks {
+        let role = if h.core { "core" } else { "optional" };
+        let state = match &h.error {
+            None => "active  ".to_owned(),
+            Some(_) => "inactive".to_owned(),
+        };
+        let mut line = format!(
+            "{state}  {role:8} {:10} {:14} {}",
+            h.tier, h.concern, h.target
+        );
+        if let Some(e) = &h.error {
+            let _ = write!(line, ": {e}");
+        }
+        w(line);
+    }
+    out
+}
+
+/// What the running kernel offers that decides how the programs are set up,
+/// found by asking the kernel (loading tiny probe programs), not by version.
+#[derive(Clone, Copy, Debug)]
+struct Features {
+    /// Tracepoint programs may call `bpf_get_current_ancestor_cgroup_id`
+    /// (5.10 offers it to socket programs only).
+    ancestor_cgroup_in_tracing: bool,
+}
+
+impl Features {
+    fn probe() -> anyhow::Result<Features> {
+        // Every record goes through one ring buffer (Linux 5.8): without it
+        // nothing can be reported, so say why instead of failing later.
+        if !aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(false) {
+            let version = aya::util::KernelVersion::current()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| "unknown".to_owned());
+            bail!(
+                "this kernel ({version}) has no BPF ring buffer, which every event goes \
+                 through: the monitor needs Linux {BASELINE} or later"
+            );
+        }
+        let ancestor_cgroup_in_tracing = aya::sys::is_helper_supported(
+            aya::programs::ProgramType::TracePoint,
+            aya::sys::BpfHelper::BPF_FUNC_get_current_ancestor_cgroup_id,
+        )
+        .unwrap_or(false);
+        debug!(ancestor_cgroup_in_tracing, "kernel features probed");
+        Ok(Features {
+            ancestor_cgroup_in_tracing,
+        })
+    }
+}
+
+/// How much the verifier says when it refuses a program. Statistics level
+/// keeps the reason and the counts: the instruction-level log of a large
+/// program outgrows any buffer on older kernels (326,000 lines on 5.10, and
+/// the load then fails with ENOSPC instead of the reason).
+/// `MONITOR_VERIFIER_LOG=debug` asks for the whole log.
+fn verifier_log_level() -> VerifierLogLevel {
+    match std::env::var("MONITOR_VERIFIER_LOG").as_deref() {
+        Ok("debug") => VerifierLogLevel::DEBUG | VerifierLogLevel::STATS,
+        Ok("verbose") => VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS,
+        _ => VerifierLogLevel::STATS,
+    }
 }
 
 /// Keeps the verifier's log (its last lines say why) with the error.

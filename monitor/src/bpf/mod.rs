@@ -10,11 +10,13 @@ pub mod reader;
 pub mod source;
 pub mod tracefs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use monitor_common::KernelOffsets;
 
-pub use load::{CgroupFilter, HookStatus, Kernel, LoadOptions, LostCounters};
+pub use load::{CgroupFilter, HookStatus, Kernel, LoadOptions, LostCounters, ScopeRoute};
 
 /// Everything the agent needs from the kernel side, ready to read.
 pub struct Started {
@@ -25,17 +27,31 @@ pub struct Started {
 
 /// Finds tracefs (mounting it when missing) and cgroup2, reads the offsets
 /// the programs need from this kernel, and loads and attaches the programs.
-pub fn start(ring_buffer_bytes: u32, filter_cgroups: bool) -> anyhow::Result<Started> {
+///
+/// `btf` is the kernel's BTF where `/sys/kernel/btf/vmlinux` is missing.
+/// Without `require_core` a kernel missing core hooks is still loaded, for
+/// reporting what it offers (`monitor hooks`).
+pub fn start(
+    ring_buffer_bytes: u32,
+    filter_cgroups: bool,
+    btf: Option<&Path>,
+    require_core: bool,
+) -> anyhow::Result<Started> {
     let tracefs = tracefs::ensure_mounted()?;
     let cgroup2_mount = cgroupfs::cgroup2_mount()?;
-    let offsets = kernel_offsets(&tracefs)?;
-    let kernel = Kernel::load(&LoadOptions {
+    let offsets = kernel_offsets(&tracefs, btf)?;
+    let opts = LoadOptions {
         ring_buffer_bytes,
         filter_cgroups,
         offsets,
         cgroup2_mount: cgroup2_mount.clone(),
         tracefs: tracefs.clone(),
-    })?;
+    };
+    let kernel = if require_core {
+        Kernel::load(&opts)?
+    } else {
+        Kernel::load_available(&opts)?
+    };
     Ok(Started {
         kernel,
         cgroup2_mount,
@@ -46,14 +62,35 @@ pub fn start(ring_buffer_bytes: u32, filter_cgroups: bool) -> anyhow::Result<Sta
 /// The struct member offsets from BTF are optional: without them relative
 /// paths stay relative and fork events are not sent, which the log says. The
 /// tracepoint fields are required: exec and cgroup events need them.
-fn kernel_offsets(tracefs: &std::path::Path) -> anyhow::Result<KernelOffsets> {
-    let mut offsets = match btf::Btf::from_sys_fs().and_then(|b| btf::kernel_offsets(&b)) {
-        Ok(o) => o,
+///
+/// The cgroup-walk members matter only where the ancestor-cgroup helper is
+/// missing from tracing programs; the loader says so if it needs them.
+fn kernel_offsets(tracefs: &Path, btf_file: Option<&Path>) -> anyhow::Result<KernelOffsets> {
+    let btf = match btf_file {
+        Some(path) => btf::Btf::from_file(path),
+        None => btf::Btf::from_sys_fs(),
+    };
+    let btf = match btf {
+        Ok(b) => Some(b),
+        Err(e) if btf_file.is_some() => return Err(e).context("reading the file given by --btf"),
         Err(e) => {
-            tracing::warn!("path resolution, ppid and fork tracking are disabled: {e}");
-            KernelOffsets::default()
+            tracing::warn!(
+                "path resolution, ppid and fork tracking are disabled: {e} \
+                 (give the kernel's BTF with --btf FILE)"
+            );
+            None
         }
     };
+    let mut offsets = KernelOffsets::default();
+    if let Some(btf) = &btf {
+        match btf::kernel_offsets(btf) {
+            Ok(o) => offsets = o,
+            Err(e) => tracing::warn!("path resolution, ppid and fork tracking are disabled: {e}"),
+        }
+        if let Err(e) = btf::cgroup_walk_offsets(btf, &mut offsets) {
+            tracing::debug!("the cgroup ancestry walk is unavailable: {e}");
+        }
+    }
     tracefs::tracepoint_offsets(tracefs, &mut offsets)?;
     Ok(offsets)
 }

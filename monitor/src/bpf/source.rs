@@ -20,6 +20,8 @@ pub struct SourceOptions {
     /// with its descendants. Empty: the whole machine.
     pub cgroups: Vec<PathBuf>,
     pub ring_buffer_bytes: u32,
+    /// The kernel's BTF, where `/sys/kernel/btf/vmlinux` is missing.
+    pub btf: Option<PathBuf>,
 }
 
 /// Events as they come from the kernel, within the scope asked for.
@@ -36,7 +38,8 @@ pub struct EventSource {
 impl EventSource {
     pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource> {
         let filtered = !opts.cgroups.is_empty();
-        let mut started = super::start(opts.ring_buffer_bytes, filtered)?;
+        let mut started =
+            super::start(opts.ring_buffer_bytes, filtered, opts.btf.as_deref(), true)?;
         let scope = if filtered {
             let kernel_filter = started.kernel.take_cgroup_filter()?;
             Some(Scope::new(
