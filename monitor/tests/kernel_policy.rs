@@ -12,10 +12,12 @@
 //! what it expects. Run as root (`cargo xtask test`).
 //!
 //! No test writes the machine's real `/etc`: writes to `/etc` happen inside a
-//! private mount namespace (`unshare --mount`) with a tmpfs or a scratch
-//! directory mounted over it, and connections leave from an empty network
-//! namespace (`unshare --net`), where they fail at once after the cgroup hook
-//! has seen them.
+//! private mount namespace with a tmpfs or a scratch directory mounted over
+//! it, and connections leave from an empty network namespace, where they fail
+//! at once after the cgroup hook has seen them. The test's own child makes
+//! those namespaces before it execs the workload (`common::namespaces`), so
+//! the workload's program is the container's first process and no `unshare`
+//! or `mount` of the machinery is seen by the rules.
 mod common;
 
 use std::{
@@ -28,6 +30,7 @@ use std::{
 
 use common::{
     Monitor, TestCgroup, TestCgroupTree, docker_container_id, kernel_tests_enabled,
+    namespaces::{Isolation, Mount},
     write_docker_state,
 };
 use serde_json::{Value, json};
@@ -337,19 +340,16 @@ fn assert_process(a: &Value, pid: Option<u32>, exe: &str, args: &[&str], parents
     assert_eq!(p["ppid"], parents[0]["pid"], "{ctx}");
 }
 
-/// Runs `sh -c <script>` as `unshare <flags> /bin/sh -c <script>` in `cg`,
-/// so the shell's mounts and network live in namespaces of its own; returns
-/// the pid (unshare execs the shell in place).
-fn unshare_sh(cg: &TestCgroup, flags: &[&str], script: &str) -> u32 {
-    let mut args: Vec<&str> = flags.to_vec();
-    args.extend(["--propagation", "private", "/bin/sh", "-c", script]);
-    cg.run("/usr/bin/unshare", &args, None)
+/// Runs `/bin/sh -c <script>` in `cg` to completion, in the namespaces of
+/// `isolation`; returns the shell's pid.
+fn sh_in(cg: &TestCgroup, isolation: &Isolation, script: &str) -> u32 {
+    cg.run_isolated(isolation, "/bin/sh", &["-c", script], None)
 }
 
-/// The `shell` alert the shipped pack raises for `/bin/sh -c <script>`
-/// started by this test process (directly, or through `unshare`, which execs
-/// the shell in its own place).
-fn assert_shell(a: &Value, c: &Container, pid: u32, script: &str) {
+/// The `shell` alert the shipped pack raises for `/bin/sh` with `argv`
+/// (pid `pid`) below `parents` (pid, exe; nearest first), as the summary
+/// words `how`.
+fn assert_shell(a: &Value, c: &Container, pid: u32, argv: &[&str], parents: &[Value], how: &str) {
     assert_head(
         a,
         "shell",
@@ -358,24 +358,22 @@ fn assert_shell(a: &Value, c: &Container, pid: u32, script: &str) {
         "process",
         Some(c),
     );
-    assert_process(
-        a,
-        Some(pid),
-        "/bin/sh",
-        &["/bin/sh", "-c", script],
-        &[test_process()],
+    assert_process(a, Some(pid), "/bin/sh", argv, parents);
+    assert_eq!(a["tags"], json!(["T1059.004", "T1609"]));
+    assert_eq!(a["attempt"], false);
+    let by = format!(
+        "{} (pid {})",
+        parents[0]["exe"].as_str().unwrap(),
+        parents[0]["pid"]
     );
-    // The summary shortens a long command line to about 120 characters.
-    let command = if "/bin/sh -c ".len() + script.len() > 120 {
-        "/bin/sh -c ...".to_owned()
-    } else {
-        format!("/bin/sh -c {script}")
-    };
     assert_eq!(
         a["summary"],
         format!(
-            "denied process {command} in container {} ({})",
-            c.name, c.image
+            "shell /bin/sh {} {} in container {} ({})",
+            argv[1..].join(" "),
+            how.replace("{by}", &by),
+            c.name,
+            c.image
         )
     );
 }
@@ -504,14 +502,15 @@ fn relative_write_to_etc_passwd_is_a_protected_write() {
         ..Default::default()
     });
     // A tmpfs over /etc in a private mount namespace takes the write; the
-    // path is relative to the working directory `/`.
-    let script = "/usr/bin/mount -t tmpfs none /etc && cd / && echo x >> etc/passwd";
-    let pid = unshare_sh(&h.container("app").cgroup, &["--mount"], script);
+    // path is relative to the working directory `/`. The shell is the
+    // container's first process (its entrypoint): no `shell` alert.
+    let script = "cd / && echo x >> etc/passwd";
+    let etc = Isolation::mounts(vec![Mount::Tmpfs("/etc".into())]);
+    let pid = sh_in(&h.container("app").cgroup, &etc, script);
     let alerts = h.finish();
-    assert_rules(&alerts, &["shell", "protected-write"]);
+    assert_rules(&alerts, &["protected-write"]);
     let app = h.container("app");
-    assert_shell(&alerts[0], app, pid, script);
-    let a = &alerts[1];
+    let a = &alerts[0];
     assert_head(
         a,
         "protected-write",
@@ -535,6 +534,8 @@ fn relative_write_to_etc_passwd_is_a_protected_write() {
             "flags": ["O_WRONLY", "O_CREAT", "O_APPEND"], "mode": 0o666, "result": fd})
     );
     assert_eq!(a["network"], Value::Null);
+    assert_eq!(a["tags"], json!(["T1543", "T1574", "T1098.004"]));
+    assert_eq!(a["attempt"], false);
     assert_eq!(
         a["summary"],
         format!(
@@ -559,11 +560,12 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
     h.scratch_file("etc/hosts", "old\n");
     h.scratch_file("etc/hosts.new", "new\n");
     let etc = h.scratch.join("etc");
-    let script = format!(
-        "/usr/bin/mount --bind {} /etc && /usr/bin/mv /etc/hosts.new /etc/hosts",
-        etc.display()
-    );
-    let pid = unshare_sh(&h.container("cfg").cgroup, &["--mount"], &script);
+    let script = "/usr/bin/mv /etc/hosts.new /etc/hosts";
+    let bind = Isolation::mounts(vec![Mount::Bind {
+        source: etc.to_str().unwrap().to_owned(),
+        target: "/etc".into(),
+    }]);
+    let pid = sh_in(&h.container("cfg").cgroup, &bind, script);
     let alerts = h.finish();
     let cfg = h.container("cfg");
     let mv_args = ["/usr/bin/mv", "/etc/hosts.new", "/etc/hosts"];
@@ -572,8 +574,9 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
         json!({"op": "rename", "path": "/etc/hosts.new", "target": "/etc/hosts",
             "flags": [], "result": result})
     };
-    let first = &alerts[1];
-    assert_shell(&alerts[0], cfg, pid, &script);
+    // The entrypoint shell and the program it runs are the container's
+    // start-up: the rename is the only finding.
+    let first = &alerts[0];
     assert_head(
         first,
         "protected-write",
@@ -588,13 +591,10 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
     // and then replace: one finding, whose second attempt the dedup window
     // folds into an update flushed when the agent stops.
     let last = if first["file"]["result"] == 0 {
-        assert_rules(&alerts, &["shell", "protected-write"]);
+        assert_rules(&alerts, &["protected-write"]);
         first
     } else {
-        assert_rules(
-            &alerts,
-            &["shell", "protected-write", "protected-write+update"],
-        );
+        assert_rules(&alerts, &["protected-write", "protected-write+update"]);
         assert_eq!(first["file"], rename(-i64::from(libc::EEXIST)));
         assert_eq!(
             first["summary"],
@@ -602,7 +602,7 @@ fn mv_over_etc_hosts_is_a_protected_rename() {
                 "attempted rename of /etc/hosts.new over protected path /etc/hosts (failed: EEXIST) by /usr/bin/mv (pid {mv_pid}) in container cfg (alpine:3.20)"
             )
         );
-        let update = &alerts[2];
+        let update = &alerts[1];
         assert_eq!(update["update_of"], first["id"]);
         assert_eq!(update["count"], 2);
         assert_ne!(update["id"], first["id"]);
@@ -655,9 +655,10 @@ fn connect_off_the_allowlist_is_an_egress_alert() {
     });
     let py = h.scratch_file("connect.py", &connect_script(&[("203.0.113.7", 443)]));
     let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
-    let mut unshare = vec!["--net"];
-    unshare.extend(args);
-    let pid = h.container("api").run("/usr/bin/unshare", &unshare, None);
+    let pid = h
+        .container("api")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
     let alerts = h.finish();
     assert_rules(&alerts, &["egress"]);
     let a = &alerts[0];
@@ -702,10 +703,10 @@ fn running_a_binary_the_container_wrote_is_drift() {
         .container("job")
         .run("/bin/sh", &["-c", script], Some(&work));
     let alerts = h.finish();
-    assert_rules(&alerts, &["shell", "drift"]);
+    // The shell is the container's entrypoint: drift is the only finding.
+    assert_rules(&alerts, &["drift"]);
     let job = h.container("job");
-    assert_shell(&alerts[0], job, pid, script);
-    let a = &alerts[1];
+    let a = &alerts[0];
     let payload = work.join("payload");
     let payload = payload.to_str().unwrap();
     assert_head(
@@ -745,11 +746,10 @@ fn fifty_ports_in_a_burst_is_one_port_scan_alert() {
     let ports: Vec<(&str, u16)> = (40000..40050).map(|p| ("127.0.0.1", p)).collect();
     let py = h.scratch_file("scan.py", &connect_script(&ports));
     let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
-    let mut unshare = vec!["--net"];
-    unshare.extend(args);
-    let pid = h
-        .container("scanner")
-        .run("/usr/bin/unshare", &unshare, None);
+    let pid =
+        h.container("scanner")
+            .cgroup
+            .run_isolated(&Isolation::net(), args[0], &args[1..], None);
     let alerts = h.finish();
     // Loopback is on the egress allowlist: the scan is the only finding,
     // once per window, raised by the 20th distinct port.
@@ -775,12 +775,20 @@ fn fifty_ports_in_a_burst_is_one_port_scan_alert() {
             "port scan: 20 distinct ports on 1 host within 10s, last by /usr/bin/python3 (pid {pid}) in container scanner (alpine:3.20)"
         )
     );
+    // Loopback is allowed: no egress alert to fold.
+    assert_eq!(
+        a["scan"],
+        json!({"ports": (40000..40020).collect::<Vec<u16>>(), "hosts": ["127.0.0.1"],
+            "distinct_ports": 20, "distinct_hosts": 1, "folded_alerts": 0})
+    );
+    assert_eq!(a["tags"], json!(["T1046"]));
 }
 
 /// A user directory fitting the pack to an nginx front end the documented
 /// way (`rules/README.md`): a policy of its own with the workload's process
-/// allowlist (which also quiets the shipped `shell` rule for its shell), and
-/// exceptions added to the shipped policies with `extend: true`.
+/// allowlist (which also quiets the shipped `shell` rule for the shell its
+/// helper runs), and exceptions added to the shipped policies with
+/// `extend: true`.
 const NGINX_RULES: &str = r#"
 policies:
   - name: shop/web
@@ -792,8 +800,8 @@ policies:
         severity: high
         process:
           allow:
-            - exe: [/usr/bin/unshare, /bin/sh]
-            - exe: [/usr/bin/mount, /usr/bin/mkdir, "{scratch}/usr/sbin/nginx", /usr/bin/python3]
+            - exe: [/bin/sh]
+            - exe: [/usr/bin/mkdir, "{scratch}/usr/sbin/nginx", /usr/bin/python3]
               parents: [/bin/sh]
 
   - name: default/files
@@ -826,33 +834,148 @@ fn allowed_behaviour_raises_no_alert() {
         ..Default::default()
     });
     let nginx = h.binary("usr/sbin", "nginx");
+    // A helper that runs a shell (`os.system`), then reaches loopback and
+    // the upstream.
     let py = h.scratch_file(
         "upstream.py",
-        &connect_script(&[("127.0.0.1", 8080), ("198.51.100.10", 443)]),
+        &format!(
+            "import os\nif os.system('exit 0') != 0:\n    raise SystemExit(5)\n{}",
+            connect_script(&[("127.0.0.1", 8080), ("198.51.100.10", 443)])
+        ),
     );
     // Its own binary, a write below its config directory (in a scratch /etc),
-    // loopback and its upstream (from an empty network namespace).
+    // the helper, loopback and its upstream (from an empty network namespace).
     let script = format!(
-        "/usr/bin/mount -t tmpfs none /etc && /usr/bin/mkdir -p /etc/nginx/conf.d \
+        "/usr/bin/mkdir -p /etc/nginx/conf.d \
          && echo 'server {{}}' > /etc/nginx/conf.d/default.conf \
          && {nginx} -g 'daemon off;' && /usr/bin/python3 -B -I {py}; exit $?"
     );
-    let flags = ["--mount", "--net"];
-    unshare_sh(&h.container("web").cgroup, &flags, &script);
+    let isolation = Isolation {
+        net: true,
+        mounts: vec![Mount::Tmpfs("/etc".into())],
+    };
+    sh_in(&h.container("web").cgroup, &isolation, &script);
     // Sentinel: the sentinel container's alert is the only one.
     assert_rules(&h.sync(), &[]);
 
     // The same behaviour in a container the user rules do not select is
-    // alerted: the allowances are the nginx image's alone.
-    let pid = unshare_sh(&h.container("other").cgroup, &flags, &script);
+    // alerted: the allowances are the nginx image's alone. The entrypoint
+    // shell is silent there too (start-up); the helper's shell is not.
+    let pid = sh_in(&h.container("other").cgroup, &isolation, &script);
     let alerts = h.finish();
-    assert_rules(&alerts, &["shell", "protected-write", "egress"]);
+    assert_rules(&alerts, &["protected-write", "shell", "egress"]);
     let other = h.container("other");
-    assert_shell(&alerts[0], other, pid, &script);
-    assert_eq!(alerts[1]["file"]["path"], "/etc/nginx/conf.d/default.conf");
-    assert_eq!(alerts[1]["container"], other.json());
+    assert_eq!(alerts[0]["file"]["path"], "/etc/nginx/conf.d/default.conf");
+    assert_eq!(alerts[0]["container"], other.json());
+    let helper = &alerts[1]["process"]["ancestry"][0];
+    assert_eq!(helper["exe"], "/usr/bin/python3");
+    assert_eq!(
+        alerts[1]["process"]["ancestry"][1],
+        json!({"pid": pid, "exe": "/bin/sh"})
+    );
+    assert_shell(
+        &alerts[1],
+        other,
+        alerts[1]["process"]["pid"].as_u64().unwrap() as u32,
+        &["sh", "-c", "exit 0"],
+        &[
+            helper.clone(),
+            json!({"pid": pid, "exe": "/bin/sh"}),
+            test_process(),
+        ],
+        SPAWNED,
+    );
     assert_eq!(alerts[2]["network"]["daddr"], "198.51.100.10");
     assert_eq!(alerts[2]["container"], other.json());
+}
+
+/// How the `shell` summary words a shell started from outside the container.
+const ENTERED: &str = "started into the running container from outside it by {by} (an exec into the container, as docker exec or kubectl exec do)";
+/// How the `shell` summary words a shell a non-shell program spawned.
+const SPAWNED: &str = "spawned by {by}, which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection)";
+
+/// Shells by where they start: the container's entrypoint shell, its nested
+/// shells and scripts are silent; a shell started into the running container
+/// from outside (as `docker exec` does) and one a server spawns are not.
+#[test]
+fn shells_are_judged_by_where_they_start() {
+    if !kernel_tests_enabled("shells_are_judged_by_where_they_start") {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("web", "nginx:1.27"), ("api", "node:22")],
+        ..Default::default()
+    });
+    // The start-up chain: an entrypoint shell, a script it runs, the script's
+    // nested shell, all the container's own.
+    let start = h.scratch_file("start.sh", "#!/bin/sh\n/bin/sh -c 'exit 0'\n");
+    fs::set_permissions(&start, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // The entrypoint says when its start-up is done, so the sync below
+    // covers all of it.
+    let started = h.scratch.join("started");
+    let web = h.container("web");
+    let mut init = web.cgroup.command("/bin/sh");
+    init.args([
+        "-c",
+        &format!(
+            "{start}; /bin/sh -c 'exit 0'; : > {}; exec /bin/sleep 60",
+            started.display()
+        ),
+    ]);
+    let mut init = init.spawn().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entrypoint did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_rules(&h.sync(), &[]);
+
+    // An exec into the running container: a shell whose parent (this test
+    // process, as runc's is the shim) is outside the container.
+    let pid = h
+        .container("web")
+        .run("/bin/sh", &["-c", ": entered"], None);
+    let alerts = h.sync();
+    assert_rules(&alerts, &["shell"]);
+    assert_shell(
+        &alerts[0],
+        h.container("web"),
+        pid,
+        &["/bin/sh", "-c", ": entered"],
+        &[test_process()],
+        ENTERED,
+    );
+    let _ = init.kill();
+    let _ = init.wait();
+
+    // A server (here an interpreter the entrypoint started) running `sh -c`.
+    let server = h.scratch_file(
+        "server.py",
+        "import os, sys\nsys.exit(os.system('exit 0'))\n",
+    );
+    let script = format!("/usr/bin/python3 -B -I {server}; exit $?");
+    let entry = h.container("api").run("/bin/sh", &["-c", &script], None);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["shell"]);
+    let a = &alerts[0];
+    let python = &a["process"]["ancestry"][0];
+    assert_eq!(python["exe"], "/usr/bin/python3", "{}", dump(&alerts));
+    assert_shell(
+        a,
+        h.container("api"),
+        a["process"]["pid"].as_u64().unwrap() as u32,
+        &["sh", "-c", "exit 0"],
+        &[
+            python.clone(),
+            json!({"pid": entry, "exe": "/bin/sh"}),
+            test_process(),
+        ],
+        SPAWNED,
+    );
 }
 
 #[test]
@@ -869,11 +992,15 @@ fn host_write_to_the_engine_config_is_an_engine_alert() {
     });
     // In a private mount namespace: a tmpfs over /etc/docker, or, where the
     // machine has none, over /etc with /etc/docker made inside it.
-    let script = "if [ -d /etc/docker ]; then /usr/bin/mount -t tmpfs none /etc/docker; \
-                  else /usr/bin/mount -t tmpfs none /etc && /usr/bin/mkdir /etc/docker; fi \
-                  && echo '{}' > /etc/docker/daemon.json";
+    let over = if existed { "/etc/docker" } else { "/etc" };
+    let script =
+        "[ -d /etc/docker ] || /usr/bin/mkdir /etc/docker; echo '{}' > /etc/docker/daemon.json";
     let host = h.host_like.as_ref().unwrap();
-    let pid = unshare_sh(host, &["--mount"], script);
+    let pid = sh_in(
+        host,
+        &Isolation::mounts(vec![Mount::Tmpfs(over.into())]),
+        script,
+    );
     let alerts = h.finish();
     // A host process: the container rules (shell, ...) do not apply.
     assert_rules(&alerts, &["engine-config-write"]);

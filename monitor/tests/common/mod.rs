@@ -20,6 +20,7 @@ use serde_json::Value;
 pub mod cgroups;
 pub mod delivery;
 pub mod docker;
+pub mod namespaces;
 pub mod runtime;
 
 /// True when kernel tests can run here. Without root they are skipped with a
@@ -78,7 +79,20 @@ impl TestCgroup {
 
     /// Runs a command inside the cgroup to completion; panics on failure.
     pub fn run(&self, program: &str, args: &[&str], cwd: Option<&Path>) -> u32 {
+        self.run_isolated(&namespaces::Isolation::default(), program, args, cwd)
+    }
+
+    /// [`run`](Self::run) in the namespaces of `isolation`, made by the
+    /// child itself before it execs `program` (which keeps the pid).
+    pub fn run_isolated(
+        &self,
+        isolation: &namespaces::Isolation,
+        program: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> u32 {
         let mut cmd = self.command(program);
+        isolation.apply(&mut cmd);
         cmd.args(args);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);

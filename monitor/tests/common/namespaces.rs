@@ -1,0 +1,102 @@
+//! Namespaces for a workload, made by the test's own child between fork and
+//! exec: the rules under test see the workload's program as the container's
+//! first process, never an `unshare` or `mount` program of the test's
+//! machinery (which the shipped pack reports as `namespace-tool`).
+use std::{ffi::CString, os::unix::process::CommandExt as _, path::Path, process::Command};
+
+/// A mount made in the workload's private mount namespace.
+#[derive(Clone, Debug)]
+pub enum Mount {
+    /// A fresh tmpfs over this directory.
+    Tmpfs(String),
+    /// `source` bound over `target`.
+    Bind { source: String, target: String },
+}
+
+/// What the workload gets before it execs.
+#[derive(Clone, Debug, Default)]
+pub struct Isolation {
+    /// An empty network namespace: connects fail at once (ENETUNREACH) after
+    /// the cgroup hooks have seen them, so nothing leaves the machine.
+    pub net: bool,
+    /// Mounts in a private mount namespace (one is made when any is given);
+    /// propagation is private, so the machine's mounts never change.
+    pub mounts: Vec<Mount>,
+}
+
+impl Isolation {
+    pub fn net() -> Isolation {
+        Isolation {
+            net: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn mounts(mounts: Vec<Mount>) -> Isolation {
+        Isolation {
+            mounts,
+            ..Default::default()
+        }
+    }
+
+    /// Adds the namespaces to `cmd`: call after the command joined its
+    /// cgroup, so the namespaces are made inside the container.
+    pub fn apply(&self, cmd: &mut Command) {
+        let c = |s: &str| CString::new(s).unwrap();
+        let net = self.net;
+        // (source, target, fstype, flags), prepared before the fork: only
+        // async-signal-safe calls may run between fork and exec.
+        let mounts: Vec<(CString, CString, Option<CString>, libc::c_ulong)> = self
+            .mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Tmpfs(target) => (c("none"), c(target), Some(c("tmpfs")), 0),
+                Mount::Bind { source, target } => {
+                    assert!(Path::new(source).exists(), "bind source {source}");
+                    (c(source), c(target), None, libc::MS_BIND)
+                }
+            })
+            .collect();
+        let root = c("/");
+        // SAFETY: only async-signal-safe calls (unshare, mount) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fail = || Err(std::io::Error::last_os_error());
+                if net && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return fail();
+                }
+                if mounts.is_empty() {
+                    return Ok(());
+                }
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return fail();
+                }
+                let private = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    private,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return fail();
+                }
+                for (source, target, fstype, flags) in &mounts {
+                    let fstype = fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr());
+                    if libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        fstype,
+                        *flags,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return fail();
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
