@@ -81,6 +81,10 @@ pub mod walk_flags {
     pub const TRUNCATED: u32 = 2;
     /// The walk was wanted but failed (no offsets, a read fault, a closed fd).
     pub const FAILED: u32 = 4;
+    /// The walk started at the opened file itself, so it is the file's whole
+    /// path as the kernel resolved it (symlinks, `/proc/self/root`, `..`),
+    /// not the directory a relative path starts from.
+    pub const FILE: u32 = 8;
 }
 
 /// `AT_FDCWD` as the syscalls see it.
@@ -187,11 +191,12 @@ pub struct FileEvent {
     pub _pad: u32,
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
-    /// The path as the process passed it.
+    /// The path as the process passed it (cut at `PATH_LEN - 1` bytes).
     pub path: [u8; PATH_LEN],
     /// The second path: the new name of a rename or link, the link of a symlink.
     pub path2: [u8; PATH_LEN],
-    /// The directory `path` is relative to, walked when `path` is relative.
+    /// The directory `path` is relative to, walked when `path` is relative;
+    /// for a successful open, the opened file's own path (`walk_flags::FILE`).
     pub dir: DirWalk,
     /// The directory `path2` is relative to.
     pub dir2: DirWalk,

@@ -15,7 +15,7 @@ use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind};
 use crate::{
     context,
     maps::{FILE_SCRATCH, PENDING_FILE, send},
-    path::walk_dirfd,
+    path::{walk_dirfd, walk_opened},
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -120,8 +120,15 @@ fn complete(call: &Call, ret: i64) -> Result<(), i64> {
     };
     ev.path_len = if n > 0 { n as u32 - 1 } else { 0 };
     let mut dirs = 0;
-    if call.resolve_path != 0 && ev.path_len > 0 && ev.path[0] != b'/' {
-        walk_dirfd(call.dirfd, &mut ev.dir);
+    // A successful open has a descriptor: its path is the kernel's, with
+    // symlinks, `/proc/self/root` and `..` resolved, and no user buffer a
+    // racing thread could rewrite after the call.
+    let opened = (call.op == file_op::OPEN || call.op == file_op::CREAT) && ret >= 0;
+    let relative = call.resolve_path != 0 && ev.path_len > 0 && ev.path[0] != b'/';
+    if opened || relative {
+        // One call site: each inlined walk loop costs the verifier again.
+        let fd = if opened { ret as i32 } else { -1 };
+        walk_opened(fd, call.dirfd, &mut ev.dir);
         dirs = 1;
     } else {
         ev.dir.flags = 0;

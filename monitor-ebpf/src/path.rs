@@ -55,12 +55,28 @@ unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
 /// Fills `out` with the directory a path given relative to `dirfd` starts from.
 #[inline(always)]
 pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk) {
+    walk_from(dirfd, -1, out);
+}
+
+/// Fills `out` with the whole path of the file open as `fd` (flagged
+/// `walk_flags::FILE`): the kernel's own path for it, whatever string the
+/// caller passed. With `fd` negative, or where that cannot be read, walks the
+/// directory of `dirfd` instead, as [`walk_dirfd`].
+#[inline(always)]
+pub fn walk_opened(fd: i32, dirfd: i32, out: &mut DirWalk) {
+    walk_from(dirfd, fd, out);
+}
+
+/// One walk loop for both starts: the program is verified once per call
+/// site, and a second inlined loop would double its instruction count.
+#[inline(always)]
+fn walk_from(dirfd: i32, opened: i32, out: &mut DirWalk) {
     out.len = 0;
     if offset!(structs_valid) == 0 {
         out.flags = walk_flags::FAILED;
         return;
     }
-    out.flags = match unsafe { try_walk_dirfd(dirfd, out) } {
+    out.flags = match unsafe { try_walk_from(dirfd, opened, out) } {
         Ok(flags) => walk_flags::PRESENT | flags,
         Err(_) => walk_flags::FAILED,
     };
@@ -70,7 +86,7 @@ pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk) {
 /// inline is a BPF subprogram whose frame adds to the 512 bytes that older
 /// kernels allow along a call chain, rounded up to 32 each.
 #[inline(always)]
-unsafe fn try_walk_dirfd(dirfd: i32, out: &mut DirWalk) -> Result<u32, i64> {
+unsafe fn try_walk_from(dirfd: i32, opened: i32, out: &mut DirWalk) -> Result<u32, i64> {
     unsafe {
         let task = bpf_get_current_task();
         let fs = read_ptr(task, offset!(task_fs))?;
@@ -78,12 +94,17 @@ unsafe fn try_walk_dirfd(dirfd: i32, out: &mut DirWalk) -> Result<u32, i64> {
             return Err(-1);
         }
         let root = read_path(fs + offset!(fs_root) as u64)?;
-        let start = if dirfd == AT_FDCWD {
-            read_path(fs + offset!(fs_pwd) as u64)?
+        let file = if opened >= 0 {
+            fd_path(task, opened).ok()
         } else {
-            fd_path(task, dirfd)?
+            None
         };
-        walk(start, root, out)
+        let (start, kind) = match file {
+            Some(path) => (path, walk_flags::FILE),
+            None if dirfd == AT_FDCWD => (read_path(fs + offset!(fs_pwd) as u64)?, 0),
+            None => (fd_path(task, dirfd)?, 0),
+        };
+        Ok(walk(start, root, out)? | kind)
     }
 }
 

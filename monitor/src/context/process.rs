@@ -726,6 +726,8 @@ mod tests {
                 flags: vec![],
                 mode: None,
                 result: 3,
+                requested_path: None,
+                truncated: false,
             }),
         });
         let e = t.get(5).unwrap();

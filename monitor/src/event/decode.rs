@@ -5,8 +5,8 @@ use std::{
 };
 
 use monitor_common::{
-    CgroupEvent, DirWalk, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent, cgroup_op,
-    file_op, kind, net_op, walk_flags,
+    CgroupEvent, DirWalk, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent, PATH_LEN,
+    cgroup_op, file_op, kind, net_op, walk_flags,
 };
 use thiserror::Error;
 
@@ -208,13 +208,41 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         }
     };
     let raw_path = c_string(&ev.path, ev.path_len as usize);
+    // The kernel copies at most PATH_LEN - 1 bytes of a user string.
+    let cut = |len: u32| len as usize >= PATH_LEN - 1;
+    let walk_cut = |walk: &DirWalk| walk.flags & walk_flags::TRUNCATED != 0;
+    let mut truncated = cut(ev.path_len) || walk_cut(&ev.dir);
+    let mut requested_path = None;
     // A symlink's first argument is the link's content, not a file to resolve.
     let path = if op == FileOp::Symlink {
         raw_path
+    } else if ev.dir.flags & walk_flags::FILE != 0
+        && let Some(kernel_path) = walked_dir(&ev.dir).filter(|_| !walk_cut(&ev.dir))
+    {
+        // The opened file's own path, from the kernel: it wins over the
+        // caller's string, which is kept when it says something else.
+        let asked = resolve(None, &raw_path);
+        // A relative string is only the tail of the path: it differs when
+        // the kernel's path does not end with it.
+        let same = if asked.starts_with('/') {
+            asked == kernel_path
+        } else {
+            kernel_path.ends_with(&format!("/{}", asked.trim_start_matches("./")))
+        };
+        if !same {
+            requested_path = Some(asked);
+        }
+        truncated = false;
+        kernel_path
+    } else if ev.dir.flags & walk_flags::FILE != 0 {
+        // The kernel's path was too long to walk whole; the caller's string
+        // (absolute, or relative with no directory) is what there is.
+        resolve(None, &raw_path)
     } else {
         resolve(walked_dir(&ev.dir).as_deref(), &raw_path)
     };
     let target = matches!(op, FileOp::Rename | FileOp::Link | FileOp::Symlink).then(|| {
+        truncated |= cut(ev.path2_len) || walk_cut(&ev.dir2);
         resolve(
             walked_dir(&ev.dir2).as_deref(),
             &c_string(&ev.path2, ev.path2_len as usize),
@@ -235,6 +263,8 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         flags,
         mode,
         result: ev.ret,
+        requested_path,
+        truncated,
     })
 }
 
@@ -466,6 +496,62 @@ mod tests {
         assert_eq!(f.path, "/a/new.tmp");
         assert_eq!(f.target.as_deref(), Some("/etc/hosts"));
         assert!(f.flags.is_empty());
+    }
+
+    #[test]
+    fn an_opened_file_takes_the_kernels_path_and_keeps_the_callers() {
+        let opened = |path: &str, walk_leaf_first: &[&str]| {
+            let mut ev = file_event(
+                file_op::OPEN,
+                path,
+                walk(walk_leaf_first, walk_flags::PRESENT | walk_flags::FILE),
+                "",
+                walk(&[], 0),
+            );
+            ev.ret = 3;
+            match decode(bytes(&ev).as_slice()).unwrap().body {
+                EventBody::File(f) => f,
+                other => panic!("{other:?}"),
+            }
+        };
+        // Written through a symlinked directory: the rule sees /etc.
+        let f = opened("/tmp/e/crontab", &["crontab", "etc"]);
+        assert_eq!(f.path, "/etc/crontab");
+        assert_eq!(f.requested_path.as_deref(), Some("/tmp/e/crontab"));
+        assert!(!f.truncated);
+        // The same file by its own name: nothing extra.
+        let f = opened("/etc/crontab", &["crontab", "etc"]);
+        assert_eq!(f.requested_path, None);
+        let f = opened("./crontab", &["crontab", "etc"]);
+        assert_eq!((f.path.as_str(), f.requested_path), ("/etc/crontab", None));
+        // A relative string that is not the path's tail is kept.
+        let f = opened("link", &["crontab", "etc"]);
+        assert_eq!(f.requested_path.as_deref(), Some("link"));
+        // A caller's string cut at PATH_LEN no longer matters: the kernel's is whole.
+        let long = format!("/etc/{}cron.d/x", "./".repeat(130));
+        let f = opened(&long[..PATH_LEN - 1], &["x", "cron.d", "etc"]);
+        assert_eq!((f.path.as_str(), f.truncated), ("/etc/cron.d/x", false));
+    }
+
+    #[test]
+    fn a_cut_path_is_flagged() {
+        let long = format!("/etc/{}cron.d/x", "./".repeat(130));
+        let ev = file_event(
+            file_op::UNLINK,
+            &long[..PATH_LEN - 1],
+            walk(&[], 0),
+            "",
+            walk(&[], 0),
+        );
+        match decode(bytes(&ev).as_slice()).unwrap().body {
+            EventBody::File(f) => assert!(f.truncated, "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        let ev = file_event(file_op::UNLINK, "/etc/x", walk(&[], 0), "", walk(&[], 0));
+        match decode(bytes(&ev).as_slice()).unwrap().body {
+            EventBody::File(f) => assert!(!f.truncated, "{f:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub struct FileInfo {
     pub mode: Option<u32>,
     /// The syscall's return value: a descriptor or 0 on success, `-errno` on failure.
     pub result: i64,
+    /// The path as the caller wrote it (normalised; relative when the
+    /// caller's was), when it says something else than `path`: a successful
+    /// open's `path` is the kernel's path of the opened file, with symlinks,
+    /// `/proc/self/root` and `/proc/self/fd` resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_path: Option<String>,
+    /// A path was longer than the kernel programs capture: `path` (or
+    /// `target`) is incomplete.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -377,6 +377,8 @@ mod tests {
             flags: flags.to_vec(),
             mode: None,
             result,
+            requested_path: None,
+            truncated: false,
         }
     }
 

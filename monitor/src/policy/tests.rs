@@ -767,6 +767,8 @@ impl Actor {
             flags: flags.to_vec(),
             mode: None,
             result,
+            requested_path: None,
+            truncated: false,
         }))
     }
 

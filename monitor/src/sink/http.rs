@@ -705,6 +705,8 @@ mod tests {
             flags: vec![],
             mode: None,
             result: 0,
+            requested_path: None,
+            truncated: false,
         };
         let net = |protocol, dns: Option<&str>| NetworkInfo {
             op: NetOp::Connect,
