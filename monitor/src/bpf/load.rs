@@ -113,7 +113,16 @@ impl Hook {
 /// program. The legacy calls (`open`, `rename`, ...) do not exist on every
 /// architecture, and the newest ones not on every kernel: the `*at` calls
 /// cover both.
-const FILE_SYSCALLS: [(&str, &str, bool, Option<(&str, &str)>); 17] = [
+/// A row of [`FILE_SYSCALLS`]: enter program, exit program, whether it is
+/// core, and for an optional call (the kernel it needs, the call that covers it).
+type FileSyscall = (
+    &'static str,
+    &'static str,
+    bool,
+    Option<(&'static str, &'static str)>,
+);
+
+const FILE_SYSCALLS: [FileSyscall; 17] = [
     ("sys_enter_openat", "sys_exit_openat", true, None),
     (
         "sys_enter_openat2",
