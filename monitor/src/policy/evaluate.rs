@@ -288,6 +288,11 @@ impl RuleSet {
             _ => None,
         };
         let mut allowlisted: Option<bool> = None;
+        // One alert per connection: a destination a deny rule names (the
+        // metadata service, a mining pool) is that rule's finding alone, not
+        // also an "off the allowlist" one.
+        let mut off_allowlist: Vec<usize> = Vec::new();
+        let mut denied_destination = false;
         for policy in selected.iter().map(|&i| &self.policies[i as usize]) {
             for ri in policy.rules.clone() {
                 let rule = &self.rules[ri];
@@ -361,6 +366,11 @@ impl RuleSet {
                     .flatten()
                     .find(|h| !excepted(policy, ri, ev, w, exec.as_ref(), h))
                 {
+                    match hit {
+                        Hit::Egress { denied: false } => off_allowlist.push(out.len()),
+                        Hit::Egress { denied: true } => denied_destination = true,
+                        _ => {}
+                    }
                     let mut f = finding(rule, ev, exec.as_ref(), hit);
                     if let Hit::Scan(r, _) = hit {
                         let h = &ev.event.header;
@@ -385,6 +395,11 @@ impl RuleSet {
                     }
                     out.push(f);
                 }
+            }
+        }
+        if denied_destination {
+            for i in off_allowlist.into_iter().rev() {
+                out.remove(i);
             }
         }
     }

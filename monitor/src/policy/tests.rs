@@ -1252,12 +1252,12 @@ fn egress_outside_the_cluster() {
         ("::ffff:10.1.2.3", 80, Protocol::Tcp, &[]),
         ("2001:4860:4860::8888", 443, Protocol::Tcp, &["egress"]),
         ("1.1.1.1", 53, Protocol::Udp, &["egress"]),
-        (
-            "169.254.169.254",
-            80,
-            Protocol::Tcp,
-            &["egress", "cloud-metadata"],
-        ),
+        // A denied destination is its deny rule's alert alone (one alert
+        // per connection), not also `egress`.
+        ("169.254.169.254", 80, Protocol::Tcp, &["cloud-metadata"]),
+        ("203.0.113.8", 3333, Protocol::Tcp, &["mining-pool"]),
+        // In the cluster, a pool port is still a pool port.
+        ("10.0.0.9", 3333, Protocol::Tcp, &["mining-pool"]),
     ];
     for (addr, port, proto, want) in cases {
         let out = run(&mut ev, &[web().connect(addr, *port, *proto)]);
