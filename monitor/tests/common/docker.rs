@@ -31,6 +31,11 @@ pub fn missing() -> Option<String> {
     (!missing.is_empty()).then(|| format!("apt-get install -y {}", missing.join(" ")))
 }
 
+/// The machine's static busybox.
+pub fn busybox() -> PathBuf {
+    which("busybox").expect("busybox (apt-get install busybox-static)")
+}
+
 fn which(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -162,21 +167,32 @@ impl Dockerd {
     pub fn import_busybox(&self) {
         let rootfs = self.dir.path().join("rootfs");
         fs::create_dir_all(rootfs.join("bin")).unwrap();
-        let busybox = which("busybox").expect("busybox (apt-get install busybox-static)");
-        fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+        fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
         for applet in ["sh", "true", "sleep"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
+        self.import_rootfs(&rootfs, IMAGE);
+    }
+
+    /// A private directory of this daemon's test, for root filesystems to import.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Imports the root filesystem at `rootfs` as image `tag`.
+    pub fn import_rootfs(&self, rootfs: &Path, tag: &str) {
         let tar = Command::new("tar")
             .arg("-C")
-            .arg(&rootfs)
+            .arg(rootfs)
             .args(["-c", "."])
             .stdout(Stdio::piped())
             .output()
             .expect("tar the root filesystem");
         assert!(tar.status.success(), "tar failed");
         let mut import = Command::new(client())
-            .args(["-H", &self.host, "import", "-", IMAGE])
+            .args(["-H", &self.host, "import", "-", tag])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -189,6 +205,17 @@ impl Dockerd {
             "docker import failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `docker run -d <options> --name <name> <image> <cmd>` (removed when
+    /// this is dropped); returns the container id.
+    pub fn run_with(&mut self, name: &str, options: &[&str], image: &str, cmd: &[&str]) -> String {
+        self.containers.push(name.to_owned());
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(options);
+        args.extend(["--name", name, image]);
+        args.extend_from_slice(cmd);
+        self.docker_ok(&args)
     }
 
     /// `docker run -d --rm --network none --name <name> IMAGE <cmd>`; returns the container id.
