@@ -14,7 +14,7 @@ use crate::{
     alert::{Alert, AlertPipeline, PipelineConfig, Severity, host_name},
     bpf::source::{EventSource, SourceOptions},
     clock::WallClock,
-    context::{Enricher, EnricherConfig},
+    context::{EnrichedEvent, Enricher, EnricherConfig},
     metrics::{self, Metrics},
     policy::{self, Evaluator, Finding},
     sink::{SinkConfig, Sinks, SinksOptions},
@@ -78,6 +78,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut watcher = RuleWatcher::new(&opts.rules);
     let clock = WallClock::new();
     let mut findings: Vec<Finding> = Vec::new();
+    // Events the enricher has made ready (more than one when a cgroup it
+    // held events for resolves).
+    let mut ready: Vec<EnrichedEvent> = Vec::new();
+    let mut held_dropped = 0;
     let mut event_counts = EventCounts::default();
     info!("running; alerts go to {}", sinks.names().join(", "));
 
@@ -94,16 +98,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     break;
                 };
                 event_counts.count(event.name());
-                let at = clock.at(event.header.ktime_ns);
-                let enriched = enricher.enrich(event);
-                evaluator.evaluate(&enriched, &mut findings);
                 let now = Instant::now();
-                for finding in findings.drain(..) {
-                    let alert = Alert::from_finding(&finding, &enriched, at, &host);
-                    for out in pipeline.push(alert, now) {
-                        sinks.dispatch(&out);
-                    }
-                }
+                enricher.push(event, now, &mut ready);
+                judge(&mut ready, &mut evaluator, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
             }
             _ = tick.tick() => {
                 event_counts.flush_to(&metrics);
@@ -121,6 +118,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     metrics.heartbeat();
                 }
                 enricher.retry_pending(now);
+                enricher.expire_held(now, &mut ready);
+                judge(&mut ready, &mut evaluator, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                let dropped = enricher.hold_stats().dropped;
+                if dropped > held_dropped {
+                    let n = dropped - held_dropped;
+                    held_dropped = dropped;
+                    metrics.events_lost("unresolved-cgroup", n);
+                    let summary = format!("{n} events of cgroups not resolved yet were dropped: too many were held ({dropped} since start)");
+                    warn!("{summary}");
+                    sinks.dispatch(&Alert::agent(&host, "events-lost", Severity::High, summary));
+                }
                 // Containers only: the registry also holds every host cgroup.
                 metrics.set_containers_tracked(enricher.registry().stats().containers as u64);
                 metrics.set_processes_tracked(enricher.processes().len() as u64);
@@ -142,7 +150,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "stopping: delivering what is queued (grace {:?})",
         opts.shutdown_grace
     );
-    for out in pipeline.flush(Instant::now()) {
+    let now = Instant::now();
+    enricher.drain_held(&mut ready);
+    judge(
+        &mut ready,
+        &mut evaluator,
+        &mut findings,
+        &mut pipeline,
+        &sinks,
+        &clock,
+        &host,
+        now,
+    );
+    let held = enricher.hold_stats();
+    info!(
+        held = held.held,
+        resolved = held.resolved,
+        released_unresolved = held.released_unresolved,
+        dropped = held.dropped,
+        "events of cgroups not resolved on arrival"
+    );
+    for out in pipeline.flush(now) {
         sinks.dispatch(&out);
     }
     sinks.shutdown(opts.shutdown_grace).await;
@@ -155,6 +183,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// Matches every event in `ready` and delivers its alerts.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run loop's stages, borrowed apart"
+)]
+fn judge(
+    ready: &mut Vec<EnrichedEvent>,
+    evaluator: &mut Evaluator,
+    findings: &mut Vec<Finding>,
+    pipeline: &mut AlertPipeline,
+    sinks: &Sinks,
+    clock: &WallClock,
+    host: &str,
+    now: Instant,
+) {
+    for enriched in ready.drain(..) {
+        let at = clock.at(enriched.event.header.ktime_ns);
+        evaluator.evaluate(&enriched, findings);
+        for finding in findings.drain(..) {
+            let alert = Alert::from_finding(&finding, &enriched, at, host);
+            for out in pipeline.push(alert, now) {
+                sinks.dispatch(&out);
+            }
+        }
+    }
 }
 
 /// Events counted by name on the hot path without touching the metrics

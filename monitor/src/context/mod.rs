@@ -30,11 +30,13 @@ use serde::Serialize;
 use crate::event::{CgroupOp, Event, EventBody};
 
 pub mod cgroup_path;
+pub mod held;
 pub mod process;
 pub mod registry;
 pub mod runtime;
 
 pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
+pub use held::{HeldEvents, HoldLimits, HoldStats};
 pub use process::{ProcessEntry, ProcessTable};
 pub use registry::{CgroupEntry, CgroupRegistry, RegistryStats, RetryPolicy};
 pub use runtime::{Limit, MetadataError, Posture, RuntimeMetadata, RuntimePaths, read_metadata};
@@ -213,6 +215,8 @@ pub struct Enricher {
     next_retry_check: Option<Instant>,
     /// cgroup id -> the pid of the container's first process.
     inits: HashMap<u64, u32>,
+    /// Events of cgroups not resolved yet ([`push`](Self::push)).
+    held: HeldEvents,
 }
 
 /// Containers whose first process is remembered; past this the oldest
@@ -232,7 +236,14 @@ impl Enricher {
             table,
             next_retry_check: None,
             inits: HashMap::new(),
+            held: HeldEvents::new(HoldLimits::default()),
         }
+    }
+
+    /// Sets how many events, and how long, [`push`](Self::push) holds.
+    pub fn with_hold_limits(mut self, limits: HoldLimits) -> Self {
+        self.held = HeldEvents::new(limits);
+        self
     }
 
     /// Like [`new`](Self::new), reading runtime state through `paths`
@@ -381,6 +392,101 @@ impl Enricher {
             metadata_status,
             metadata,
             origin,
+        }
+    }
+
+    /// The enrich stage for `monitor run`: like [`enrich_at`](Self::enrich_at),
+    /// except that an event of a cgroup the registry has not resolved (its
+    /// `cgroup_mkdir` not seen, and `/proc` cannot say) is held until it is,
+    /// rather than judged without its container ([`held`] has the bounds).
+    /// Appends to `out`, in order, every event ready for the policy stage:
+    /// this one, and what waited for the cgroup it resolved.
+    pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<EnrichedEvent>) {
+        let change = match &event.body {
+            EventBody::Cgroup(c) => Some((c.op, c.id)),
+            _ => None,
+        };
+        let mut ev = self.enrich_at(event, now);
+        let cgroup = ev.event.header.cgroup_id;
+        if cgroup == 0 {
+            out.push(ev);
+        } else if self.registry.contains(cgroup) {
+            self.release(cgroup, true, out);
+            out.push(ev);
+        } else {
+            // Where the exec sits in its tree is a fact of now, not of the
+            // release.
+            if let EventBody::Exec(_) = ev.event.body {
+                ev.origin = Some(self.origin(cgroup, ev.event.header.pid));
+            }
+            self.held.hold(ev, now);
+        }
+        // What waited for a cgroup made (or removed: it will not resolve any
+        // more) goes on after the change itself.
+        match change {
+            Some((CgroupOp::Mkdir, id)) => self.release(id, true, out),
+            Some((CgroupOp::Rmdir, id)) => self.release(id, false, out),
+            None => {}
+        }
+    }
+
+    /// What [`push`](Self::push) holds is looked up again (through `/proc`)
+    /// and released when resolved, or after the hold's `max_age` unresolved;
+    /// call about once a second. Appends what is ready to `out`.
+    pub fn expire_held(&mut self, now: Instant, out: &mut Vec<EnrichedEvent>) {
+        if self.held.is_empty() {
+            return;
+        }
+        for (cgroup, pid) in self.held.cgroups() {
+            if self
+                .registry
+                .lookup_unknown(cgroup, pid, &self.config.proc_root, now)
+            {
+                self.release(cgroup, true, out);
+            }
+        }
+        for cgroup in self.held.expired(now) {
+            self.release(cgroup, false, out);
+        }
+    }
+
+    /// Everything held, unresolved (at shutdown).
+    pub fn drain_held(&mut self, out: &mut Vec<EnrichedEvent>) {
+        for (cgroup, _) in self.held.cgroups() {
+            self.release(cgroup, false, out);
+        }
+    }
+
+    /// The hold's counters.
+    pub fn hold_stats(&self) -> HoldStats {
+        self.held.stats()
+    }
+
+    /// Hands on the events held for `cgroup` with what the registry knows of
+    /// it now.
+    fn release(&mut self, cgroup: u64, resolved: bool, out: &mut Vec<EnrichedEvent>) {
+        if !self.held.holds(cgroup) {
+            return;
+        }
+        let events = if resolved {
+            self.held.take_resolved(cgroup)
+        } else {
+            self.held.take_unresolved(cgroup)
+        };
+        let (container, status) = self.registry.container_info(cgroup);
+        let metadata = self.registry.metadata(cgroup);
+        if container.is_none() {
+            // Not a container after all: its "first process" means nothing.
+            self.inits.remove(&cgroup);
+        }
+        for mut ev in events {
+            ev.container = container.clone();
+            ev.metadata_status = status;
+            ev.metadata = metadata.clone();
+            if container.is_none() {
+                ev.origin = None;
+            }
+            out.push(ev);
         }
     }
 
@@ -752,6 +858,119 @@ mod tests {
         let out = e.enrich_at(connect(6000, id), t0 + Duration::from_millis(400));
         assert_eq!(out.container.unwrap().name.as_deref(), Some("web"));
         assert_eq!(e.registry().stats().unresolved, 0);
+    }
+
+    /// An event whose cgroup is unknown and whose process is gone from /proc
+    /// waits for the cgroup's mkdir, then carries its container: it is never
+    /// judged as a host event.
+    #[test]
+    fn events_of_an_unresolved_cgroup_wait_for_it() {
+        let host = Host::new();
+        let init = host.cgroup("/init.scope");
+        let mut e = host.enricher(100);
+        e.seed(host.mount.path()).unwrap();
+        let path = format!("/system.slice/docker-{DOCKER_WEB}.scope");
+        let id = host.cgroup(&path);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // The container's first exec and a connect, before the mkdir; the
+        // process has exited (not in /proc).
+        e.push(
+            exec(6000, 1, id, "/bin/sh", &["sh", "-c", "x"]),
+            t0,
+            &mut out,
+        );
+        e.push(connect(6000, id), t0, &mut out);
+        assert!(out.is_empty(), "held: {out:?}");
+        // A host event passes meanwhile.
+        e.push(
+            exec(7000, 1, init, "/usr/bin/true", &["true"]),
+            t0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].metadata_status, MetadataStatus::Host);
+        out.clear();
+        // Not yet expired.
+        e.expire_held(t0 + Duration::from_millis(1500), &mut out);
+        assert!(out.is_empty());
+
+        e.push(
+            cgroup_event(init, CgroupOp::Mkdir, id, &path),
+            t0 + Duration::from_millis(1600),
+            &mut out,
+        );
+        let kinds: Vec<&str> = out.iter().map(|ev| ev.event.name()).collect();
+        assert_eq!(kinds, ["cgroup", "exec", "network"]);
+        for ev in &out[1..] {
+            assert_eq!(ev.metadata_status, MetadataStatus::Complete);
+            assert_eq!(ev.container.as_ref().unwrap().name.as_deref(), Some("web"));
+            assert!(ev.metadata.is_some());
+        }
+        // Its first process, as if the mkdir had come first.
+        assert!(out[1].origin.as_ref().unwrap().container_init);
+        assert!(out[2].origin.is_none());
+        assert_eq!(
+            e.hold_stats(),
+            HoldStats {
+                held: 2,
+                resolved: 2,
+                released_unresolved: 0,
+                dropped: 0
+            }
+        );
+        // Later events of it pass at once.
+        out.clear();
+        e.push(connect(6000, id), t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].metadata_status, MetadataStatus::Complete);
+    }
+
+    /// The hold is bounded: an event that waited `max_age` goes on
+    /// unresolved (`pending`, no container), and past `max_events` the oldest
+    /// is dropped and counted.
+    #[test]
+    fn the_hold_is_bounded_in_time_and_count() {
+        let host = Host::new();
+        host.cgroup("/init.scope");
+        let mut e = host.enricher(100).with_hold_limits(HoldLimits {
+            max_events: 2,
+            max_age: Duration::from_secs(2),
+        });
+        e.seed(host.mount.path()).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // An id nothing will ever resolve.
+        e.push(connect(6000, 999_001), t0, &mut out);
+        e.push(connect(6000, 999_001), t0, &mut out);
+        e.push(
+            connect(6001, 999_002),
+            t0 + Duration::from_millis(10),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(e.hold_stats().dropped, 1);
+        e.expire_held(t0 + Duration::from_millis(1999), &mut out);
+        assert!(out.is_empty());
+        e.expire_held(t0 + Duration::from_millis(2000), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event.header.cgroup_id, 999_001);
+        assert_eq!(out[0].metadata_status, MetadataStatus::Pending);
+        assert_eq!(out[0].container, None);
+        out.clear();
+        // At shutdown, whatever is held goes on.
+        e.drain_held(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event.header.cgroup_id, 999_002);
+        assert_eq!(
+            e.hold_stats(),
+            HoldStats {
+                held: 3,
+                resolved: 0,
+                released_unresolved: 2,
+                dropped: 1
+            }
+        );
     }
 
     #[test]
