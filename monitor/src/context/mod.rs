@@ -120,9 +120,6 @@ pub struct ExecOrigin {
     /// runc, a host process): the process was started into the running
     /// container. False for the container's first process.
     pub entered: bool,
-    /// The parent is the container's first process still running the first
-    /// program the agent saw it start (the entrypoint, before any hand-over).
-    pub parent_is_entrypoint: bool,
     /// The parent's program name ([`program_name`]), when known.
     pub parent_program: Option<String>,
 }
@@ -319,11 +316,9 @@ impl Enricher {
             }
             None => 0,
         };
-        let parent_is_entrypoint = parent.is_some_and(|p| p.pid == init && p.execs == 1);
         ExecOrigin {
             container_init: pid == init,
             entered: outside && pid != init,
-            parent_is_entrypoint,
             parent_program: parent.and_then(|p| {
                 p.exe
                     .as_deref()

@@ -432,9 +432,10 @@ fn exec_subject<'e>(ev: &'e EnrichedEvent, x: &'e ExecInfo) -> ExecSubject<'e> {
 }
 
 /// Whether a shell rule reports this exec, and as which case: silent for the
-/// container's first process and for shells whose parent is that process in
-/// its entrypoint, a shell, or a start-up program (`chain`); reported when
-/// started into the container from outside, or spawned by anything else.
+/// container's first process and for shells whose parent is a shell or a
+/// start-up program (`chain`); reported when started into the container from
+/// outside, or spawned by anything else (the entrypoint included, when it is
+/// a server rather than a shell or script).
 fn shell_case(sr: &ShellRule, ev: &EnrichedEvent, s: &ExecSubject<'_>) -> Option<ShellCase> {
     if !sr.shells.is_match(s.name) {
         return None;
@@ -446,11 +447,12 @@ fn shell_case(sr: &ShellRule, ev: &EnrichedEvent, s: &ExecSubject<'_>) -> Option
     if origin.entered {
         return Some(ShellCase::Entered);
     }
-    let chain = origin.parent_is_entrypoint
-        || origin
-            .parent_program
-            .as_deref()
-            .is_some_and(|p| sr.shells.is_match(p) || sr.chain.is_match(p));
+    // The entrypoint itself counts only as what it is: a shell or script
+    // (start-up), or a server (whose `sh -c` is the injection case).
+    let chain = origin
+        .parent_program
+        .as_deref()
+        .is_some_and(|p| sr.shells.is_match(p) || sr.chain.is_match(p));
     (!chain).then_some(ShellCase::SpawnedBy)
 }
 

@@ -949,11 +949,10 @@ fn package_manager_changes_not_queries() {
     assert!(run(&mut ev, &[dpkg]).is_empty());
 }
 
-fn origin(init: bool, entered: bool, entrypoint: bool, parent: Option<&str>) -> ExecOrigin {
+fn origin(init: bool, entered: bool, parent: Option<&str>) -> ExecOrigin {
     ExecOrigin {
         container_init: init,
         entered,
-        parent_is_entrypoint: entrypoint,
         parent_program: parent.map(str::to_owned),
     }
 }
@@ -968,34 +967,44 @@ fn shells_by_where_they_start() {
             "the container's first process",
             sh(web()
                 .parent("/usr/bin/containerd-shim-runc-v2")
-                .origin(origin(true, false, false, Some("containerd-shim-runc-v2")))),
+                .origin(origin(true, false, Some("containerd-shim-runc-v2")))),
             None,
         ),
         (
-            "a child of the entrypoint",
+            // A server that is the container's first process (exec form,
+            // `CMD ["python3", "app.py"]`) is a server all the same.
+            "a server that is the first process running sh -c",
             sh(web()
-                .parent("/entrypoint")
-                .origin(origin(false, false, true, Some("entrypoint")))),
+                .parent("/usr/bin/python3")
+                .origin(origin(false, false, Some("python3")))),
+            Some(
+                "shell /bin/sh -c id spawned by /usr/bin/python3 (pid 4241), which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection) in container web (nginx:1.27)",
+            ),
+        ),
+        (
+            "a child of an entrypoint shell",
+            sh(web()
+                .parent("/bin/sh")
+                .origin(origin(false, false, Some("sh")))),
             None,
         ),
         (
             "a nested shell",
             sh(web()
                 .parent("/bin/sh")
-                .origin(origin(false, false, false, Some("sh")))),
+                .origin(origin(false, false, Some("sh")))),
             None,
         ),
         (
             "a nested busybox shell",
             sh(web()
                 .parent("/bin/busybox")
-                .origin(origin(false, false, false, Some("ash")))),
+                .origin(origin(false, false, Some("ash")))),
             None,
         ),
         (
             "a script's shell",
             sh(web().parent("/docker-entrypoint.sh").origin(origin(
-                false,
                 false,
                 false,
                 Some("docker-entrypoint.sh"),
@@ -1006,14 +1015,14 @@ fn shells_by_where_they_start() {
             "under tini",
             sh(web()
                 .parent("/sbin/tini")
-                .origin(origin(false, false, false, Some("tini")))),
+                .origin(origin(false, false, Some("tini")))),
             None,
         ),
         (
             "docker exec",
             sh(web()
                 .parent("/usr/bin/containerd-shim-runc-v2")
-                .origin(origin(false, true, false, Some("containerd-shim-runc-v2")))),
+                .origin(origin(false, true, Some("containerd-shim-runc-v2")))),
             Some(
                 "shell /bin/sh -c id started into the running container from outside it by /usr/bin/containerd-shim-runc-v2 (pid 4241) (an exec into the container, as docker exec or kubectl exec do) in container web (nginx:1.27)",
             ),
@@ -1022,19 +1031,16 @@ fn shells_by_where_they_start() {
             "a server running sh -c",
             sh(web()
                 .parent("/usr/sbin/nginx")
-                .origin(origin(false, false, false, Some("nginx")))),
+                .origin(origin(false, false, Some("nginx")))),
             Some(
                 "shell /bin/sh -c id spawned by /usr/sbin/nginx (pid 4241), which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection) in container web (nginx:1.27)",
             ),
         ),
         (
             "the entrypoint after it exec'd its server",
-            sh(web().parent("/usr/bin/python3").origin(origin(
-                false,
-                false,
-                false,
-                Some("python3"),
-            ))),
+            sh(web()
+                .parent("/usr/bin/python3")
+                .origin(origin(false, false, Some("python3")))),
             Some(
                 "shell /bin/sh -c id spawned by /usr/bin/python3 (pid 4241), which is not a shell nor the container's start-up (a server or interpreter running a shell: possible command injection) in container web (nginx:1.27)",
             ),
@@ -1069,7 +1075,6 @@ fn shells_by_where_they_start() {
         &[sh(web().parent("/usr/sbin/nginx").origin(origin(
             false,
             false,
-            false,
             Some("nginx"),
         )))],
     );
@@ -1079,7 +1084,6 @@ fn shells_by_where_they_start() {
         &[sh(web().parent("/usr/sbin/nginx").origin(origin(
             false,
             true,
-            false,
             Some("nginx"),
         )))],
     );
