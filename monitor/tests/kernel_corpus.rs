@@ -65,6 +65,8 @@ struct Case {
     expect: &'static [&'static str],
     /// For a benign twin: the rule whose attack row it mirrors.
     twin_of: Option<&'static str>,
+    /// The alerts are about a failed operation (`attempt: true`).
+    attempt: bool,
     start: Start,
 }
 
@@ -73,7 +75,16 @@ const fn attack(name: &'static str, rule: &'static [&'static str], start: Start)
         name,
         expect: rule,
         twin_of: None,
+        attempt: false,
         start,
+    }
+}
+
+/// An attack the kernel refuses, reported as an attempt.
+const fn attempted(name: &'static str, rule: &'static [&'static str], start: Start) -> Case {
+    Case {
+        attempt: true,
+        ..attack(name, rule, start)
     }
 }
 
@@ -82,6 +93,7 @@ const fn twin(name: &'static str, of: &'static str, start: Start) -> Case {
         name,
         expect: &[],
         twin_of: Some(of),
+        attempt: false,
         start,
     }
 }
@@ -91,6 +103,7 @@ const fn ordinary(name: &'static str, start: Start) -> Case {
         name,
         expect: &[],
         twin_of: None,
+        attempt: false,
         start,
     }
 }
@@ -116,6 +129,11 @@ const CASES: &[Case] = &[
         &["package-manager"],
         Sh("/sbin/apk add curl; exit 0"),
     ),
+    attack(
+        "pip install (a busybox link named pip)",
+        &["package-manager"],
+        Sh("/bin/pip install requests; exit 0"),
+    ),
     twin(
         "apk info, a query",
         "package-manager",
@@ -125,6 +143,11 @@ const CASES: &[Case] = &[
         "netcat to a local port",
         &["recon-tool"],
         Sh("/bin/nc -w 1 127.0.0.1 9 < /dev/null; exit 0"),
+    ),
+    attack(
+        "busybox nc (the applet by its argument)",
+        &["recon-tool"],
+        Sh("/bin/busybox nc -w 1 127.0.0.1 9 < /dev/null; exit 0"),
     ),
     twin(
         "netstat listing listeners",
@@ -144,6 +167,11 @@ const CASES: &[Case] = &[
             "-c",
             "/usr/bin/python3 /app/server.py inject; exit $?",
         ]),
+    ),
+    attack(
+        "a server as the first process running sh -c",
+        &["shell"],
+        Argv(&[PY, "/app/server.py", "inject"]),
     ),
     twin(
         "the same shell as the entrypoint",
@@ -185,6 +213,21 @@ const CASES: &[Case] = &[
         &["namespace-tool"],
         Sh("/bin/nsenter -t 1 -m -- /bin/true; exit 0"),
     ),
+    attack(
+        "unshare of a user namespace",
+        &["namespace-tool"],
+        Sh("/bin/unshare -r /bin/true; exit 0"),
+    ),
+    attack(
+        "mount of a filesystem",
+        &["namespace-tool"],
+        Sh("/bin/mount -t tmpfs none /mnt; exit 0"),
+    ),
+    attack(
+        "chroot",
+        &["namespace-tool"],
+        Sh("/bin/chroot / /bin/true; exit 0"),
+    ),
     twin(
         "mount with no arguments (a listing)",
         "namespace-tool",
@@ -204,6 +247,11 @@ const CASES: &[Case] = &[
         "a search for private keys",
         &["credential-search"],
         Sh("/bin/find / -xdev -name 'id_rsa*' > /dev/null; exit 0"),
+    ),
+    attack(
+        "cloud credentials read",
+        &["credential-search"],
+        Sh("/bin/cat /root/.aws/credentials 2> /dev/null; exit 0"),
     ),
     twin(
         "a search for log files",
@@ -281,13 +329,13 @@ const CASES: &[Case] = &[
         "dev-write",
         Sh("echo x > /dev/null && echo x > /dev/shm/lock"),
     ),
-    attack(
+    attempted(
         "core_pattern written (refused: EROFS)",
         &["kernel-interface-write"],
         Sh("echo '|/tmp/x' > /proc/sys/kernel/core_pattern; exit 0"),
     ),
     attack(
-        "a cgroup release_agent written (refused)",
+        "a cgroup release_agent written",
         &["kernel-interface-write"],
         Sh("echo /tmp/x > /sys/fs/cgroup/release_agent; exit 0"),
     ),
@@ -888,6 +936,14 @@ fn the_default_pack_on_real_containers() {
                     .map(|a| brief(a))
                     .collect::<Vec<_>>()
                     .join("\n    ")
+            ));
+        }
+        if let Some(a) = got.iter().find(|a| a["attempt"] != case.attempt) {
+            failures.push(format!(
+                "{}: attempt should be {}: {}",
+                case.name,
+                case.attempt,
+                brief(a)
             ));
         }
         // The scan is one alert that stands for every per-port egress alert.
