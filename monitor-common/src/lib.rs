@@ -23,7 +23,7 @@ pub const ARGS_LEN: usize = 1024;
 /// How many arguments of argv are copied at most.
 pub const MAX_ARGS: u32 = 32;
 
-/// Record kinds. Also the index into the lost-event counters.
+/// Record kinds. With [`loss`], the index into the lost-event counters.
 pub mod kind {
     pub const EXEC: u32 = 1;
     pub const FORK: u32 = 2;
@@ -41,8 +41,35 @@ pub mod kind {
             FORK => "fork",
             EXIT => "exit",
             FILE => "file",
-            NET => "net",
+            NET => "network",
             CGROUP => "cgroup",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Why the kernel programs could not send a record: the second index of the
+/// lost-event counters (`kind * loss::COUNT + reason`). Every fallible step
+/// on the way to the ring buffer counts its failures under one of these, so
+/// no event is lost without a counter a user sees.
+pub mod loss {
+    /// The ring buffer was full.
+    pub const RING_FULL: u32 = 0;
+    /// A per-thread stash (syscall arguments kept from enter to exit) was full.
+    pub const MAP_FULL: u32 = 1;
+    /// A read of the tracepoint record, user or kernel memory faulted.
+    pub const READ_FAULT: u32 = 2;
+    /// The per-CPU scratch space could not be had.
+    pub const NO_SCRATCH: u32 = 3;
+    pub const COUNT: u32 = 4;
+
+    /// Name used in logs and metrics.
+    pub fn name(reason: u32) -> &'static str {
+        match reason {
+            RING_FULL => "ring_buffer_full",
+            MAP_FULL => "stash_full",
+            READ_FAULT => "read_fault",
+            NO_SCRATCH => "no_scratch",
             _ => "unknown",
         }
     }

@@ -159,12 +159,14 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
 
 /// Logs every increase of the kernel's lost-record counters.
 fn report_lost(source: &mut EventSource) {
-    for (kind, lost) in source.newly_lost() {
+    for lost in source.newly_lost() {
         warn!(
-            kind,
-            lost,
+            kind = lost.kind,
+            reason = lost.reason,
+            lost = lost.count,
             total = source.lost_total(),
-            "kernel dropped events: the ring buffer was full"
+            "kernel dropped events: {}",
+            lost.describe()
         );
     }
 }

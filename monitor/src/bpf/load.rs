@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
-use monitor_common::{KernelOffsets, Settings, kind};
+use monitor_common::{KernelOffsets, Settings, kind, loss};
 use tracing::{debug, info, warn};
 
 /// The compiled kernel programs, built by `build.rs`.
@@ -676,15 +676,21 @@ fn raise_memlock() {
     }
 }
 
-/// Records the kernel dropped because the ring buffer was full, by kind.
+/// Records the kernel programs could not send, by kind and reason.
 pub struct LostCounters(PerCpuArray<MapData, u64>);
 
+/// The counters' shape: `[kind][reason]` (`monitor_common::loss`).
+pub type LostTotals = [[u64; loss::COUNT as usize]; kind::COUNT as usize];
+
 impl LostCounters {
-    /// Totals over all CPUs, indexed by record kind.
-    pub fn totals(&self) -> anyhow::Result<[u64; kind::COUNT as usize]> {
-        let mut out = [0u64; kind::COUNT as usize];
-        for (k, slot) in out.iter_mut().enumerate() {
-            *slot = self.0.get(&(k as u32), 0)?.iter().sum();
+    /// Totals over all CPUs.
+    pub fn totals(&self) -> anyhow::Result<LostTotals> {
+        let mut out = [[0u64; loss::COUNT as usize]; kind::COUNT as usize];
+        for (k, reasons) in out.iter_mut().enumerate() {
+            for (r, slot) in reasons.iter_mut().enumerate() {
+                let index = k as u32 * loss::COUNT + r as u32;
+                *slot = self.0.get(&index, 0)?.iter().sum();
+            }
         }
         Ok(out)
     }
