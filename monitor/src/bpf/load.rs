@@ -113,7 +113,16 @@ impl Hook {
 /// program. The legacy calls (`open`, `rename`, ...) do not exist on every
 /// architecture, and the newest ones not on every kernel: the `*at` calls
 /// cover both.
-const FILE_SYSCALLS: [(&str, &str, bool, Option<(&str, &str)>); 17] = [
+/// enter program, exit tracepoint, core, and for a row some kernels lack:
+/// the oldest kernel with it and what covers it elsewhere.
+type FileSyscall = (
+    &'static str,
+    &'static str,
+    bool,
+    Option<(&'static str, &'static str)>,
+);
+
+const FILE_SYSCALLS: [FileSyscall; 17] = [
     ("sys_enter_openat", "sys_exit_openat", true, None),
     (
         "sys_enter_openat2",
