@@ -31,8 +31,9 @@ pub mod kind {
     pub const FILE: u32 = 4;
     pub const NET: u32 = 5;
     pub const CGROUP: u32 = 6;
+    pub const SYSCALL: u32 = 7;
     /// One past the largest kind: the size of the lost-event counter array.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 
     /// Name used in logs and metrics.
     pub fn name(kind: u32) -> &'static str {
@@ -43,6 +44,7 @@ pub mod kind {
             FILE => "file",
             NET => "network",
             CGROUP => "cgroup",
+            SYSCALL => "syscall",
             _ => "unknown",
         }
     }
@@ -177,6 +179,28 @@ pub struct ExecArgs {
     pub truncated: u32,
     pub _pad: u32,
     pub args: [u8; ARGS_LEN],
+}
+
+/// A rare, security-relevant system call (credential, namespace, mount,
+/// module, bpf, ptrace, raw socket ...), sent when it returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallEvent {
+    pub header: Header,
+    /// The architecture's syscall number (`__syscall_nr`).
+    pub nr: u32,
+    /// Bits of [`syscall_flags`].
+    pub flags: u32,
+    /// The raw arguments, when the call was seen entering.
+    pub args: [u64; 6],
+    /// The return value (negative errno on failure).
+    pub ret: i64,
+}
+
+/// Bits of [`SyscallEvent::flags`].
+pub mod syscall_flags {
+    /// `args` hold the call's arguments (its `sys_enter` ran).
+    pub const ARGS: u32 = 1;
 }
 
 /// A new process (not a thread), from `sched_process_fork`. The header is the parent's.
@@ -381,6 +405,12 @@ pub struct Settings {
     /// (`KernelOffsets::task_cgroups`...), because this kernel's tracing
     /// programs may not call `bpf_get_current_ancestor_cgroup_id`.
     pub scope_by_walk: u32,
+    /// This architecture's numbers of the calls the rare-syscall programs
+    /// filter by argument (only namespace flags, only raw sockets).
+    pub nr_clone: u32,
+    pub nr_clone3: u32,
+    pub nr_socket: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -405,6 +435,7 @@ mod tests {
         assert_eq!(size_of::<NetEvent>() % 8, 0);
         assert_eq!(size_of::<CgroupEvent>() % 8, 0);
         assert_eq!(size_of::<ForkEvent>() % 8, 0);
+        assert_eq!(size_of::<SyscallEvent>() % 8, 0);
         assert_eq!(size_of::<KernelOffsets>() % 8, 0);
     }
 

@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, kind, loss};
+use monitor_common::{
+    ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, SyscallEvent, kind, loss,
+};
 
 /// The one channel to userspace. Userspace may resize it before load.
 #[map]
@@ -37,6 +39,10 @@ pub static PENDING_ARGS: HashMap<u32, ExecArgs> = HashMap::with_max_entries(2048
 #[map]
 pub static PENDING_FILE: HashMap<u32, crate::file::Call> = HashMap::with_max_entries(16384, 0);
 
+/// The arguments of a rare syscall in flight, by thread id.
+#[map]
+pub static PENDING_SYSCALL: HashMap<u32, crate::syscall::Call> = HashMap::with_max_entries(4096, 0);
+
 /// Per-CPU room to build records larger than the 512-byte stack.
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -44,6 +50,8 @@ pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(
 pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SYSCALL_SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
 pub static SETTINGS: Settings = Settings {
@@ -51,6 +59,10 @@ pub static SETTINGS: Settings = Settings {
     filter_cgroups: 0,
     cgroup2_root: 0,
     scope_by_walk: 0,
+    nr_clone: 0,
+    nr_clone3: 0,
+    nr_socket: 0,
+    _pad: 0,
 };
 
 #[unsafe(no_mangle)]

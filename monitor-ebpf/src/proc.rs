@@ -10,6 +10,7 @@ use crate::{
     context, exec, file,
     kmem::read_u32,
     maps::{counted, offset, send},
+    syscall,
 };
 
 /// `sched_process_fork(parent, child)` as a raw tracepoint: the task pointers let
@@ -55,6 +56,7 @@ fn try_exit() {
     // Whatever this thread left in flight will never complete.
     exec::forget_thread(tid);
     file::forget_thread(tid);
+    syscall::forget_thread(tid);
     if tid != (pid_tgid >> 32) as u32 {
         return; // a thread, not the process
     }

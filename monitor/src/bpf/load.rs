@@ -265,6 +265,24 @@ fn all_hooks() -> Vec<Hook> {
         }
         hooks.extend(pair);
     }
+    // Some kernels lack a call (no modules, no fsmount before 5.2): each is
+    // optional, and the rest still report.
+    for call in super::syscalls::HOOKED {
+        hooks.push(tp(
+            "sys_enter_rare",
+            "syscalls",
+            call.enter,
+            call.concern,
+            false,
+        ));
+        hooks.push(tp(
+            "sys_exit_rare",
+            "syscalls",
+            call.exit,
+            call.concern,
+            false,
+        ));
+    }
     hooks
 }
 
@@ -370,6 +388,10 @@ impl Kernel {
             filter_cgroups: opts.filter_cgroups as u32,
             cgroup2_root: 0,
             scope_by_walk: scope_by_walk as u32,
+            nr_clone: libc::SYS_clone as u32,
+            nr_clone3: libc::SYS_clone3 as u32,
+            nr_socket: libc::SYS_socket as u32,
+            _pad: 0,
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
