@@ -23,7 +23,7 @@ pub const ARGS_LEN: usize = 1024;
 /// How many arguments of argv are copied at most.
 pub const MAX_ARGS: u32 = 32;
 
-/// Record kinds. Also the index into the lost-event counters.
+/// Record kinds. With [`loss`], the index into the lost-event counters.
 pub mod kind {
     pub const EXEC: u32 = 1;
     pub const FORK: u32 = 2;
@@ -31,8 +31,9 @@ pub mod kind {
     pub const FILE: u32 = 4;
     pub const NET: u32 = 5;
     pub const CGROUP: u32 = 6;
+    pub const SYSCALL: u32 = 7;
     /// One past the largest kind: the size of the lost-event counter array.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 
     /// Name used in logs and metrics.
     pub fn name(kind: u32) -> &'static str {
@@ -41,8 +42,36 @@ pub mod kind {
             FORK => "fork",
             EXIT => "exit",
             FILE => "file",
-            NET => "net",
+            NET => "network",
             CGROUP => "cgroup",
+            SYSCALL => "syscall",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Why the kernel programs could not send a record: the second index of the
+/// lost-event counters (`kind * loss::COUNT + reason`). Every fallible step
+/// on the way to the ring buffer counts its failures under one of these, so
+/// no event is lost without a counter a user sees.
+pub mod loss {
+    /// The ring buffer was full.
+    pub const RING_FULL: u32 = 0;
+    /// A per-thread stash (syscall arguments kept from enter to exit) was full.
+    pub const MAP_FULL: u32 = 1;
+    /// A read of the tracepoint record, user or kernel memory faulted.
+    pub const READ_FAULT: u32 = 2;
+    /// The per-CPU scratch space could not be had.
+    pub const NO_SCRATCH: u32 = 3;
+    pub const COUNT: u32 = 4;
+
+    /// Name used in logs and metrics.
+    pub fn name(reason: u32) -> &'static str {
+        match reason {
+            RING_FULL => "ring_buffer_full",
+            MAP_FULL => "stash_full",
+            READ_FAULT => "read_fault",
+            NO_SCRATCH => "no_scratch",
             _ => "unknown",
         }
     }
@@ -150,6 +179,28 @@ pub struct ExecArgs {
     pub truncated: u32,
     pub _pad: u32,
     pub args: [u8; ARGS_LEN],
+}
+
+/// A rare, security-relevant system call (credential, namespace, mount,
+/// module, bpf, ptrace, raw socket ...), sent when it returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallEvent {
+    pub header: Header,
+    /// The architecture's syscall number (`__syscall_nr`).
+    pub nr: u32,
+    /// Bits of [`syscall_flags`].
+    pub flags: u32,
+    /// The raw arguments, when the call was seen entering.
+    pub args: [u64; 6],
+    /// The return value (negative errno on failure).
+    pub ret: i64,
+}
+
+/// Bits of [`SyscallEvent::flags`].
+pub mod syscall_flags {
+    /// `args` hold the call's arguments (its `sys_enter` ran).
+    pub const ARGS: u32 = 1;
 }
 
 /// A new process (not a thread), from `sched_process_fork`. The header is the parent's.
@@ -354,6 +405,12 @@ pub struct Settings {
     /// (`KernelOffsets::task_cgroups`...), because this kernel's tracing
     /// programs may not call `bpf_get_current_ancestor_cgroup_id`.
     pub scope_by_walk: u32,
+    /// This architecture's numbers of the calls the rare-syscall programs
+    /// filter by argument (only namespace flags, only raw sockets).
+    pub nr_clone: u32,
+    pub nr_clone3: u32,
+    pub nr_socket: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -378,6 +435,7 @@ mod tests {
         assert_eq!(size_of::<NetEvent>() % 8, 0);
         assert_eq!(size_of::<CgroupEvent>() % 8, 0);
         assert_eq!(size_of::<ForkEvent>() % 8, 0);
+        assert_eq!(size_of::<SyscallEvent>() % 8, 0);
         assert_eq!(size_of::<KernelOffsets>() % 8, 0);
     }
 

@@ -8,38 +8,37 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{CGROUP_PATH_LEN, CgroupEvent, cgroup_op, kind};
+use monitor_common::{CGROUP_PATH_LEN, CgroupEvent, cgroup_op, kind, loss};
 
 use crate::{
     context,
-    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, count_lost, offset, setting},
+    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, counted, offset, setting},
 };
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
-    let _ = try_cgroup(&ctx, cgroup_op::MKDIR);
+    counted(kind::CGROUP, try_cgroup(&ctx, cgroup_op::MKDIR));
     0
 }
 
 #[tracepoint]
 pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
-    let _ = try_cgroup(&ctx, cgroup_op::RMDIR);
+    counted(kind::CGROUP, try_cgroup(&ctx, cgroup_op::RMDIR));
     0
 }
 
-fn try_cgroup(ctx: &TracePointContext, op: u32) -> Result<(), i64> {
+fn try_cgroup(ctx: &TracePointContext, op: u32) -> Result<(), u32> {
     // The tracepoint fires for every hierarchy; only v2 identifies containers.
     let root: u32 = unsafe {
         ctx.read_at(offset!(tp_cgroup_root) as usize)
-            .map_err(|e| e as i64)?
+            .map_err(|_| loss::READ_FAULT)?
     };
     if root != setting!(cgroup2_root) {
         return Ok(());
     }
     // Not filtered by cgroup or pid: the registry needs every container's birth.
     let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
-        count_lost(kind::CGROUP);
-        return Ok(());
+        return Err(loss::RING_FULL);
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     context::write_header(

@@ -36,6 +36,16 @@ pub fn current() -> Option<Task> {
     current_with(in_scope)
 }
 
+/// The current task without the agent and scope checks: for an exit whose
+/// enter already passed them.
+#[inline(always)]
+pub fn current_unfiltered() -> Task {
+    Task {
+        pid_tgid: bpf_get_current_pid_tgid(),
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+    }
+}
+
 /// [`current`] for the cgroup socket hooks. Some kernels do not offer
 /// `bpf_get_current_ancestor_cgroup_id` to those programs, and the egress
 /// hooks must load everywhere; so they use the verdict the tracepoint

@@ -10,12 +10,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN, kind};
+use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN, kind, loss};
 
 use crate::{
     context,
     kmem::{read_ptr, read_u32},
-    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, offset, send_now},
+    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, counted, offset, send_now},
     path::walk_dirfd,
 };
 
@@ -23,23 +23,25 @@ const ARGS_LIMIT: u32 = (ARGS_LEN / 2) as u32;
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_stash_args(&ctx, 24);
+    counted(kind::EXEC, try_stash_args(&ctx, 24));
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    let _ = try_stash_args(&ctx, 32);
+    counted(kind::EXEC, try_stash_args(&ctx, 32));
     0
 }
 
-fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64> {
+/// A failure here loses the exec's argv, not the exec: it is counted all the
+/// same, under the exec kind.
+fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), u32> {
     // Filtering here too keeps the stash free of entries nobody will read.
     if context::current().is_none() {
         return Ok(());
     }
-    let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|e| e as i64)? };
-    let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+    let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|_| loss::READ_FAULT)? };
+    let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let stash: &mut ExecArgs = unsafe { &mut *stash };
     stash.argc = 0;
     stash.truncated = 0;
@@ -78,25 +80,26 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), i64
         }
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    PENDING_ARGS.insert(&tid, &*stash, 0).map_err(i64::from)?;
-    Ok(())
+    PENDING_ARGS
+        .insert(&tid, &*stash, 0)
+        .map_err(|_| loss::MAP_FULL)
 }
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    let _ = try_exec(&ctx);
+    counted(kind::EXEC, try_exec(&ctx));
     0
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
     let Some(task) = context::current() else {
         return Ok(());
     };
     let old_pid: u32 = unsafe {
         ctx.read_at(offset!(tp_exec_old_pid) as usize)
-            .map_err(|e| e as i64)?
+            .map_err(|_| loss::READ_FAULT)?
     };
-    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let ev = unsafe { &mut *ev };
     task.write_header(kind::EXEC, &mut ev.header);
     ev.old_pid = old_pid;
@@ -111,7 +114,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // __data_loc: low 16 bits are the offset of the string in the record.
     let loc: u32 = unsafe {
         ctx.read_at(offset!(tp_exec_filename) as usize)
-            .map_err(|e| e as i64)?
+            .map_err(|_| loss::READ_FAULT)?
     };
     let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const _;
     let n =
@@ -124,6 +127,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
             ev.args_len = args.args_len;
             ev.argc = args.argc;
             ev.args_truncated = args.truncated;
+            // Fails only when the entry is already gone: nothing to count.
             let _ = PENDING_ARGS.remove(&old_pid);
         }
         None => {
@@ -148,5 +152,6 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
 /// A failed exec leaves its argv behind; the thread's exit drops it.
 #[inline(always)]
 pub fn forget_thread(tid: u32) {
+    // Fails only when there was no entry, the usual case.
     let _ = PENDING_ARGS.remove(&tid);
 }

@@ -10,11 +10,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind};
+use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind, loss};
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, send},
+    maps::{FILE_SCRATCH, PENDING_FILE, counted, send},
     path::{walk_dirfd, walk_opened},
 };
 
@@ -67,9 +67,12 @@ impl Call {
 }
 
 #[inline(always)]
-fn arg<T>(ctx: &TracePointContext, slot: usize) -> Result<T, i64> {
+fn arg<T>(ctx: &TracePointContext, slot: usize) -> Result<T, u32> {
     // Syscall tracepoint arguments are 8-byte slots from offset 16 (stable ABI).
-    unsafe { ctx.read_at::<T>(16 + slot * 8).map_err(|e| e as i64) }
+    unsafe {
+        ctx.read_at::<T>(16 + slot * 8)
+            .map_err(|_| loss::READ_FAULT)
+    }
 }
 
 #[inline(always)]
@@ -85,18 +88,20 @@ fn open_call(op: u32, dirfd: i32, path: u64, flags: u32, mode: u32) -> Option<Ca
 }
 
 #[inline(always)]
-fn stash(call: Call) -> Result<(), i64> {
+fn stash(call: Call) -> Result<(), u32> {
     if context::current().is_none() {
         return Ok(());
     }
     let tid = bpf_get_current_pid_tgid() as u32;
-    PENDING_FILE.insert(&tid, &call, 0).map_err(i64::from)
+    PENDING_FILE
+        .insert(&tid, &call, 0)
+        .map_err(|_| loss::MAP_FULL)
 }
 
 /// Builds the record for a finished call and sends as much of it as is used.
 #[inline(always)]
-fn complete(call: &Call, ret: i64) -> Result<(), i64> {
-    let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(-1i64)?;
+fn complete(call: &Call, ret: i64) -> Result<(), u32> {
+    let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let ev: &mut FileEvent = unsafe { &mut *ev };
     // Filtered at enter already: the call was stashed only when in scope.
     context::write_header(
@@ -170,10 +175,8 @@ macro_rules! enter {
     ($name:ident, |$ctx:ident| $body:expr) => {
         #[tracepoint]
         pub fn $name($ctx: TracePointContext) -> u32 {
-            let call: Result<Option<Call>, i64> = (|| Ok($body))();
-            if let Ok(Some(call)) = call {
-                let _ = stash(call);
-            }
+            let call: Result<Option<Call>, u32> = (|| Ok($body))();
+            counted(kind::FILE, call.and_then(|call| call.map_or(Ok(()), stash)));
             0
         }
     };
@@ -189,8 +192,10 @@ enter!(sys_enter_openat, |ctx| open_call(
 enter!(sys_enter_openat2, |ctx| {
     // struct open_how starts with u64 flags, then u64 mode.
     let how: u64 = arg(&ctx, 2)?;
-    let flags: u64 = unsafe { bpf_probe_read_user(how as *const u64).map_err(|e| e as i64)? };
-    let mode: u64 = unsafe { bpf_probe_read_user((how + 8) as *const u64).map_err(|e| e as i64)? };
+    let flags: u64 =
+        unsafe { bpf_probe_read_user(how as *const u64).map_err(|_| loss::READ_FAULT)? };
+    let mode: u64 =
+        unsafe { bpf_probe_read_user((how + 8) as *const u64).map_err(|_| loss::READ_FAULT)? };
     open_call(
         file_op::OPEN,
         arg(&ctx, 0)?,
@@ -304,13 +309,18 @@ pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     if let Some(call) = unsafe { PENDING_FILE.get(&tid) } {
         let call = *call;
+        // Cannot fail: the entry was just read, and only this thread removes it.
         let _ = PENDING_FILE.remove(&tid);
-        let _ = complete(&call, arg::<i64>(&ctx, 0).unwrap_or(0));
+        counted(
+            kind::FILE,
+            complete(&call, arg::<i64>(&ctx, 0).unwrap_or(0)),
+        );
     }
     0
 }
 
 #[inline(always)]
 pub fn forget_thread(tid: u32) {
+    // Fails only when there was no entry, the usual case.
     let _ = PENDING_FILE.remove(&tid);
 }

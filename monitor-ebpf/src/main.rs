@@ -16,6 +16,7 @@ mod maps;
 mod net;
 mod path;
 mod proc;
+mod syscall;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,15 +3,18 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, kind};
+use monitor_common::{
+    ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, SyscallEvent, kind, loss,
+};
 
 /// The one channel to userspace. Userspace may resize it before load.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
-/// Records that did not fit in `EVENTS`, per CPU, indexed by record kind.
+/// Records that could not be sent, per CPU, indexed by record kind and
+/// reason (`kind * loss::COUNT + reason`, see `monitor_common::loss`).
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT * loss::COUNT, 0);
 
 /// The roots of the watched cgroup subtrees (when `Settings::filter_cgroups`
 /// is set): a task is reported when its cgroup or an ancestor is here.
@@ -25,14 +28,20 @@ pub static SCOPE_ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
 pub static SCOPE_VERDICTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
-/// `sched_process_exec`).
+/// `sched_process_exec`). A plain hash, not an LRU: an LRU would evict
+/// another thread's entry without a word, a full hash refuses the insert,
+/// which is counted. Entries go at exec or at the thread's exit.
 #[map]
-pub static PENDING_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(1024, 0);
+pub static PENDING_ARGS: HashMap<u32, ExecArgs> = HashMap::with_max_entries(2048, 0);
 
 /// The arguments of a file syscall in flight, by thread id (kept from
-/// `sys_enter_*` to `sys_exit_*`).
+/// `sys_enter_*` to `sys_exit_*`); a plain hash for the same reason.
 #[map]
-pub static PENDING_FILE: LruHashMap<u32, crate::file::Call> = LruHashMap::with_max_entries(4096, 0);
+pub static PENDING_FILE: HashMap<u32, crate::file::Call> = HashMap::with_max_entries(16384, 0);
+
+/// The arguments of a rare syscall in flight, by thread id.
+#[map]
+pub static PENDING_SYSCALL: HashMap<u32, crate::syscall::Call> = HashMap::with_max_entries(4096, 0);
 
 /// Per-CPU room to build records larger than the 512-byte stack.
 #[map]
@@ -41,6 +50,8 @@ pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(
 pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SYSCALL_SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
 pub static SETTINGS: Settings = Settings {
@@ -48,6 +59,10 @@ pub static SETTINGS: Settings = Settings {
     filter_cgroups: 0,
     cgroup2_root: 0,
     scope_by_walk: 0,
+    nr_clone: 0,
+    nr_clone3: 0,
+    nr_socket: 0,
+    _pad: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -101,7 +116,7 @@ pub fn wakeup_flags() -> u64 {
 #[inline(always)]
 pub fn send<T: ?Sized>(record: &T, kind: u32) {
     if EVENTS.output::<T>(record, wakeup_flags()).is_err() {
-        count_lost(kind);
+        count_lost(kind, loss::RING_FULL);
     }
 }
 
@@ -111,15 +126,24 @@ pub fn send<T: ?Sized>(record: &T, kind: u32) {
 #[inline(always)]
 pub fn send_now<T: ?Sized>(record: &T, kind: u32) {
     if EVENTS.output::<T>(record, BPF_RB_FORCE_WAKEUP).is_err() {
-        count_lost(kind);
+        count_lost(kind, loss::RING_FULL);
     }
 }
 
-/// Counts a record that could not be reserved: losing one silently is the
-/// failure a security monitor may not have.
+/// Counts a record that could not be sent, and why: losing one silently is
+/// the failure a security monitor may not have.
 #[inline(always)]
-pub fn count_lost(kind: u32) {
-    if let Some(counter) = LOST.get_ptr_mut(kind) {
+pub fn count_lost(kind: u32, reason: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(kind * loss::COUNT + reason) {
         unsafe { *counter += 1 };
+    }
+}
+
+/// Counts the failure a program's `try_` function returned, if any: every
+/// program entry point ends in this, so no failure goes uncounted.
+#[inline(always)]
+pub fn counted(kind: u32, result: Result<(), u32>) {
+    if let Err(reason) = result {
+        count_lost(kind, reason);
     }
 }

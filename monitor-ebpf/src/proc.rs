@@ -4,23 +4,24 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use monitor_common::{ExitEvent, ForkEvent, kind};
+use monitor_common::{ExitEvent, ForkEvent, kind, loss};
 
 use crate::{
     context, exec, file,
     kmem::read_u32,
-    maps::{offset, send},
+    maps::{counted, offset, send},
+    syscall,
 };
 
 /// `sched_process_fork(parent, child)` as a raw tracepoint: the task pointers let
 /// us tell a new process from a new thread, which the plain tracepoint cannot.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    let _ = try_fork(&ctx);
+    counted(kind::FORK, try_fork(&ctx));
     0
 }
 
-fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
+fn try_fork(ctx: &RawTracePointContext) -> Result<(), u32> {
     let Some(task) = context::current() else {
         return Ok(());
     };
@@ -28,8 +29,9 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let child: u64 = ctx.arg(1);
-    let child_tgid = unsafe { read_u32(child, offset!(task_tgid))? };
-    let child_pid = unsafe { read_u32(child, offset!(task_pid))? };
+    let child_tgid =
+        unsafe { read_u32(child, offset!(task_tgid)) }.map_err(|_| loss::READ_FAULT)?;
+    let child_pid = unsafe { read_u32(child, offset!(task_pid)) }.map_err(|_| loss::READ_FAULT)?;
     if child_tgid != child_pid {
         return Ok(()); // a thread
     }
@@ -44,21 +46,22 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let _ = try_exit();
+    try_exit();
     0
 }
 
-fn try_exit() -> Result<(), i64> {
+fn try_exit() {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // Whatever this thread left in flight will never complete.
     exec::forget_thread(tid);
     file::forget_thread(tid);
+    syscall::forget_thread(tid);
     if tid != (pid_tgid >> 32) as u32 {
-        return Ok(()); // a thread, not the process
+        return; // a thread, not the process
     }
     let Some(task) = context::current() else {
-        return Ok(());
+        return;
     };
     let exit_code = if offset!(structs_valid) != 0 {
         let current = unsafe { bpf_get_current_task() };
@@ -72,5 +75,4 @@ fn try_exit() -> Result<(), i64> {
         _pad: 0,
     };
     send(&ev, kind::EXIT);
-    Ok(())
 }

@@ -108,9 +108,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 for out in pipeline.tick(now) {
                     sinks.dispatch(&out);
                 }
-                for (kind, lost) in source.newly_lost() {
-                    metrics.events_lost(kind, lost);
-                    let summary = format!("the kernel dropped {lost} {kind} events: the ring buffer was full ({} lost since start)", source.lost_total());
+                for lost in source.newly_lost() {
+                    metrics.events_lost(lost.kind, lost.reason, lost.count);
+                    let summary = format!("the kernel dropped {} {} events: {} ({} lost since start)", lost.count, lost.kind, lost.describe(), source.lost_total());
                     warn!("{summary}");
                     sinks.dispatch(&Alert::agent(&host, "events-lost", Severity::High, summary));
                 }
@@ -124,7 +124,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if dropped > held_dropped {
                     let n = dropped - held_dropped;
                     held_dropped = dropped;
-                    metrics.events_lost("unresolved-cgroup", n);
+                    metrics.events_lost("any", "unresolved_cgroup_hold_full", n);
                     let summary = format!("{n} events of cgroups not resolved yet were dropped: too many were held ({dropped} since start)");
                     warn!("{summary}");
                     sinks.dispatch(&Alert::agent(&host, "events-lost", Severity::High, summary));

@@ -14,7 +14,7 @@ use crate::{
     context::{
         ContainerInfo, EnrichedEvent, Enricher, EnricherConfig, MetadataStatus, ProcessInfo,
     },
-    event::{CgroupOp, Event, EventBody, FileInfo, NetworkInfo},
+    event::{CgroupOp, Event, EventBody, FileInfo, NetworkInfo, SyscallInfo},
 };
 
 /// Which events `--kind` lets through.
@@ -25,10 +25,11 @@ pub struct KindFilter {
     pub file: bool,
     pub net: bool,
     pub cgroup: bool,
+    pub syscall: bool,
 }
 
 impl KindFilter {
-    /// Parses `exec,file,net` (also `process` for fork/exit, `cgroup`, `all`).
+    /// Parses `exec,file,net` (also `process` for fork/exit, `cgroup`, `syscall`, `all`).
     pub fn parse(list: &str) -> anyhow::Result<Self> {
         let mut f = KindFilter::default();
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -41,9 +42,10 @@ impl KindFilter {
                 "file" => f.file = true,
                 "net" | "network" => f.net = true,
                 "cgroup" => f.cgroup = true,
+                "syscall" => f.syscall = true,
                 "all" => f = KindFilter::all(),
                 other => bail!(
-                    "unknown event kind `{other}` in --kind; use exec, process, file, net, cgroup or all"
+                    "unknown event kind `{other}` in --kind; use exec, process, file, net, cgroup, syscall or all"
                 ),
             }
         }
@@ -57,6 +59,7 @@ impl KindFilter {
             file: true,
             net: true,
             cgroup: true,
+            syscall: true,
         }
     }
 
@@ -67,6 +70,7 @@ impl KindFilter {
             EventBody::File(_) => self.file,
             EventBody::Network(_) => self.net,
             EventBody::Cgroup(_) => self.cgroup,
+            EventBody::Syscall(_) => self.syscall,
         }
     }
 }
@@ -82,7 +86,7 @@ pub struct TraceOptions {
 #[derive(Serialize)]
 pub struct TraceLine<'a> {
     pub time: String,
-    /// `exec`, `fork`, `exit`, `file`, `network`, `cgroup`.
+    /// `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`.
     pub event: &'static str,
     pub cgroup_id: u64,
     pub metadata_status: MetadataStatus,
@@ -90,6 +94,8 @@ pub struct TraceLine<'a> {
     pub process: &'a ProcessInfo,
     pub file: Option<&'a FileInfo>,
     pub network: Option<&'a NetworkInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<&'a SyscallInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<CgroupLine<'a>>,
 }
@@ -159,12 +165,14 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
 
 /// Logs every increase of the kernel's lost-record counters.
 fn report_lost(source: &mut EventSource) {
-    for (kind, lost) in source.newly_lost() {
+    for lost in source.newly_lost() {
         warn!(
-            kind,
-            lost,
+            kind = lost.kind,
+            reason = lost.reason,
+            lost = lost.count,
             total = source.lost_total(),
-            "kernel dropped events: the ring buffer was full"
+            "kernel dropped events: {}",
+            lost.describe()
         );
     }
 }
@@ -185,6 +193,10 @@ pub fn line<'a>(clock: &WallClock, e: &'a EnrichedEvent) -> TraceLine<'a> {
         },
         network: match &event.body {
             EventBody::Network(n) => Some(n),
+            _ => None,
+        },
+        syscall: match &event.body {
+            EventBody::Syscall(s) => Some(s),
             _ => None,
         },
         cgroup: match &event.body {

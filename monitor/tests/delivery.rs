@@ -561,7 +561,7 @@ async fn metrics_endpoint_passes_promtool_and_health_flips() {
     let have_promtool = need_tool(PROMTOOL, "prometheus");
     let metrics = Metrics::new(Duration::from_millis(1_000));
     metrics.event("process");
-    metrics.events_lost("file", 2);
+    metrics.events_lost("file", "ring_buffer_full", 2);
     metrics.alert("unexpected-process", "high");
     metrics.alert_suppressed("dedup");
     metrics.set_rules_loaded(17);

@@ -398,7 +398,7 @@ fn gauge(metrics: &str, name: &str) -> u64 {
 
 /// Polls `/metrics` until `name` is `want`; panics with the last value after [`WAIT`].
 fn wait_gauge(addr: &str, name: &str, want: u64) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + common::scaled(WAIT);
     loop {
         let got = gauge(&scrape(addr), name);
         if got == want {
@@ -406,7 +406,8 @@ fn wait_gauge(addr: &str, name: &str, want: u64) {
         }
         assert!(
             Instant::now() < deadline,
-            "{name} is {got}, want {want}, after {WAIT:?}"
+            "{name} is {got}, want {want}, after {:?}",
+            common::scaled(WAIT)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -447,7 +448,7 @@ fn removed_containers_leave_the_registry() {
     let gauge_name = "monitor_containers_tracked";
     // The containers already on this machine (other tests' included) when
     // the agent started; set on the first tick, with the process count.
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + common::scaled(WAIT);
     let baseline = loop {
         let metrics = scrape(&addr);
         if gauge(&metrics, "monitor_processes_tracked") > 0 {
@@ -577,14 +578,15 @@ impl Churn {
 
     /// Reads lines until `done` holds.
     fn until(&mut self, m: &mut Monitor, what: &str, done: impl Fn(&Churn) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let limit = common::scaled(Duration::from_secs(120));
+        let deadline = Instant::now() + limit;
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             match m.recv(left.min(Duration::from_secs(1))) {
                 Some(v) => self.take(v),
                 None => assert!(
                     Instant::now() < deadline,
-                    "{what}: not seen after 120 s ({} lines read); stderr:\n{}",
+                    "{what}: not seen after {limit:?} ({} lines read); stderr:\n{}",
                     self.lines,
                     m.stderr()
                 ),

@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
-use monitor_common::{KernelOffsets, Settings, kind};
+use monitor_common::{KernelOffsets, Settings, kind, loss};
 use tracing::{debug, info, warn};
 
 /// The compiled kernel programs, built by `build.rs`.
@@ -113,8 +113,8 @@ impl Hook {
 /// program. The legacy calls (`open`, `rename`, ...) do not exist on every
 /// architecture, and the newest ones not on every kernel: the `*at` calls
 /// cover both.
-/// A row of [`FILE_SYSCALLS`]: enter program, exit program, whether it is
-/// core, and for an optional call (the kernel it needs, the call that covers it).
+/// enter program, exit tracepoint, core, and for a row some kernels lack:
+/// the oldest kernel with it and what covers it elsewhere.
 type FileSyscall = (
     &'static str,
     &'static str,
@@ -265,6 +265,24 @@ fn all_hooks() -> Vec<Hook> {
         }
         hooks.extend(pair);
     }
+    // Some kernels lack a call (no modules, no fsmount before 5.2): each is
+    // optional, and the rest still report.
+    for call in super::syscalls::HOOKED {
+        hooks.push(tp(
+            "sys_enter_rare",
+            "syscalls",
+            call.enter,
+            call.concern,
+            false,
+        ));
+        hooks.push(tp(
+            "sys_exit_rare",
+            "syscalls",
+            call.exit,
+            call.concern,
+            false,
+        ));
+    }
     hooks
 }
 
@@ -370,6 +388,10 @@ impl Kernel {
             filter_cgroups: opts.filter_cgroups as u32,
             cgroup2_root: 0,
             scope_by_walk: scope_by_walk as u32,
+            nr_clone: libc::SYS_clone as u32,
+            nr_clone3: libc::SYS_clone3 as u32,
+            nr_socket: libc::SYS_socket as u32,
+            _pad: 0,
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
@@ -685,15 +707,21 @@ fn raise_memlock() {
     }
 }
 
-/// Records the kernel dropped because the ring buffer was full, by kind.
+/// Records the kernel programs could not send, by kind and reason.
 pub struct LostCounters(PerCpuArray<MapData, u64>);
 
+/// The counters' shape: `[kind][reason]` (`monitor_common::loss`).
+pub type LostTotals = [[u64; loss::COUNT as usize]; kind::COUNT as usize];
+
 impl LostCounters {
-    /// Totals over all CPUs, indexed by record kind.
-    pub fn totals(&self) -> anyhow::Result<[u64; kind::COUNT as usize]> {
-        let mut out = [0u64; kind::COUNT as usize];
-        for (k, slot) in out.iter_mut().enumerate() {
-            *slot = self.0.get(&(k as u32), 0)?.iter().sum();
+    /// Totals over all CPUs.
+    pub fn totals(&self) -> anyhow::Result<LostTotals> {
+        let mut out = [[0u64; loss::COUNT as usize]; kind::COUNT as usize];
+        for (k, reasons) in out.iter_mut().enumerate() {
+            for (r, slot) in reasons.iter_mut().enumerate() {
+                let index = k as u32 * loss::COUNT + r as u32;
+                *slot = self.0.get(&index, 0)?.iter().sum();
+            }
         }
         Ok(out)
     }

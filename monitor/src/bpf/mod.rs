@@ -8,6 +8,7 @@ pub mod cgroupfs;
 pub mod load;
 pub mod reader;
 pub mod source;
+pub mod syscalls;
 pub mod tracefs;
 
 use std::path::{Path, PathBuf};

@@ -6,11 +6,11 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use monitor_common::kind;
+use monitor_common::{kind, loss};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
-use super::{CgroupFilter, LostCounters, Started, cgroupfs, reader};
+use super::{CgroupFilter, LostCounters, Started, cgroupfs, load::LostTotals, reader};
 use crate::event::{Event, EventBody};
 
 /// What to watch.
@@ -24,13 +24,34 @@ pub struct SourceOptions {
     pub btf: Option<PathBuf>,
 }
 
+/// Records of one kind the kernel programs could not send, for one reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lost {
+    pub kind: &'static str,
+    pub reason: &'static str,
+    pub count: u64,
+}
+
+impl Lost {
+    /// What happened, in words, for logs and `agent` alerts.
+    pub fn describe(&self) -> &'static str {
+        match self.reason {
+            "ring_buffer_full" => "the ring buffer was full",
+            "stash_full" => "the per-thread argument stash was full",
+            "read_fault" => "a read of the event's data faulted",
+            "no_scratch" => "no per-CPU scratch space",
+            _ => "an unknown failure",
+        }
+    }
+}
+
 /// Events as they come from the kernel, within the scope asked for.
 pub struct EventSource {
     pub started: Started,
     rx: mpsc::Receiver<Event>,
     pub stats: Arc<reader::ReaderStats>,
     lost: LostCounters,
-    lost_seen: [u64; kind::COUNT as usize],
+    lost_seen: LostTotals,
     scope: Option<Scope>,
     reader: JoinHandle<anyhow::Result<()>>,
 }
@@ -60,7 +81,7 @@ impl EventSource {
             rx,
             stats,
             lost,
-            lost_seen: [0; kind::COUNT as usize],
+            lost_seen: Default::default(),
             scope,
             reader,
         })
@@ -97,29 +118,36 @@ impl EventSource {
         }
     }
 
-    /// Records the kernel could not send since the last call, by kind name.
-    pub fn newly_lost(&mut self) -> Vec<(&'static str, u64)> {
-        match self.lost.totals() {
-            Ok(totals) => totals
-                .iter()
-                .zip(self.lost_seen.iter_mut())
-                .enumerate()
-                .filter_map(|(k, (&now, seen))| {
-                    let new = now.saturating_sub(*seen);
-                    *seen = now;
-                    (new > 0).then(|| (kind::name(k as u32), new))
-                })
-                .collect(),
+    /// Records the kernel could not send since the last call: kind name,
+    /// reason name (`monitor_common::loss`), how many.
+    pub fn newly_lost(&mut self) -> Vec<Lost> {
+        let totals = match self.lost.totals() {
+            Ok(totals) => totals,
             Err(e) => {
                 warn!("cannot read the lost-event counters: {e:#}");
-                Vec::new()
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (k, (now, seen)) in totals.iter().zip(self.lost_seen.iter_mut()).enumerate() {
+            for (r, (&now, seen)) in now.iter().zip(seen.iter_mut()).enumerate() {
+                let count = now.saturating_sub(*seen);
+                *seen = now;
+                if count > 0 {
+                    out.push(Lost {
+                        kind: kind::name(k as u32),
+                        reason: loss::name(r as u32),
+                        count,
+                    });
+                }
             }
         }
+        out
     }
 
     /// All records lost since start.
     pub fn lost_total(&self) -> u64 {
-        self.lost_seen.iter().sum()
+        self.lost_seen.iter().flatten().sum()
     }
 
     pub fn records(&self) -> u64 {

@@ -6,13 +6,13 @@ use std::{
 
 use monitor_common::{
     CgroupEvent, DirWalk, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent, PATH_LEN,
-    cgroup_op, file_op, kind, net_op, walk_flags,
+    SyscallEvent, cgroup_op, file_op, kind, net_op, syscall_flags, walk_flags,
 };
 use thiserror::Error;
 
 use super::{
     CgroupChange, CgroupOp, Event, EventBody, EventHeader, ExecInfo, Family, FileInfo, FileOp,
-    NetOp, NetworkInfo, Protocol,
+    NetOp, NetworkInfo, Protocol, SyscallInfo,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -85,6 +85,9 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         )?)?),
         kind::NET => EventBody::Network(network(&read::<NetEvent>(data, "network record")?)?),
         kind::CGROUP => EventBody::Cgroup(cgroup(&read::<CgroupEvent>(data, "cgroup record")?)?),
+        kind::SYSCALL => {
+            EventBody::Syscall(syscall(&read::<SyscallEvent>(data, "syscall record")?)?)
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok(Event {
@@ -333,6 +336,18 @@ fn network(ev: &NetEvent) -> Result<NetworkInfo, DecodeError> {
         dport: ev.dport as u16,
         dns: None,
     })
+}
+
+fn syscall(ev: &SyscallEvent) -> Result<SyscallInfo, DecodeError> {
+    let seen_entering = ev.flags & syscall_flags::ARGS != 0;
+    let mut info = super::syscall::describe(ev.nr, seen_entering.then_some(&ev.args), ev.ret)
+        .ok_or(DecodeError::UnknownCode {
+            what: "syscall number",
+            code: ev.nr,
+        })?;
+    // Sent without its enter: the call never got that far (seccomp).
+    info.refused = !seen_entering && ev.ret < 0;
+    Ok(info)
 }
 
 fn cgroup(ev: &CgroupEvent) -> Result<CgroupChange, DecodeError> {

@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub mod decode;
+pub mod syscall;
+
+pub use syscall::SyscallInfo;
 
 /// One decoded kernel record.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +41,7 @@ pub enum EventBody {
     File(FileInfo),
     Network(NetworkInfo),
     Cgroup(CgroupChange),
+    Syscall(SyscallInfo),
 }
 
 impl Event {
@@ -50,10 +54,11 @@ impl Event {
             EventBody::File(_) => EventKind::File,
             EventBody::Network(_) => EventKind::Network,
             EventBody::Cgroup(_) => EventKind::Cgroup,
+            EventBody::Syscall(_) => EventKind::Syscall,
         }
     }
 
-    /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`.
+    /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`.
     pub fn name(&self) -> &'static str {
         match self.body {
             EventBody::Exec(_) => "exec",
@@ -62,6 +67,7 @@ impl Event {
             EventBody::File(_) => "file",
             EventBody::Network(_) => "network",
             EventBody::Cgroup(_) => "cgroup",
+            EventBody::Syscall(_) => "syscall",
         }
     }
 }
@@ -73,6 +79,7 @@ pub enum EventKind {
     File,
     Network,
     Cgroup,
+    Syscall,
 }
 
 /// A program started (`execve`/`execveat` succeeded).

@@ -29,6 +29,12 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LostLabels {
+    kind: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     rule: String,
     severity: String,
@@ -65,7 +71,7 @@ pub struct Metrics {
     rules_ready: AtomicBool,
 
     events: Family<KindLabel, Counter>,
-    events_lost: Family<KindLabel, Counter>,
+    events_lost: Family<LostLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
     alerts_suppressed: Family<ReasonLabel, Counter>,
     sink_delivered: Family<SinkLabel, Counter>,
@@ -117,7 +123,7 @@ impl Metrics {
         r.register("events", "Kernel events decoded, by kind", m.events.clone());
         r.register(
             "events_lost",
-            "Kernel events lost (ring buffer full or undecodable), by kind",
+            "Events the kernel programs could not send, by kind and reason (ring_buffer_full, stash_full, read_fault, no_scratch)",
             m.events_lost.clone(),
         );
         r.register(
@@ -204,9 +210,14 @@ impl Metrics {
         self.events.get_or_create(&kind_label(kind)).inc_by(n);
     }
 
-    /// `n` events of `kind` lost (a reserve failure in the kernel, a bad record).
-    pub fn events_lost(&self, kind: &str, n: u64) {
-        self.events_lost.get_or_create(&kind_label(kind)).inc_by(n);
+    /// `n` events of `kind` the kernel programs could not send, and why
+    /// (`monitor_common::loss` names).
+    pub fn events_lost(&self, kind: &str, reason: &str, n: u64) {
+        let labels = LostLabels {
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.events_lost.get_or_create(&labels).inc_by(n);
     }
 
     /// One alert emitted to the sinks.
@@ -388,7 +399,7 @@ mod tests {
     fn encodes_prometheus_text_with_labels() {
         let m = Metrics::new(Duration::from_secs(10));
         m.event("exec");
-        m.events_lost("file", 3);
+        m.events_lost("file", "ring_buffer_full", 3);
         m.alert("unexpected-process", "high");
         let s = m.sink("hook");
         s.delivered(2);
@@ -401,7 +412,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("monitor_events_lost_total{kind=\"file\"} 3"),
+            text.contains("monitor_events_lost_total{kind=\"file\",reason=\"ring_buffer_full\"} 3"),
             "{text}"
         );
         assert!(

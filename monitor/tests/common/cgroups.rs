@@ -86,7 +86,7 @@ impl CgroupDir {
     /// go (a process still in it).
     pub fn remove(self) {
         // A process reaped a moment ago may hold the cgroup a little longer.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + super::scaled(Duration::from_secs(10));
         while let Err(e) = fs::remove_dir(&self.path) {
             if e.raw_os_error() != Some(libc::EBUSY) || Instant::now() > deadline {
                 panic!("rmdir {}: {e}", self.path.display());

@@ -40,6 +40,24 @@ pub fn kernel_tests_enabled(test: &str) -> bool {
     false
 }
 
+/// How many times longer than on the host every wait may take:
+/// `MONITOR_TEST_TIME_SCALE` (a whole number, default 1). `cargo xtask
+/// vm-test` sets it for kernels under software emulation, where everything
+/// runs 10-50 times slower. The waits end as soon as what they wait for
+/// comes, so a larger scale only costs time when a test fails.
+pub fn time_scale() -> u32 {
+    std::env::var("MONITOR_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `d` times [`time_scale`]: every wait of the kernel tests goes through it.
+pub fn scaled(d: Duration) -> Duration {
+    d * time_scale()
+}
+
 /// The cgroup v2 mount, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> PathBuf {
     monitor::bpf::cgroupfs::cgroup2_mount().expect("cgroup2 mount")
@@ -268,7 +286,8 @@ impl Monitor {
             stderr: stderr_text,
             seen: Vec::new(),
         };
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let ready_limit = scaled(Duration::from_secs(60));
+        if ready_rx.recv_timeout(ready_limit).is_err() {
             let status = monitor.child.try_wait();
             panic!(
                 "monitor did not become ready ({status:?}); stderr:\n{}",
@@ -297,6 +316,7 @@ impl Monitor {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -323,7 +343,7 @@ impl Monitor {
 
     /// Collects lines for `period` (to check that something did NOT happen).
     pub fn drain_for(&mut self, period: Duration) {
-        let deadline = Instant::now() + period;
+        let deadline = Instant::now() + scaled(period);
         while let Ok(v) = self
             .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -335,7 +355,7 @@ impl Monitor {
     /// Stops with SIGTERM and returns the stderr text.
     pub fn stop(mut self) -> String {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
@@ -353,6 +373,7 @@ impl Monitor {
     /// Waits until the stderr text so far satisfies `pred` (log lines are
     /// checked as they arrive); panics with the text after `timeout`.
     pub fn wait_stderr(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if pred(&self.stderr()) {
@@ -373,7 +394,8 @@ impl Monitor {
     /// returns every line seen over the monitor's life with its stderr text.
     pub fn stop_and_drain(mut self) -> (Vec<Value>, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let stop_limit = scaled(Duration::from_secs(30));
+        let deadline = Instant::now() + stop_limit;
         let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -386,12 +408,12 @@ impl Monitor {
             let _ = self.child.kill();
             let _ = self.child.wait();
             panic!(
-                "monitor did not stop within 30s of SIGTERM; stderr:\n{}",
+                "monitor did not stop within {stop_limit:?} of SIGTERM; stderr:\n{}",
                 self.stderr()
             );
         }
         // The reader thread ends at EOF and drops its sender.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         loop {
             match self
                 .lines
@@ -425,6 +447,7 @@ pub fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// The usual wait for a line; [`Monitor::expect`] scales it (see [`scaled`]).
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A fresh Docker container id: 64 lowercase hex digits.

@@ -1,0 +1,145 @@
+//! Rare system calls that change privilege or reach outside the container:
+//! credentials, capabilities, ptrace, bpf, modules, mounts, namespaces,
+//! userfaultfd, io_uring, raw sockets. One enter and one exit program serve
+//! them all (the tracepoint record says which call it is); the event is sent
+//! at exit, with the result.
+//!
+//! A call the container's seccomp profile refuses never reaches its
+//! `sys_enter_*` tracepoint, but its `sys_exit_*` fires with `-EPERM`: such
+//! an exit, with no arguments seen, is sent too: a refused probe of `bpf()`
+//! or `setns` is a signal.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{SyscallEvent, kind, loss, syscall_flags};
+
+use crate::{
+    context,
+    maps::{PENDING_SYSCALL, SYSCALL_SCRATCH, counted, send, setting},
+};
+
+/// What `sys_enter` kept for `sys_exit`, per thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Call {
+    nr: u64,
+    args: [u64; 6],
+}
+
+/// CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME.
+const CLONE_NEW_ANY: u64 = 0x0002_0000
+    | 0x0200_0000
+    | 0x0400_0000
+    | 0x0800_0000
+    | 0x1000_0000
+    | 0x2000_0000
+    | 0x4000_0000
+    | 0x80;
+const AF_PACKET: u64 = 17;
+const SOCK_RAW: u64 = 3;
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, offset: usize) -> Result<T, u32> {
+    unsafe { ctx.read_at::<T>(offset).map_err(|_| loss::READ_FAULT) }
+}
+
+#[tracepoint]
+pub fn sys_enter_rare(ctx: TracePointContext) -> u32 {
+    counted(kind::SYSCALL, try_enter(&ctx));
+    0
+}
+
+fn try_enter(ctx: &TracePointContext) -> Result<(), u32> {
+    if context::current().is_none() {
+        return Ok(());
+    }
+    // `int __syscall_nr` at 8, then six 8-byte argument slots from 16.
+    let nr = read::<i32>(ctx, 8)? as u64;
+    let mut call = Call { nr, args: [0; 6] };
+    for (i, arg) in call.args.iter_mut().enumerate() {
+        *arg = read::<u64>(ctx, 16 + i * 8)?;
+    }
+    // The hot ones among them only matter with the flags that make them rare.
+    // The numbers come from userspace: they differ by architecture.
+    let wanted = if nr == setting!(nr_clone) as u64 {
+        call.args[0] & CLONE_NEW_ANY != 0
+    } else if nr == setting!(nr_clone3) as u64 {
+        // struct clone_args starts with u64 flags.
+        let flags: u64 = unsafe { bpf_probe_read_user(call.args[0] as *const u64) }
+            .map_err(|_| loss::READ_FAULT)?;
+        flags & CLONE_NEW_ANY != 0
+    } else if nr == setting!(nr_socket) as u64 {
+        call.args[0] == AF_PACKET || call.args[1] & SOCK_TYPE_MASK == SOCK_RAW
+    } else {
+        true
+    };
+    if !wanted {
+        return Ok(());
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING_SYSCALL
+        .insert(&tid, &call, 0)
+        .map_err(|_| loss::MAP_FULL)
+}
+
+#[tracepoint]
+pub fn sys_exit_rare(ctx: TracePointContext) -> u32 {
+    counted(kind::SYSCALL, try_exit(&ctx));
+    0
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
+    let nr = read::<i32>(ctx, 8)? as u64;
+    let ret = read::<i64>(ctx, 16)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let pending = unsafe { PENDING_SYSCALL.get(&tid) }.copied();
+    let task = match pending {
+        Some(call) if call.nr == nr => {
+            // Cannot fail: the entry was just read, and only this thread removes it.
+            let _ = PENDING_SYSCALL.remove(&tid);
+            // In scope at enter: the header is written for the same task.
+            context::current_unfiltered()
+        }
+        _ => {
+            // No enter seen: refused before it (seccomp), or filtered out at
+            // enter. Only a failure of a call that is always kept says the former.
+            let filtered = nr == setting!(nr_clone) as u64
+                || nr == setting!(nr_clone3) as u64
+                || nr == setting!(nr_socket) as u64;
+            if ret >= 0 || filtered {
+                return Ok(());
+            }
+            match context::current() {
+                Some(task) => task,
+                None => return Ok(()),
+            }
+        }
+    };
+    let ev = SYSCALL_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
+    let ev: &mut SyscallEvent = unsafe { &mut *ev };
+    task.write_header(kind::SYSCALL, &mut ev.header);
+    ev.nr = nr as u32;
+    ev.ret = ret;
+    match pending {
+        Some(call) if call.nr == nr => {
+            ev.flags = syscall_flags::ARGS;
+            ev.args = call.args;
+        }
+        _ => {
+            ev.flags = 0;
+            ev.args = [0; 6];
+        }
+    }
+    send(&*ev, kind::SYSCALL);
+    Ok(())
+}
+
+/// The thread's exit drops what a call left in flight.
+#[inline(always)]
+pub fn forget_thread(tid: u32) {
+    // Fails only when there was no entry, the usual case.
+    let _ = PENDING_SYSCALL.remove(&tid);
+}
