@@ -10,12 +10,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind, loss};
+use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op, kind, loss};
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, counted, send},
-    path::{walk_dirfd, walk_opened},
+    maps::{FILE_SCRATCH, PENDING_FILE, SENSITIVE_NAMES, counted, send, setting},
+    path::{fd_name, walk_dirfd, walk_opened},
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -303,20 +303,65 @@ enter!(sys_enter_symlink, |ctx| Some(Call {
     )
 }));
 
-/// Attached to the `sys_exit_*` tracepoint of every syscall above.
+/// Attached to the `sys_exit_*` tracepoint of every syscall above but the opens.
 #[tracepoint]
 pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(call) = unsafe { PENDING_FILE.get(&tid) } {
-        let call = *call;
-        // Cannot fail: the entry was just read, and only this thread removes it.
-        let _ = PENDING_FILE.remove(&tid);
-        counted(
-            kind::FILE,
-            complete(&call, arg::<i64>(&ctx, 0).unwrap_or(0)),
-        );
+    finish(&ctx);
+    0
+}
+
+/// Attached to the exits of `openat`, `openat2` and `open`: a write is
+/// finished as above; a read-only open (nothing stashed) of a file whose name
+/// is sensitive is reported too.
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    if !finish(&ctx) && setting!(sensitive_reads) != 0 {
+        counted(kind::FILE, sensitive_read(&ctx));
     }
     0
+}
+
+/// Completes the stashed call of this thread, if there is one.
+#[inline(always)]
+fn finish(ctx: &TracePointContext) -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(call) = (unsafe { PENDING_FILE.get(&tid) }) else {
+        return false;
+    };
+    let call = *call;
+    // Cannot fail: the entry was just read, and only this thread removes it.
+    let _ = PENDING_FILE.remove(&tid);
+    counted(kind::FILE, complete(&call, arg::<i64>(ctx, 0).unwrap_or(0)));
+    true
+}
+
+#[inline(always)]
+fn sensitive_read(ctx: &TracePointContext) -> Result<(), u32> {
+    let fd: i64 = arg(ctx, 0)?;
+    if fd < 0 || context::current().is_none() {
+        return Ok(());
+    }
+    let mut name = [0u8; SENSITIVE_NAME_LEN];
+    if fd_name(fd as i32, &mut name).is_err() {
+        // The descriptor was closed by another thread already: no file to name.
+        return Ok(());
+    }
+    if unsafe { SENSITIVE_NAMES.get(&name) }.is_none() {
+        return Ok(());
+    }
+    // Not stashed at enter, so no write flag: a read-only open. The path is
+    // the kernel's, from the descriptor (the caller's string is gone by now).
+    let call = Call {
+        op: file_op::OPEN,
+        dirfd: AT_FDCWD,
+        path: 0,
+        dirfd2: AT_FDCWD,
+        resolve_path: 0,
+        path2: 0,
+        flags: 0,
+        mode: 0,
+    };
+    complete(&call, fd)
 }
 
 #[inline(always)]
