@@ -27,6 +27,9 @@ use super::{
 /// Docker engine.
 const SUITES: &[&str] = &["kernel_trace", "kernel_policy", "kernel_context"];
 
+/// How long the hook report may take at least (the agent loads every program).
+const HOOKS_LIMIT_SECS: u64 = 300;
+
 /// The memory soak: 3,000 containers of 8 processes each.
 const SOAK: &str = "memory_stays_flat_over_thousands_of_containers";
 
@@ -329,6 +332,7 @@ fn guest_script(args: &TestArgs, monitor: &Path) -> String {
     let s = GUEST_SHARE;
     let mon = guest::quote(monitor.as_os_str().as_encoded_bytes());
     let limit = args.test_timeout;
+    let hooks_limit = HOOKS_LIMIT_SECS.max(limit);
     format!(
         r#"S={s}
 MON={mon}
@@ -342,7 +346,7 @@ t0=$(date +%s.%N)
 # Every hook, active or not (debug level names the active ones).
 export MONITOR_LOG=info,monitor::bpf=debug NO_COLOR=1
 if "$MON" hooks --help > /dev/null 2>&1; then
-    timeout -k 10 {limit} "$MON" hooks > $S/hooks.out 2> $S/hooks.err < /dev/null
+    timeout -k 10 {hooks_limit} "$MON" hooks > $S/hooks.out 2> $S/hooks.err < /dev/null
     echo $? > $S/hooks.rc
 else
     # No hooks command: the tracer's log says which hooks attached.
@@ -356,7 +360,6 @@ else
     sleep 2
     kill -INT $pid 2> /dev/null
     wait $pid
-    echo $? > $S/hooks.rc
     : > $S/hooks.out
 fi
 unset MONITOR_LOG NO_COLOR
@@ -380,12 +383,12 @@ while read -r idx suite name exe; do
         echo "test $suite::$name ... ok ($(awk "BEGIN {{ printf \"%.1f\", $t1 - $t0 }}") s)"
     else
         echo "test $suite::$name ... FAILED (exit $rc, $(awk "BEGIN {{ printf \"%.1f\", $t1 - $t0 }}") s)"
-        cat $S/$idx.log
+        sed '$a\' $S/$idx.log
     fi
 done < $S/tests
 echo "done: $n tests"
 "#,
-        polls = limit * 2,
+        polls = hooks_limit * 2,
     )
 }
 
@@ -453,6 +456,19 @@ fn run_kernel(
         wall: outcome.wall,
     };
     parse_hooks(&read("hooks.out"), &read("hooks.err"), &mut r);
+    match read("hooks.rc").trim().parse::<i32>() {
+        Ok(0) | Err(_) => {}
+        Ok(124 | 137) => {
+            r.hooks_error = Some(format!(
+                "monitor hooks did not finish within {} s",
+                HOOKS_LIMIT_SECS.max(args.test_timeout)
+            ))
+        }
+        Ok(rc) if r.hooks_error.is_none() => {
+            r.hooks_error = Some(format!("monitor hooks exited with {rc}"))
+        }
+        Ok(_) => {}
+    }
     if r.failure.is_none() && outcome.exit != Some(0) {
         r.failure = Some(format!("the test script exited with {:?}", outcome.exit));
     }
