@@ -89,6 +89,9 @@ pub mod file_op {
     pub const TRUNCATE: u32 = 6;
     pub const LINK: u32 = 7;
     pub const SYMLINK: u32 = 8;
+    /// A connect to a unix socket whose path ends in `.sock` (container
+    /// runtimes, the kubelet): `path` is the socket's.
+    pub const CONNECT: u32 = 9;
 }
 
 /// Network operations, `NetEvent::op`.

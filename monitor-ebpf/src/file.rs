@@ -303,6 +303,48 @@ enter!(sys_enter_symlink, |ctx| Some(Call {
     )
 }));
 
+const AF_UNIX: u16 = 1;
+/// `sizeof(sun_path)`.
+const SUN_PATH_LEN: usize = 108;
+
+/// A connect to a unix socket named `*.sock`: how a container reaches a
+/// mounted `docker.sock`, `containerd.sock`, `crio.sock` or the kubelet's.
+/// Every other connect (TCP, UDP, ordinary unix sockets) costs one read of
+/// the address family or one string compare, and never leaves the kernel.
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    counted(kind::FILE, unix_connect(&ctx));
+    0
+}
+
+#[inline(always)]
+fn unix_connect(ctx: &TracePointContext) -> Result<(), u32> {
+    let addr: u64 = arg(ctx, 1)?;
+    let family: u16 =
+        unsafe { bpf_probe_read_user(addr as *const u16) }.map_err(|_| loss::READ_FAULT)?;
+    if family != AF_UNIX {
+        return Ok(());
+    }
+    let path = addr + 2;
+    let mut name = [0u8; 128];
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            name.as_mut_ptr().cast(),
+            SUN_PATH_LEN as u32 + 1,
+            path as *const _,
+        )
+    };
+    // At least "x.sock" and its NUL; an abstract socket starts with NUL (n == 1).
+    if n < 7 {
+        return Ok(());
+    }
+    let end = (n as usize - 1) & 127;
+    if end < 5 || &name[(end - 5) & 127..][..5] != b".sock" {
+        return Ok(());
+    }
+    stash(Call::one(file_op::CONNECT, AT_FDCWD, path))
+}
+
 /// Attached to the `sys_exit_*` tracepoint of every syscall above but the opens.
 #[tracepoint]
 pub fn sys_exit_file(ctx: TracePointContext) -> u32 {

@@ -437,3 +437,41 @@ fn reads_of_credential_files_are_events_and_ordinary_reads_are_not() {
     // cat's own reads (its libraries, the locale) and notes.txt stay in the kernel.
     assert_eq!(reads(&m), ["/etc/shadow".to_owned(), token], "{:?}", m.seen);
 }
+
+#[test]
+fn a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not() {
+    if !kernel_tests_enabled(
+        "a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not",
+    ) {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let _engine = std::os::unix::net::UnixListener::bind(base.join("docker.sock")).unwrap();
+    let _app = std::os::unix::net::UnixListener::bind(base.join("app.socket")).unwrap();
+    let cg = TestCgroup::new("unix");
+    let mut m = trace(&cg, "file");
+    // A relative name is resolved like a file's; the health check's own
+    // socket (not *.sock) stays in the kernel.
+    let script = r#"
+import socket
+for name in ("app.socket", "docker.sock"):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(name)
+    s.close()
+"#;
+    let pid = cg.run("/usr/bin/python3", &["-c", script], Some(&base));
+    let engine = base.join("docker.sock");
+    let ev = m.expect("connect to docker.sock", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["op"] == "connect"
+    });
+    assert_eq!(ev["file"]["path"], engine.to_str().unwrap(), "{ev}");
+    assert_eq!(ev["file"]["result"], 0);
+    m.drain_for(Duration::from_millis(300));
+    let connects = m
+        .seen
+        .iter()
+        .filter(|v| is(v, "file", pid) && v["file"]["op"] == "connect")
+        .count();
+    assert_eq!(connects, 1, "{:?}", m.seen);
+}

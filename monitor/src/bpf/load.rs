@@ -122,7 +122,7 @@ type FileSyscall = (
     Option<(&'static str, &'static str)>,
 );
 
-const FILE_SYSCALLS: [FileSyscall; 17] = [
+const FILE_SYSCALLS: [FileSyscall; 18] = [
     ("sys_enter_openat", "sys_exit_openat", true, None),
     (
         "sys_enter_openat2",
@@ -195,6 +195,8 @@ const FILE_SYSCALLS: [FileSyscall; 17] = [
         false,
         Some((BASELINE, "symlinkat")),
     ),
+    // Only unix sockets named *.sock leave the kernel (container runtimes).
+    ("sys_enter_connect", "sys_exit_connect", false, None),
 ];
 
 const HOOKS: &[Hook] = &[

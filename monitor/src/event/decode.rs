@@ -203,6 +203,7 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         file_op::TRUNCATE => FileOp::Truncate,
         file_op::LINK => FileOp::Link,
         file_op::SYMLINK => FileOp::Symlink,
+        file_op::CONNECT => FileOp::Connect,
         code => {
             return Err(DecodeError::UnknownCode {
                 what: "file op",
