@@ -22,6 +22,8 @@ pub const CGROUP_PATH_LEN: usize = 512;
 pub const ARGS_LEN: usize = 1024;
 /// How many arguments of argv are copied at most.
 pub const MAX_ARGS: u32 = 32;
+/// Bytes of a file name the sensitive-read filter compares (NUL padded).
+pub const SENSITIVE_NAME_LEN: usize = 32;
 
 /// Record kinds. With [`loss`], the index into the lost-event counters.
 pub mod kind {
@@ -87,6 +89,9 @@ pub mod file_op {
     pub const TRUNCATE: u32 = 6;
     pub const LINK: u32 = 7;
     pub const SYMLINK: u32 = 8;
+    /// A connect to a unix socket whose path ends in `.sock` (container
+    /// runtimes, the kubelet): `path` is the socket's.
+    pub const CONNECT: u32 = 9;
 }
 
 /// Network operations, `NetEvent::op`.
@@ -410,7 +415,9 @@ pub struct Settings {
     pub nr_clone: u32,
     pub nr_clone3: u32,
     pub nr_socket: u32,
-    pub _pad: u32,
+    /// 1: successful read-only opens whose file name is in `SENSITIVE_NAMES`
+    /// are reported (as `open` with `O_RDONLY`).
+    pub sensitive_reads: u32,
 }
 
 #[cfg(feature = "user")]

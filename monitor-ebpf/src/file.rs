@@ -10,12 +10,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, file_op, kind, loss};
+use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op, kind, loss};
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, counted, send},
-    path::{walk_dirfd, walk_opened},
+    maps::{FILE_SCRATCH, PENDING_FILE, SENSITIVE_NAMES, counted, send, setting},
+    path::{fd_name, walk_dirfd, walk_opened},
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -303,20 +303,107 @@ enter!(sys_enter_symlink, |ctx| Some(Call {
     )
 }));
 
-/// Attached to the `sys_exit_*` tracepoint of every syscall above.
+const AF_UNIX: u16 = 1;
+/// `sizeof(sun_path)`.
+const SUN_PATH_LEN: usize = 108;
+
+/// A connect to a unix socket named `*.sock`: how a container reaches a
+/// mounted `docker.sock`, `containerd.sock`, `crio.sock` or the kubelet's.
+/// Every other connect (TCP, UDP, ordinary unix sockets) costs one read of
+/// the address family or one string compare, and never leaves the kernel.
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    counted(kind::FILE, unix_connect(&ctx));
+    0
+}
+
+#[inline(always)]
+fn unix_connect(ctx: &TracePointContext) -> Result<(), u32> {
+    let addr: u64 = arg(ctx, 1)?;
+    let family: u16 =
+        unsafe { bpf_probe_read_user(addr as *const u16) }.map_err(|_| loss::READ_FAULT)?;
+    if family != AF_UNIX {
+        return Ok(());
+    }
+    let path = addr + 2;
+    let mut name = [0u8; 128];
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            name.as_mut_ptr().cast(),
+            SUN_PATH_LEN as u32 + 1,
+            path as *const _,
+        )
+    };
+    // At least "x.sock" and its NUL; an abstract socket starts with NUL (n == 1).
+    if n < 7 {
+        return Ok(());
+    }
+    let end = (n as usize - 1) & 127;
+    if end < 5 || &name[(end - 5) & 127..][..5] != b".sock" {
+        return Ok(());
+    }
+    stash(Call::one(file_op::CONNECT, AT_FDCWD, path))
+}
+
+/// Attached to the `sys_exit_*` tracepoint of every syscall above but the opens.
 #[tracepoint]
 pub fn sys_exit_file(ctx: TracePointContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(call) = unsafe { PENDING_FILE.get(&tid) } {
-        let call = *call;
-        // Cannot fail: the entry was just read, and only this thread removes it.
-        let _ = PENDING_FILE.remove(&tid);
-        counted(
-            kind::FILE,
-            complete(&call, arg::<i64>(&ctx, 0).unwrap_or(0)),
-        );
+    finish(&ctx);
+    0
+}
+
+/// Attached to the exits of `openat`, `openat2` and `open`: a write is
+/// finished as above; a read-only open (nothing stashed) of a file whose name
+/// is sensitive is reported too.
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    if !finish(&ctx) && setting!(sensitive_reads) != 0 {
+        counted(kind::FILE, sensitive_read(&ctx));
     }
     0
+}
+
+/// Completes the stashed call of this thread, if there is one.
+#[inline(always)]
+fn finish(ctx: &TracePointContext) -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(call) = (unsafe { PENDING_FILE.get(&tid) }) else {
+        return false;
+    };
+    let call = *call;
+    // Cannot fail: the entry was just read, and only this thread removes it.
+    let _ = PENDING_FILE.remove(&tid);
+    counted(kind::FILE, complete(&call, arg::<i64>(ctx, 0).unwrap_or(0)));
+    true
+}
+
+#[inline(always)]
+fn sensitive_read(ctx: &TracePointContext) -> Result<(), u32> {
+    let fd: i64 = arg(ctx, 0)?;
+    if fd < 0 || context::current().is_none() {
+        return Ok(());
+    }
+    let mut name = [0u8; SENSITIVE_NAME_LEN];
+    if fd_name(fd as i32, &mut name).is_err() {
+        // The descriptor was closed by another thread already: no file to name.
+        return Ok(());
+    }
+    if unsafe { SENSITIVE_NAMES.get(&name) }.is_none() {
+        return Ok(());
+    }
+    // Not stashed at enter, so no write flag: a read-only open. The path is
+    // the kernel's, from the descriptor (the caller's string is gone by now).
+    let call = Call {
+        op: file_op::OPEN,
+        dirfd: AT_FDCWD,
+        path: 0,
+        dirfd2: AT_FDCWD,
+        resolve_path: 0,
+        path2: 0,
+        flags: 0,
+        mode: 0,
+    };
+    complete(&call, fd)
 }
 
 #[inline(always)]

@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    ExecArgs, ExecEvent, FileEvent, KernelOffsets, Settings, SyscallEvent, kind, loss,
+    ExecArgs, ExecEvent, FileEvent, KernelOffsets, SENSITIVE_NAME_LEN, Settings, SyscallEvent,
+    kind, loss,
 };
 
 /// The one channel to userspace. Userspace may resize it before load.
@@ -43,6 +44,12 @@ pub static PENDING_FILE: HashMap<u32, crate::file::Call> = HashMap::with_max_ent
 #[map]
 pub static PENDING_SYSCALL: HashMap<u32, crate::syscall::Call> = HashMap::with_max_entries(4096, 0);
 
+/// File names whose read-only opens are reported (credential material):
+/// one lookup per successful read-only open, the common case a miss.
+#[map]
+pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u32> =
+    HashMap::with_max_entries(256, 0);
+
 /// Per-CPU room to build records larger than the 512-byte stack.
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -62,7 +69,7 @@ pub static SETTINGS: Settings = Settings {
     nr_clone: 0,
     nr_clone3: 0,
     nr_socket: 0,
-    _pad: 0,
+    sensitive_reads: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -5,7 +5,7 @@
 //! Components are written leaf first, each NUL-terminated; userspace reverses
 //! them. That keeps every write at a bounded, masked offset the verifier accepts.
 use aya_ebpf::helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel_str};
-use monitor_common::{AT_FDCWD, DIR_LEN, DIR_MAX_DEPTH, DirWalk, walk_flags};
+use monitor_common::{AT_FDCWD, DIR_LEN, DIR_MAX_DEPTH, DirWalk, SENSITIVE_NAME_LEN, walk_flags};
 
 use crate::{
     kmem::{read_ptr, read_u32},
@@ -49,6 +49,26 @@ unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
             return Err(-9);
         }
         read_path(file + offset!(file_path) as u64)
+    }
+}
+
+/// The final component of the file open as `fd` in the current task, NUL
+/// padded into `out` (cut at its size): the key of an in-kernel name filter.
+#[inline(always)]
+pub fn fd_name(fd: i32, out: &mut [u8; SENSITIVE_NAME_LEN]) -> Result<(), i64> {
+    if offset!(structs_valid) == 0 {
+        return Err(-1);
+    }
+    unsafe {
+        let task = bpf_get_current_task();
+        let path = fd_path(task, fd)?;
+        let name = read_ptr(path.dentry, offset!(dentry_name) + offset!(qstr_name))?;
+        let n = bpf_probe_read_kernel_str(
+            out.as_mut_ptr().cast(),
+            SENSITIVE_NAME_LEN as u32,
+            name as *const _,
+        );
+        if n < 0 { Err(n) } else { Ok(()) }
     }
 }
 

@@ -389,3 +389,89 @@ assert libc.setns(0, 0) == -1 and ctypes.get_errno() == 1
     // Exactly these: the TCP socket and the plain fork never left the kernel.
     assert_eq!(names, ["setuid", "unshare", "socket", "setns"], "{mine:?}");
 }
+
+#[test]
+fn reads_of_credential_files_are_events_and_ordinary_reads_are_not() {
+    if !kernel_tests_enabled("reads_of_credential_files_are_events_and_ordinary_reads_are_not") {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(base.join("serviceaccount")).unwrap();
+    std::fs::write(base.join("serviceaccount/token"), "secret").unwrap();
+    std::fs::write(base.join("notes.txt"), "plain").unwrap();
+    let cg = TestCgroup::new("reads");
+    let mut m = trace(&cg, "file");
+    // Reading through a symlink names the real file: the filter is on the
+    // kernel's file, not the caller's string.
+    std::os::unix::fs::symlink(base.join("serviceaccount/token"), base.join("innocent")).unwrap();
+    // sh forks cat: match the cgroup, not the shell's pid.
+    cg.run(
+        "/bin/sh",
+        &[
+            "-c",
+            "cat /etc/shadow notes.txt innocent /etc/hostname > /dev/null",
+        ],
+        Some(&base),
+    );
+    let reads = |m: &Monitor| -> Vec<String> {
+        m.seen
+            .iter()
+            .filter(|v| {
+                v["event"] == "file"
+                    && v["cgroup_id"] == cg.id
+                    && v["file"]["flags"] == json!(["O_RDONLY"])
+            })
+            .map(|v| v["file"]["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let token = base
+        .join("serviceaccount/token")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    m.expect("read of the token", WAIT, |v| {
+        v["cgroup_id"] == cg.id && v["file"]["path"] == token.as_str()
+    });
+    m.drain_for(Duration::from_millis(300));
+    // cat's own reads (its libraries, the locale) and notes.txt stay in the kernel.
+    assert_eq!(reads(&m), ["/etc/shadow".to_owned(), token], "{:?}", m.seen);
+}
+
+#[test]
+fn a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not() {
+    if !kernel_tests_enabled(
+        "a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not",
+    ) {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let _engine = std::os::unix::net::UnixListener::bind(base.join("docker.sock")).unwrap();
+    let _app = std::os::unix::net::UnixListener::bind(base.join("app.socket")).unwrap();
+    let cg = TestCgroup::new("unix");
+    let mut m = trace(&cg, "file");
+    // A relative name is resolved like a file's; the health check's own
+    // socket (not *.sock) stays in the kernel.
+    let script = r#"
+import socket
+for name in ("app.socket", "docker.sock"):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(name)
+    s.close()
+"#;
+    let pid = cg.run("/usr/bin/python3", &["-c", script], Some(&base));
+    let engine = base.join("docker.sock");
+    let ev = m.expect("connect to docker.sock", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["op"] == "connect"
+    });
+    assert_eq!(ev["file"]["path"], engine.to_str().unwrap(), "{ev}");
+    assert_eq!(ev["file"]["result"], 0);
+    m.drain_for(Duration::from_millis(300));
+    let connects = m
+        .seen
+        .iter()
+        .filter(|v| is(v, "file", pid) && v["file"]["op"] == "connect")
+        .count();
+    assert_eq!(connects, 1, "{:?}", m.seen);
+}

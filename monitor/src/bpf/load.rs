@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
-use monitor_common::{KernelOffsets, Settings, kind, loss};
+use monitor_common::{KernelOffsets, SENSITIVE_NAME_LEN, Settings, kind, loss};
 use tracing::{debug, info, warn};
 
 /// The compiled kernel programs, built by `build.rs`.
@@ -122,7 +122,7 @@ type FileSyscall = (
     Option<(&'static str, &'static str)>,
 );
 
-const FILE_SYSCALLS: [FileSyscall; 17] = [
+const FILE_SYSCALLS: [FileSyscall; 18] = [
     ("sys_enter_openat", "sys_exit_openat", true, None),
     (
         "sys_enter_openat2",
@@ -195,6 +195,8 @@ const FILE_SYSCALLS: [FileSyscall; 17] = [
         false,
         Some((BASELINE, "symlinkat")),
     ),
+    // Only unix sockets named *.sock leave the kernel (container runtimes).
+    ("sys_enter_connect", "sys_exit_connect", false, None),
 ];
 
 const HOOKS: &[Hook] = &[
@@ -256,9 +258,14 @@ const HOOKS: &[Hook] = &[
 fn all_hooks() -> Vec<Hook> {
     let mut hooks = HOOKS.to_vec();
     for (enter, exit, core, newer) in FILE_SYSCALLS {
+        // The opens' exits also report reads of sensitive files.
+        let exit_program = match exit {
+            "sys_exit_openat" | "sys_exit_openat2" | "sys_exit_open" => "sys_exit_open",
+            _ => "sys_exit_file",
+        };
         let mut pair = [
             tp(enter, "syscalls", enter, "file writes", core),
-            tp("sys_exit_file", "syscalls", exit, "file writes", core),
+            tp(exit_program, "syscalls", exit, "file writes", core),
         ];
         if let Some((since, covered_by)) = newer {
             pair = pair.map(|h| h.since(since, covered_by));
@@ -391,7 +398,7 @@ impl Kernel {
             nr_clone: libc::SYS_clone as u32,
             nr_clone3: libc::SYS_clone3 as u32,
             nr_socket: libc::SYS_socket as u32,
-            _pad: 0,
+            sensitive_reads: 1,
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
@@ -400,6 +407,7 @@ impl Kernel {
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .load(OBJECT)
             .context("loading the kernel programs' maps")?;
+        fill_sensitive_names(&mut ebpf)?;
 
         let cgroup_root = File::open(&opts.cgroup2_mount).with_context(|| {
             format!(
@@ -618,6 +626,53 @@ pub fn report(kernel: &Kernel) -> String {
         w(line);
     }
     out
+}
+
+/// File names whose read-only opens are reported: credential material an
+/// attacker reads (`/etc/shadow`, service-account tokens, cloud and SSH keys,
+/// kubeconfigs, another process's `environ` or `mem`). The kernel compares
+/// the opened file's final component, so an ordinary read costs one lookup.
+pub const SENSITIVE_NAMES: &[&str] = &[
+    "shadow",
+    "gshadow",
+    "shadow-",
+    "gshadow-",
+    "token",
+    "credentials",
+    "application_default_credentials.json",
+    ".git-credentials",
+    ".pgpass",
+    ".netrc",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "admin.conf",
+    "kubelet.conf",
+    "environ",
+    "mem",
+];
+
+/// The kernel's key for a name: its first bytes, NUL padded (the kernel
+/// program reads the same number of bytes of the dentry's name).
+fn sensitive_key(name: &str) -> [u8; SENSITIVE_NAME_LEN] {
+    let mut key = [0u8; SENSITIVE_NAME_LEN];
+    let n = name.len().min(SENSITIVE_NAME_LEN - 1);
+    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+    key
+}
+
+fn fill_sensitive_names(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut("SENSITIVE_NAMES")
+        .ok_or_else(|| anyhow!("SENSITIVE_NAMES map missing"))?;
+    let mut names: HashMap<_, [u8; SENSITIVE_NAME_LEN], u32> = HashMap::try_from(map)?;
+    for name in SENSITIVE_NAMES {
+        names
+            .insert(sensitive_key(name), 1, 0)
+            .with_context(|| format!("adding {name} to the sensitive names"))?;
+    }
+    Ok(())
 }
 
 /// What the running kernel offers that decides how the programs are set up,

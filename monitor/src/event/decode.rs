@@ -203,6 +203,7 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         file_op::TRUNCATE => FileOp::Truncate,
         file_op::LINK => FileOp::Link,
         file_op::SYMLINK => FileOp::Symlink,
+        file_op::CONNECT => FileOp::Connect,
         code => {
             return Err(DecodeError::UnknownCode {
                 what: "file op",
@@ -232,7 +233,8 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         } else {
             kernel_path.ends_with(&format!("/{}", asked.trim_start_matches("./")))
         };
-        if !same {
+        // An empty string: a sensitive read, reported with the kernel's path only.
+        if !same && !asked.is_empty() {
             requested_path = Some(asked);
         }
         truncated = false;
@@ -539,6 +541,9 @@ mod tests {
         assert_eq!(f.requested_path, None);
         let f = opened("./crontab", &["crontab", "etc"]);
         assert_eq!((f.path.as_str(), f.requested_path), ("/etc/crontab", None));
+        // A sensitive read has no caller's string, only the kernel's path.
+        let f = opened("", &["shadow", "etc"]);
+        assert_eq!((f.path.as_str(), f.requested_path), ("/etc/shadow", None));
         // A relative string that is not the path's tail is kept.
         let f = opened("link", &["crontab", "etc"]);
         assert_eq!(f.requested_path.as_deref(), Some("link"));

@@ -134,6 +134,8 @@ pub enum FileOp {
     Truncate,
     Link,
     Symlink,
+    /// A connect to a unix socket named `*.sock` (`path` is the socket).
+    Connect,
 }
 
 /// The alert record's `network` object.

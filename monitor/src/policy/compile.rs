@@ -390,6 +390,7 @@ fn file_op(s: &str) -> Option<FileOp> {
         "truncate" => FileOp::Truncate,
         "link" => FileOp::Link,
         "symlink" => FileOp::Symlink,
+        "connect" => FileOp::Connect,
         _ => return None,
     })
 }

@@ -36,9 +36,11 @@ impl Default for DetectorLimits {
 }
 
 /// Whether a file event changes the file's contents or names (the ops that
-/// count as writes for protected paths): `open` only with a write flag.
+/// count as writes for protected paths): `open` only with a write flag; a
+/// connect to a unix socket never.
 pub fn is_write(f: &FileInfo) -> bool {
     match f.op {
+        FileOp::Connect => false,
         FileOp::Open => f.flags.iter().any(|fl| {
             matches!(
                 *fl,
@@ -60,7 +62,7 @@ fn written_path(f: &FileInfo) -> Option<&str> {
     match f.op {
         FileOp::Open | FileOp::Creat | FileOp::Truncate => Some(&f.path),
         FileOp::Rename | FileOp::Link => f.target.as_deref(),
-        FileOp::Unlink | FileOp::Chmod | FileOp::Symlink => None,
+        FileOp::Unlink | FileOp::Chmod | FileOp::Symlink | FileOp::Connect => None,
     }
 }
 

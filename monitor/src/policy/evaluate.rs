@@ -633,6 +633,7 @@ fn op_name(op: FileOp) -> &'static str {
         FileOp::Truncate => "truncate",
         FileOp::Link => "link",
         FileOp::Symlink => "symlink",
+        FileOp::Connect => "connect",
     }
 }
 

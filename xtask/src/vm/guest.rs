@@ -64,9 +64,9 @@ pub struct Share {
 
 impl Share {
     pub fn new() -> anyhow::Result<Share> {
-        let dir = super::kernel::cache_root()?
-            .join("runs")
-            .join(std::process::id().to_string());
+        let runs = super::kernel::cache_root()?.join("runs");
+        remove_stale_runs(&runs);
+        let dir = runs.join(std::process::id().to_string());
         let _ = fs::remove_dir_all(&dir);
         let path = dir.join("share");
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -77,6 +77,21 @@ impl Share {
 impl Drop for Share {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes what runs that were killed left behind: `runs/<pid>[-...]` of a
+/// process that is gone.
+pub fn remove_stale_runs(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid: String = name.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !Path::new("/proc").join(&pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -248,12 +263,11 @@ struct Console {
     boot_lines: Vec<String>,
 }
 
+/// Where the guest's console lines go, one at a time.
+pub type Output = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Boots the guest, runs the command, streams its output to `out`.
-pub fn boot(
-    spec: &Spec<'_>,
-    share: &Share,
-    out: Arc<Mutex<dyn std::io::Write + Send>>,
-) -> anyhow::Result<Outcome> {
+pub fn boot(spec: &Spec<'_>, share: &Share, out: Output) -> anyhow::Result<Outcome> {
     super::ensure_tool("qemu-system-x86_64", "qemu-system-x86")?;
     if !super::package_installed("busybox-static") {
         super::apt_install(&["busybox-static"])?;
@@ -349,9 +363,8 @@ pub fn boot(
                     c.boot_lines.push(line);
                     continue;
                 }
-                let mut o = out.lock().unwrap();
-                let _ = writeln!(o, "{line}");
-                let _ = o.flush();
+                drop(c);
+                out(&line);
             }
         })
     };
@@ -396,10 +409,9 @@ pub fn boot(
         ))
     };
     if failure.is_some() && c.started.is_none() && !c.boot_lines.is_empty() {
-        let mut o = out.lock().unwrap();
-        let _ = writeln!(o, "vm: the guest's console up to the failure:");
+        out("vm: the guest's console up to the failure:");
         for l in &c.boot_lines {
-            let _ = writeln!(o, "  {l}");
+            out(&format!("  {l}"));
         }
     }
     if exit.is_none() && failure.is_none() {

@@ -12,17 +12,21 @@
 mod guest;
 mod initramfs;
 mod kernel;
+pub mod test;
 
 use std::{
     env,
     ffi::OsString,
+    io::Write as _,
     path::Path,
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
+
+pub use self::test::TestArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -89,7 +93,11 @@ pub fn run(args: RunArgs, cwd: &Path) -> anyhow::Result<i32> {
             timeout: args.timeout.map(Duration::from_secs),
             verbose: args.verbose,
         };
-        let out: Arc<Mutex<dyn std::io::Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
+        let out: guest::Output = Arc::new(|line: &str| {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        });
         let o = guest::boot(&spec, &share, out)?;
         let boot = o
             .boot
