@@ -486,6 +486,14 @@ const CASES: &[Case] = &[
         },
     ),
     twin(
+        "a package upgrade replacing runc (under a script named dpkg)",
+        "engine-binary-write",
+        Host {
+            tmpfs: &["/usr/local/bin"],
+            script: "{scratch}/bin/dpkg /bin/sh -c 'echo x > /usr/local/bin/runc'",
+        },
+    ),
+    twin(
         "another binary in the same directory",
         "engine-binary-write",
         Host {
@@ -516,6 +524,14 @@ const CASES: &[Case] = &[
         Host {
             tmpfs: &["/etc"],
             script: "echo 'docker:x:999:eve' >> /etc/group",
+        },
+    ),
+    twin(
+        "a package's maintainer script adding a group (under a script named dpkg)",
+        "group-change",
+        Host {
+            tmpfs: &["/etc"],
+            script: "{scratch}/bin/dpkg /bin/sh -c \"echo 'docker:x:999:' >> /etc/group\"",
         },
     ),
     twin(
@@ -809,6 +825,10 @@ fn the_default_pack_on_real_containers() {
     let dockerd = scratch.join("bin/dockerd");
     fs::write(&dockerd, "#!/bin/sh\necho state > \"$1\"\n").unwrap();
     fs::set_permissions(&dockerd, fs::Permissions::from_mode(0o755)).unwrap();
+    // The package manager, as far as the rules can tell: runs its arguments.
+    let dpkg = scratch.join("bin/dpkg");
+    fs::write(&dpkg, "#!/bin/sh\n\"$@\"\n").unwrap();
+    fs::set_permissions(&dpkg, fs::Permissions::from_mode(0o755)).unwrap();
     // The cgroupfs driver puts containers in /docker/<id>; host rows run in
     // the test's own tree.
     let docker_scope = common::cgroup2_mount().join("docker");
