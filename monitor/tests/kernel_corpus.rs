@@ -67,7 +67,16 @@ struct Case {
     twin_of: Option<&'static str>,
     /// The alerts are about a failed operation (`attempt: true`).
     attempt: bool,
+    /// What every alert's summary must say ("" for no check).
+    says: &'static str,
     start: Start,
+}
+
+impl Case {
+    /// The row's alerts must say `text` in their summary.
+    const fn says(self, text: &'static str) -> Case {
+        Case { says: text, ..self }
+    }
 }
 
 const fn attack(name: &'static str, rule: &'static [&'static str], start: Start) -> Case {
@@ -76,6 +85,7 @@ const fn attack(name: &'static str, rule: &'static [&'static str], start: Start)
         expect: rule,
         twin_of: None,
         attempt: false,
+        says: "",
         start,
     }
 }
@@ -94,6 +104,7 @@ const fn twin(name: &'static str, of: &'static str, start: Start) -> Case {
         expect: &[],
         twin_of: Some(of),
         attempt: false,
+        says: "",
         start,
     }
 }
@@ -104,6 +115,7 @@ const fn ordinary(name: &'static str, start: Start) -> Case {
         expect: &[],
         twin_of: None,
         attempt: false,
+        says: "",
         start,
     }
 }
@@ -158,7 +170,8 @@ const CASES: &[Case] = &[
         "docker exec of a shell",
         &["shell"],
         Exec(&["/bin/sh", "-c", "id > /dev/null"]),
-    ),
+    )
+    .says("started into the running container from outside it"),
     attack(
         "a server running sh -c (command injection)",
         &["shell"],
@@ -167,12 +180,14 @@ const CASES: &[Case] = &[
             "-c",
             "/usr/bin/python3 /app/server.py inject; exit $?",
         ]),
-    ),
+    )
+    .says("spawned by /usr/bin/python3"),
     attack(
         "a server as the first process running sh -c",
         &["shell"],
         Argv(&[PY, "/app/server.py", "inject"]),
-    ),
+    )
+    .says("spawned by /usr/bin/python3"),
     twin(
         "the same shell as the entrypoint",
         "shell",
@@ -333,7 +348,8 @@ const CASES: &[Case] = &[
         "core_pattern written (refused: EROFS)",
         &["kernel-interface-write"],
         Sh("echo '|/tmp/x' > /proc/sys/kernel/core_pattern; exit 0"),
-    ),
+    )
+    .says("(failed: EROFS)"),
     attack(
         "a cgroup release_agent written",
         &["kernel-interface-write"],
@@ -470,6 +486,14 @@ const CASES: &[Case] = &[
         },
     ),
     twin(
+        "a package upgrade replacing runc (under a script named dpkg)",
+        "engine-binary-write",
+        Host {
+            tmpfs: &["/usr/local/bin"],
+            script: "{scratch}/bin/dpkg /bin/sh -c 'echo x > /usr/local/bin/runc'",
+        },
+    ),
+    twin(
         "another binary in the same directory",
         "engine-binary-write",
         Host {
@@ -500,6 +524,14 @@ const CASES: &[Case] = &[
         Host {
             tmpfs: &["/etc"],
             script: "echo 'docker:x:999:eve' >> /etc/group",
+        },
+    ),
+    twin(
+        "a package's maintainer script adding a group (under a script named dpkg)",
+        "group-change",
+        Host {
+            tmpfs: &["/etc"],
+            script: "{scratch}/bin/dpkg /bin/sh -c \"echo 'docker:x:999:' >> /etc/group\"",
         },
     ),
     twin(
@@ -793,6 +825,10 @@ fn the_default_pack_on_real_containers() {
     let dockerd = scratch.join("bin/dockerd");
     fs::write(&dockerd, "#!/bin/sh\necho state > \"$1\"\n").unwrap();
     fs::set_permissions(&dockerd, fs::Permissions::from_mode(0o755)).unwrap();
+    // The package manager, as far as the rules can tell: runs its arguments.
+    let dpkg = scratch.join("bin/dpkg");
+    fs::write(&dpkg, "#!/bin/sh\n\"$@\"\n").unwrap();
+    fs::set_permissions(&dpkg, fs::Permissions::from_mode(0o755)).unwrap();
     // The cgroupfs driver puts containers in /docker/<id>; host rows run in
     // the test's own tree.
     let docker_scope = common::cgroup2_mount().join("docker");
@@ -936,6 +972,17 @@ fn the_default_pack_on_real_containers() {
                     .map(|a| brief(a))
                     .collect::<Vec<_>>()
                     .join("\n    ")
+            ));
+        }
+        if let Some(a) = got
+            .iter()
+            .find(|a| !a["summary"].as_str().unwrap_or("").contains(case.says))
+        {
+            failures.push(format!(
+                "{}: should say {:?}: {}",
+                case.name,
+                case.says,
+                brief(a)
             ));
         }
         if let Some(a) = got.iter().find(|a| a["attempt"] != case.attempt) {
