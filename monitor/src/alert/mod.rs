@@ -21,7 +21,7 @@ pub use scanfold::ScanFolder;
 
 use crate::{
     context::{ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{FileInfo, NetworkInfo},
+    event::{FileInfo, NetworkInfo, SyscallInfo},
 };
 
 pub const SCHEMA: &str = "monitor.alert/v1";
@@ -86,6 +86,10 @@ pub struct Alert {
     pub process: Option<ProcessInfo>,
     pub file: Option<FileInfo>,
     pub network: Option<NetworkInfo>,
+    /// Added field: the call, its arguments and result, for kind `syscall`
+    /// (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<SyscallInfo>,
     /// How many identical alerts the dedup window folded into this one.
     pub count: u64,
     /// Added field: time of the first alert folded into this one (equal to
@@ -177,6 +181,7 @@ impl Alert {
             process: None,
             file: None,
             network: None,
+            syscall: None,
             count: 1,
             update_of: None,
             tags: Vec::new(),
@@ -285,6 +290,7 @@ impl Alert {
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
             EventBody::Network(n) => alert.network = Some(n.clone()),
+            EventBody::Syscall(s) => alert.syscall = Some(s.clone()),
             _ => {}
         }
         alert

@@ -33,6 +33,7 @@ rule_pack!(
     "files.yaml",
     "host.yaml",
     "processes.yaml",
+    "syscalls.yaml",
 );
 
 /// Where to install.

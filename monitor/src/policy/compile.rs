@@ -14,7 +14,10 @@ use serde_saphyr::{Location, Spanned};
 use super::{
     Diagnostic,
     detect::ScanParams,
-    evaluate::{ALL_OPS, Body, Exception, FileRule, Policy, Rule, RuleSet, ShellRule, op_bit},
+    evaluate::{
+        ALL_OPS, Body, Exception, FileRule, PathRule, Policy, Rule, RuleSet, ShellRule,
+        SyscallRule, op_bit,
+    },
     load::{Merged, MergedPolicy, MergedRule},
     matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
     raw::{List, RawDest, RawException, RawExec, RawPort, RawRule, RawSelector, loc},
@@ -516,7 +519,7 @@ fn compile_rule(cx: &mut Ctx<'_>, policy: &Arc<str>, r: &MergedRule) -> Option<R
             r.file,
             loc(&r.name),
             format!("rule `{}` says nothing to check", r.name.value),
-            "give one of `process`, `shell`, `file`, `egress`, `drift`, `memfd` or `port_scan`",
+            "give one of `process`, `shell`, `file`, `egress`, `drift`, `memfd`, `port_scan`, `syscall`, `read` or `runtime_socket`",
         );
         return None;
     };
@@ -716,6 +719,66 @@ fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
             }
         }
         return Some(Body::PortScan(p));
+    }
+    if let Some(sr) = &raw.syscall {
+        let mut calls = Vec::new();
+        for c in &sr.calls {
+            match crate::bpf::syscalls::HOOKED
+                .iter()
+                .find(|h| h.name == c.value.trim())
+            {
+                Some(h) => calls.push(h.name),
+                None => cx.error(
+                    file,
+                    loc(c),
+                    format!("`{}` is not a system call the monitor watches", c.value),
+                    format!(
+                        "use one of {}",
+                        crate::bpf::syscalls::HOOKED
+                            .iter()
+                            .map(|h| h.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+        }
+        if sr.calls.is_empty() {
+            cx.error(
+                file,
+                at,
+                format!("syscall rule `{}` lists no calls", raw.name.value),
+                "list the calls, e.g. `calls: [setns, unshare]`",
+            );
+            return None;
+        }
+        return Some(Body::Syscall(SyscallRule {
+            calls,
+            to_root: sr.to_root,
+        }));
+    }
+    for (body, what) in [(&raw.read, "read"), (&raw.runtime_socket, "runtime_socket")] {
+        let Some(rr) = body else { continue };
+        let Some(paths) = cx.globs(file, &rr.paths, GlobKind::Path, "path") else {
+            cx.error(
+                file,
+                at,
+                format!("{what} rule `{}` lists no paths", raw.name.value),
+                "list the paths, e.g. `paths: [/etc/shadow, \"**/docker.sock\"]`",
+            );
+            return None;
+        };
+        let rule = PathRule {
+            paths,
+            allow: cx
+                .globs(file, &rr.allow, GlobKind::Path, "allow")
+                .unwrap_or_else(Globs::empty),
+        };
+        return Some(if what == "read" {
+            Body::Read(rule)
+        } else {
+            Body::RuntimeSocket(rule)
+        });
     }
     None
 }

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     alert::{AlertKind, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
-    event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo},
+    event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo, SyscallInfo},
 };
 
 /// What a rule found in one event; the alert pipeline turns it into an
@@ -39,12 +39,12 @@ pub struct Finding {
 }
 
 /// The file ops a file rule can watch, as bits.
-pub(crate) fn op_bit(op: FileOp) -> u8 {
+pub(crate) fn op_bit(op: FileOp) -> u16 {
     1 << (op as u8)
 }
 
 /// All file ops.
-pub(crate) const ALL_OPS: u8 = u8::MAX;
+pub(crate) const ALL_OPS: u16 = u16::MAX;
 
 /// A compiled file rule.
 #[derive(Clone, Debug)]
@@ -54,7 +54,7 @@ pub(crate) struct FileRule {
     /// Writes that are fine even below a protected path.
     pub allow: Globs,
     /// Bits from [`op_bit`].
-    pub ops: u8,
+    pub ops: u16,
     /// When non-zero, fire only when the chmod or creation mode has one of
     /// these bits (`S_ISUID`, `S_ISGID`).
     pub mode_bits: u32,
@@ -104,6 +104,49 @@ pub(crate) enum Body {
     /// Exec of an in-memory file.
     Memfd,
     PortScan(ScanParams),
+    /// A rare system call named in the rule.
+    Syscall(SyscallRule),
+    /// A successful read of a file whose path matches.
+    Read(PathRule),
+    /// A connect to a unix socket whose path matches.
+    RuntimeSocket(PathRule),
+}
+
+/// A compiled syscall rule.
+#[derive(Clone, Debug)]
+pub(crate) struct SyscallRule {
+    pub calls: Vec<&'static str>,
+    /// Credential calls only when a non-root caller asks for id 0.
+    pub to_root: bool,
+}
+
+impl SyscallRule {
+    fn matches(&self, s: &SyscallInfo, caller_uid: u32) -> bool {
+        if !self.calls.contains(&s.name) {
+            return false;
+        }
+        if !self.to_root {
+            return true;
+        }
+        // An id argument of 0 from a non-root caller (u32::MAX is "unchanged").
+        caller_uid != 0
+            && s.args
+                .iter()
+                .any(|(_, v)| matches!(v, crate::event::syscall::ArgValue::Number(0)))
+    }
+}
+
+/// A compiled read or runtime-socket rule.
+#[derive(Clone, Debug)]
+pub(crate) struct PathRule {
+    pub paths: Globs,
+    pub allow: Globs,
+}
+
+impl PathRule {
+    fn matches(&self, path: &str) -> bool {
+        self.paths.is_match(path) && !self.allow.is_match(path)
+    }
 }
 
 /// A compiled rule.
@@ -169,6 +212,9 @@ enum Hit<'e> {
     File { path: &'e str, role: PathRole },
     Egress { denied: bool },
     Scan(ScanReport, u64),
+    Syscall,
+    Read { path: &'e str },
+    RuntimeSocket { path: &'e str },
 }
 
 /// Which of a file event's paths a finding is about.
@@ -346,6 +392,21 @@ impl RuleSet {
                     {
                         Some(Hit::Drift)
                     }
+                    (Body::Syscall(sr), EventBody::Syscall(s), _)
+                        if sr.matches(s, ev.event.header.uid) =>
+                    {
+                        Some(Hit::Syscall)
+                    }
+                    (Body::Read(pr), EventBody::File(f), _)
+                        if is_read(f) && pr.matches(&f.path) =>
+                    {
+                        Some(Hit::Read { path: &f.path })
+                    }
+                    (Body::RuntimeSocket(pr), EventBody::File(f), _)
+                        if f.op == FileOp::Connect && pr.matches(&f.path) =>
+                    {
+                        Some(Hit::RuntimeSocket { path: &f.path })
+                    }
                     (Body::PortScan(p), EventBody::Network(n), _) if is_egress(n) => {
                         let h = &ev.event.header;
                         let key = PortScanDetector::key(h.cgroup_id, h.pid, !w.host);
@@ -456,6 +517,12 @@ fn shell_case(sr: &ShellRule, ev: &EnrichedEvent, s: &ExecSubject<'_>) -> Option
     (!chain).then_some(ShellCase::SpawnedBy)
 }
 
+/// A successful open for reading only (the kernel reports those for
+/// sensitive file names).
+fn is_read(f: &FileInfo) -> bool {
+    f.op == FileOp::Open && f.result >= 0 && !is_write(f)
+}
+
 fn is_egress(n: &NetworkInfo) -> bool {
     matches!(n.op, NetOp::Connect | NetOp::Sendmsg)
 }
@@ -508,7 +575,7 @@ fn excepted(
     let exe = exec.map(|s| s.exe).or(ev.process.exe.as_deref());
     let parent = ev.process.ancestry.first().and_then(|a| a.exe.as_deref());
     let path = match hit {
-        Hit::File { path, .. } => Some(*path),
+        Hit::File { path, .. } | Hit::Read { path } | Hit::RuntimeSocket { path } => Some(*path),
         Hit::Drift | Hit::Fileless => exe,
         _ => None,
     };
@@ -549,7 +616,11 @@ fn finding(
     hit: Hit<'_>,
 ) -> Finding {
     let (kind, summary) = summary(ev, exec, hit);
-    let attempt = matches!(&ev.event.body, EventBody::File(f) if f.result < 0);
+    let attempt = match &ev.event.body {
+        EventBody::File(f) => f.result < 0,
+        EventBody::Syscall(s) => s.result < 0,
+        _ => false,
+    };
     Finding {
         rule: rule.name.clone(),
         policy: rule.policy.clone(),
@@ -781,6 +852,51 @@ fn summary(
                 ),
             )
         }
+        Hit::Syscall => {
+            let EventBody::Syscall(s) = &ev.event.body else {
+                return (
+                    AlertKind::Syscall,
+                    format!("system call by {} {place}", actor(ev)),
+                );
+            };
+            let args: Vec<String> = s
+                .args
+                .iter()
+                .map(|(name, v)| match v {
+                    crate::event::syscall::ArgValue::Number(n) => format!("{name}={n}"),
+                    crate::event::syscall::ArgValue::Names(names) => {
+                        format!("{name}={}", names.join("|"))
+                    }
+                })
+                .collect();
+            let outcome = if s.refused {
+                " (refused by the seccomp profile: an attempt)".to_owned()
+            } else if s.result < 0 {
+                format!(" (failed with {})", errno_name(s.result))
+            } else {
+                String::new()
+            };
+            (
+                AlertKind::Syscall,
+                format!(
+                    "{}({}){outcome} by {} {place}",
+                    s.name,
+                    args.join(", "),
+                    actor(ev)
+                ),
+            )
+        }
+        Hit::Read { path } => (
+            AlertKind::File,
+            format!("read of credential file {path} by {} {place}", actor(ev)),
+        ),
+        Hit::RuntimeSocket { path } => (
+            AlertKind::File,
+            format!(
+                "connect to the container runtime socket {path} by {} {place}",
+                actor(ev)
+            ),
+        ),
     }
 }
 

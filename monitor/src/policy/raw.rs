@@ -90,6 +90,12 @@ pub(crate) struct RawRule {
     pub memfd: Option<RawEmpty>,
     #[serde(default)]
     pub port_scan: Option<RawPortScan>,
+    #[serde(default)]
+    pub syscall: Option<RawSyscallRule>,
+    #[serde(default)]
+    pub read: Option<RawReadRule>,
+    #[serde(default)]
+    pub runtime_socket: Option<RawReadRule>,
 }
 
 impl RawRule {
@@ -116,6 +122,15 @@ impl RawRule {
         }
         if self.port_scan.is_some() {
             v.push("port_scan");
+        }
+        if self.syscall.is_some() {
+            v.push("syscall");
+        }
+        if self.read.is_some() {
+            v.push("read");
+        }
+        if self.runtime_socket.is_some() {
+            v.push("runtime_socket");
         }
         v
     }
@@ -161,6 +176,28 @@ pub(crate) struct RawFileRule {
     pub allow: List<String>,
     #[serde(default)]
     pub ops: List<String>,
+}
+
+/// Rare system calls by name (`monitor::bpf::syscalls::HOOKED`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyscallRule {
+    #[serde(default)]
+    pub calls: List<String>,
+    /// Credential calls only when a non-root caller asks for id 0.
+    #[serde(default)]
+    pub to_root: bool,
+}
+
+/// Reads of files (`read`) or connects to unix sockets (`runtime_socket`)
+/// whose paths match.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReadRule {
+    #[serde(default)]
+    pub paths: List<String>,
+    #[serde(default)]
+    pub allow: List<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
