@@ -103,23 +103,7 @@ impl SourcedText {
     }
 }
 
-/// `https://user:pw@host:8443/path?q` -> `https://host:8443/...`: enough to
-/// tell endpoints apart, nothing of the credentials a path or query may hold.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let rest = if u.path() == "/" && u.query().is_none() {
-                ""
-            } else {
-                "/..."
-            };
-            format!("{}://{host}{port}{rest}", u.scheme())
-        }
-        Err(_) => "(not a URL)".into(),
-    }
-}
+pub use crate::sink::http::redact_url;
 
 /// A sink from the `sinks:` list, its secrets not read yet.
 #[derive(Clone, Debug)]

@@ -159,11 +159,11 @@ impl HttpTarget {
         batch: usize,
     ) -> Result<HttpTarget, SinkError> {
         let url = reqwest::Url::parse(&config.url)
-            .map_err(|e| SinkError::Config(format!("url `{}`: {e}", config.url)))?;
+            .map_err(|e| SinkError::Config(format!("url `{}`: {e}", redact_url(&config.url))))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SinkError::Config(format!(
                 "url `{}`: use http:// or https://",
-                config.url
+                redact_url(&config.url)
             )));
         }
         let mut headers = HeaderMap::new();
@@ -267,18 +267,53 @@ impl Deliver for HttpTarget {
         }
         let req = req.body(body);
         let max_retry_after = self.max_retry_after;
+        let url = self.url.clone();
         Box::pin(async move {
             match req.send().await {
                 Ok(resp) => classify(resp.status(), resp.headers(), max_retry_after),
                 Err(e) if e.is_builder() => Outcome::Permanent {
-                    reason: format!("building the request: {e}"),
+                    reason: format!("building the request: {}", scrub(e, &url)),
                 },
                 Err(e) => Outcome::Retry {
                     after: None,
-                    reason: error_chain(&e),
+                    reason: scrub(e, &url),
                 },
             }
         })
+    }
+}
+
+/// The error chain of a failed request without its URL: reqwest names the
+/// full URL in its text, and a webhook URL's path or query is often the
+/// credential (Slack's always is). The endpoint is named by host only.
+fn scrub(e: reqwest::Error, url: &reqwest::Url) -> String {
+    let host = redact_url(url.as_str());
+    let mut text = error_chain(&e.without_url());
+    // Belt and braces: an inner error that quotes the URL itself.
+    for secret in [url.as_str(), url.path(), url.query().unwrap_or("")] {
+        if secret.len() > 1 {
+            text = text.replace(secret, "...");
+        }
+    }
+    format!("{host}: {text}")
+}
+
+/// `https://user:pw@host:8443/path?q` -> `https://host:8443/...`: enough to
+/// tell endpoints apart, nothing of the credentials a user part, path or
+/// query may hold. Text that is not a URL is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if u.path() == "/" && u.query().is_none() {
+                ""
+            } else {
+                "/..."
+            };
+            format!("{}://{host}{port}{rest}", u.scheme())
+        }
+        Err(_) => "(not a URL)".into(),
     }
 }
 
@@ -651,6 +686,46 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// A webhook URL's path and query are the credential: no error a
+    /// failed delivery or a bad setting produces may show them.
+    #[tokio::test]
+    async fn errors_name_the_host_never_the_path_or_query() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let secret_url =
+            format!("http://127.0.0.1:{port}/services/T0/B0/SeCrEtPaTh?token=SeCrEtQuErY");
+        let c = HttpConfig {
+            url: secret_url.clone(),
+            ..Default::default()
+        };
+        let t = HttpTarget::new(&c, Format::Slack, None, 1).unwrap();
+        let out = t.send(vec![Bytes::from_static(br#"{"id":"x"}"#)]).await;
+        let Outcome::Retry { reason, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.starts_with(&format!("http://127.0.0.1:{port}/...: ")),
+            "{reason}"
+        );
+        assert!(!reason.contains("SeCrEt"), "{reason}");
+        for bad in [
+            "ftp://127.0.0.1/SeCrEtPaTh".to_owned(),
+            "https://user:SeCrEtPw@[::1/x".to_owned(),
+        ] {
+            let c = HttpConfig {
+                url: bad,
+                ..Default::default()
+            };
+            let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+            assert!(!e.to_string().contains("SeCrEt"), "{e}");
+        }
+        assert_eq!(
+            redact_url("https://u:p@hooks.example:8443/a/b?c=d"),
+            "https://hooks.example:8443/..."
+        );
     }
 
     #[test]
