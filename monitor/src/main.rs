@@ -183,8 +183,15 @@ struct RunArgs {
     /// Sign webhook requests (Standard Webhooks) with the secret in this file.
     #[arg(long, env = "MONITOR_WEBHOOK_SECRET_FILE", value_name = "FILE")]
     webhook_secret_file: Option<PathBuf>,
-    /// A Slack incoming-webhook URL.
-    #[arg(long, env = "MONITOR_SLACK_WEBHOOK", value_name = "URL")]
+    /// A Slack incoming webhook, its URL read from this file. The URL is
+    /// itself the credential, so it is never a command-line argument (every
+    /// user can read `/proc/*/cmdline`); `MONITOR_SLACK_WEBHOOK=URL` in the
+    /// agent's environment is the other way to give it.
+    #[arg(long, env = "MONITOR_SLACK_WEBHOOK_FILE", value_name = "FILE")]
+    slack_webhook_file: Option<PathBuf>,
+    /// The Slack URL from `MONITOR_SLACK_WEBHOOK` or the file's `slack_webhook:`
+    /// (never a flag).
+    #[arg(skip)]
     slack_webhook: Option<String>,
     /// Prometheus Alertmanager's base URL (alerts go to /api/v2/alerts).
     #[arg(long, env = "MONITOR_ALERTMANAGER", value_name = "URL")]
@@ -223,6 +230,10 @@ struct Resolved {
     sources: Vec<(&'static str, &'static str)>,
 }
 
+/// The one way besides a file to give the Slack URL: the agent's environment
+/// (readable by its own user and root only, unlike its arguments).
+const SLACK_WEBHOOK_ENV: &str = "MONITOR_SLACK_WEBHOOK";
+
 /// Settings the file may give, by clap id and file key.
 const SETTINGS: &[(&str, &str)] = &[
     ("host_root", "host_root"),
@@ -231,7 +242,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("rules", "rules"),
     ("webhooks", "webhook"),
     ("webhook_secret_file", "webhook_secret_file"),
-    ("slack_webhook", "slack_webhook"),
+    ("slack_webhook_file", "slack_webhook_file"),
     ("alertmanager", "alertmanager"),
     ("output_file", "output_file"),
     ("no_stdout", "no_stdout"),
@@ -273,6 +284,22 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         };
         sources.push((*key, source));
     }
+    // Environment or file only: no flag may carry the Slack URL.
+    let slack_env = std::env::var(SLACK_WEBHOOK_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    sources.push((
+        "slack_webhook",
+        if slack_env.is_some() {
+            "env"
+        } else if set.contains(&"slack_webhook") {
+            take.push("slack_webhook");
+            "file"
+        } else {
+            "default"
+        },
+    ));
+    args.slack_webhook = slack_env.map(|v| v.trim().to_owned());
     let mut file_sinks = Vec::new();
     if let Some(file) = file {
         let f = file.settings;
@@ -300,6 +327,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         }
         if let (true, Some(v)) = (wants("slack_webhook"), &f.slack_webhook) {
             args.slack_webhook = Some(read(v));
+        }
+        if let (true, Some(v)) = (wants("slack_webhook_file"), f.slack_webhook_file) {
+            args.slack_webhook_file = Some(v);
         }
         if let (true, Some(v)) = (wants("alertmanager"), &f.alertmanager) {
             args.alertmanager = Some(read(v));
@@ -416,7 +446,26 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new(name, SinkKind::Webhook(cfg)));
         }
-        if let Some(url) = &self.slack_webhook {
+        let slack = match (&self.slack_webhook, &self.slack_webhook_file) {
+            (Some(_), Some(f)) => anyhow::bail!(
+                "the Slack webhook is given twice: by {SLACK_WEBHOOK_ENV} or `slack_webhook:` and by --slack-webhook-file {}; keep one",
+                f.display()
+            ),
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| {
+                        format!(
+                            "reading the Slack webhook URL from {} (--slack-webhook-file)",
+                            f.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(url) = &slack {
             sinks.push(SinkConfig::new(
                 "slack",
                 SinkKind::Slack(HttpSinkConfig {
@@ -435,7 +484,7 @@ impl RunArgs {
         sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
-                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook or --alertmanager (or `sinks:` in the configuration file)"
+                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file or --alertmanager (or `sinks:` in the configuration file)"
             );
         }
         Ok(run::RunOptions {

@@ -268,3 +268,69 @@ fn health_exits_0_on_2xx_only() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// The Slack URL is the credential: no argument takes it (every user reads
+/// `/proc/*/cmdline`); a file flag, the environment or the file do.
+#[test]
+fn slack_webhook_comes_from_a_file_or_the_environment_never_an_argument() {
+    let url = "https://hooks.slack.com/services/T0/B0/SeCrEt";
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--slack-webhook",
+            url,
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--slack-webhook-file"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "slack-url", &format!("{url}\n"));
+    let slack = |c: &Value| {
+        c["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["type"] == "slack")
+            .cloned()
+            .unwrap_or_else(|| panic!("no slack sink: {c}"))
+    };
+    let c = print_config(&["--rules", "/r", "--slack-webhook-file", &file], &[]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook_file"], "flag");
+    assert!(!c.to_string().contains("SeCrEt"), "{c}");
+
+    let c = print_config(&["--rules", "/r"], &[("MONITOR_SLACK_WEBHOOK", url)]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook"], "env");
+
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\nslack_webhook_file: slack-url\n",
+    );
+    let c = print_config(&["--config", &config], &[]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook_file"], "file");
+    let o = monitor(&["config", "check", &config], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Given twice is an error, not a silent choice.
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--slack-webhook-file",
+            &file,
+        ],
+        &[("MONITOR_SLACK_WEBHOOK", url)],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("given twice"), "{}", text(&o));
+}

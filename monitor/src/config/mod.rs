@@ -194,8 +194,11 @@ pub struct FileSettings {
     pub webhook: Option<Vec<SourcedText>>,
     /// `--webhook-secret-file`.
     pub webhook_secret_file: Option<PathBuf>,
-    /// `--slack-webhook` (from a file or variable only: the URL is the credential).
+    /// `MONITOR_SLACK_WEBHOOK` (from a file or variable only: the URL is the
+    /// credential, and no flag takes it).
     pub slack_webhook: Option<SourcedText>,
+    /// `--slack-webhook-file`: the Slack URL is read from this file.
+    pub slack_webhook_file: Option<PathBuf>,
     /// `--alertmanager`.
     pub alertmanager: Option<SourcedText>,
     /// `--output-file`.
@@ -315,6 +318,7 @@ impl FileSettings {
             webhook,
             webhook_secret_file,
             slack_webhook,
+            slack_webhook_file,
             alertmanager,
             output_file,
             no_stdout,
@@ -554,6 +558,16 @@ impl Validator {
                 );
             }
             s.slack_webhook = Some(t);
+        }
+        if let Some(p) = &raw.slack_webhook_file {
+            s.slack_webhook_file = self.nonempty_path(p, "slack_webhook_file");
+            if raw.slack_webhook.is_some() {
+                self.err(
+                    p.referenced,
+                    "`slack_webhook_file` and `slack_webhook` both give the Slack webhook",
+                    "keep one: `slack_webhook_file: PATH` or `slack_webhook: {file: PATH}` (or `{env: VARIABLE}`)",
+                );
+            }
         }
         if let Some(u) = &raw.alertmanager {
             let t = self.text(u, u.referenced);

@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub slack_webhook: Option<Spanned<Value>>,
     #[serde(default)]
+    pub slack_webhook_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
     pub alertmanager: Option<Spanned<Value>>,
     #[serde(default)]
     pub output_file: Option<Spanned<PathBuf>>,
