@@ -213,6 +213,10 @@ struct RunArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 127.0.0.1:9464). Off by default.
     #[arg(long, env = "MONITOR_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Bind the listener to this address instead of `--listen`'s, keeping its
+    /// port (the DaemonSet gives the pod's IP from the downward API).
+    #[arg(long, env = "MONITOR_LISTEN_IP", value_name = "IP")]
+    listen_ip: Option<std::net::IpAddr>,
     /// Identical alerts within this window fold into one with a count.
     #[arg(long, env = "MONITOR_DEDUP_WINDOW", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     dedup_window: Duration,
@@ -248,6 +252,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("no_stdout", "no_stdout"),
     ("spool_dir", "spool_dir"),
     ("listen", "listen"),
+    ("listen_ip", "listen_ip"),
     ("dedup_window", "dedup_window"),
     ("shutdown_grace", "shutdown_grace"),
     ("log", "log"),
@@ -345,6 +350,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         }
         if let (true, Some(v)) = (wants("listen"), f.listen) {
             args.listen = Some(v);
+        }
+        if let (true, Some(v)) = (wants("listen_ip"), f.listen_ip) {
+            args.listen_ip = Some(v);
         }
         if let (true, Some(v)) = (wants("dedup_window"), f.dedup_window) {
             args.dedup_window = v;
@@ -481,6 +489,13 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new("alertmanager", SinkKind::Alertmanager(cfg)));
         }
+        let listen = match (self.listen, self.listen_ip) {
+            (Some(a), Some(ip)) => Some(SocketAddr::new(ip, a.port())),
+            (None, Some(ip)) => anyhow::bail!(
+                "--listen-ip {ip} (MONITOR_LISTEN_IP, `listen_ip:`) replaces the address of `listen`, which is not set; give `listen: 0.0.0.0:9464` too"
+            ),
+            (a, None) => a,
+        };
         sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
@@ -493,7 +508,7 @@ impl RunArgs {
             host_root: self.source.host_root.clone(),
             sinks,
             spool_dir: self.spool_dir.clone(),
-            listen: self.listen,
+            listen,
             pipeline: PipelineConfig {
                 dedup_window: self.dedup_window,
                 ..Default::default()

@@ -334,3 +334,43 @@ fn slack_webhook_comes_from_a_file_or_the_environment_never_an_argument() {
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("given twice"), "{}", text(&o));
 }
+
+/// `listen_ip` (the DaemonSet's pod IP) replaces the address of `listen`,
+/// keeps its port, and is refused without it.
+#[test]
+fn listen_ip_binds_the_given_address_on_the_listen_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\nlisten: 0.0.0.0:9464\n",
+    );
+    let c = print_config(&["--config", &config], &[("MONITOR_LISTEN_IP", "10.1.2.3")]);
+    assert_eq!(c["listen"], "10.1.2.3:9464");
+    assert_eq!(c["sources"]["listen_ip"], "env");
+    let c = print_config(&["--config", &config, "--listen-ip", "fd00::5"], &[]);
+    assert_eq!(c["listen"], "[fd00::5]:9464");
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--listen-ip",
+            "10.1.2.3",
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("listen"), "{}", text(&o));
+    let bad = write(dir.path(), "bad.yaml", "listen_ip: 10.1.2.3:80\n");
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "{bad}:1:12: error: `listen_ip`: `10.1.2.3:80` is not an IP address"
+        )),
+        "{}",
+        text(&o)
+    );
+}

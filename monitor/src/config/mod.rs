@@ -209,6 +209,8 @@ pub struct FileSettings {
     pub spool_dir: Option<PathBuf>,
     /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--listen-ip`: replaces the address of `listen`, keeping its port.
+    pub listen_ip: Option<std::net::IpAddr>,
     /// `--dedup-window`.
     pub dedup_window: Option<Duration>,
     /// `--shutdown-grace`.
@@ -324,6 +326,7 @@ impl FileSettings {
             no_stdout,
             spool_dir,
             listen,
+            listen_ip,
             dedup_window,
             shutdown_grace,
             log
@@ -589,6 +592,23 @@ impl Validator {
                     format!("`listen`: `{}` is not an address and port ({e})", l.value),
                     "write `127.0.0.1:9464` (this host only), `0.0.0.0:9464` (a pod's probes and scrapes) or `[::]:9464`",
                 ),
+            }
+        }
+        if let Some(l) = &raw.listen_ip {
+            match l.value.trim().parse::<std::net::IpAddr>() {
+                Ok(a) => s.listen_ip = Some(a),
+                Err(e) => self.err(
+                    l.referenced,
+                    format!("`listen_ip`: `{}` is not an IP address ({e})", l.value),
+                    "write an address without a port, e.g. `10.0.0.7` or `fd00::7`; in Kubernetes set MONITOR_LISTEN_IP from `status.podIP` instead",
+                ),
+            }
+            if raw.listen.is_none() {
+                self.err(
+                    l.referenced,
+                    "`listen_ip` replaces the address of `listen`, which is not set",
+                    "add `listen: 0.0.0.0:9464` (its port is kept)",
+                );
             }
         }
         if let Some(d) = &raw.dedup_window {

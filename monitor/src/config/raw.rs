@@ -43,6 +43,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
+    pub listen_ip: Option<Spanned<String>>,
+    #[serde(default)]
     pub dedup_window: Option<Spanned<String>>,
     #[serde(default)]
     pub shutdown_grace: Option<Spanned<String>>,
