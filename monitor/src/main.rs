@@ -196,6 +196,10 @@ struct RunArgs {
     /// Prometheus Alertmanager's base URL (alerts go to /api/v2/alerts).
     #[arg(long, env = "MONITOR_ALERTMANAGER", value_name = "URL")]
     alertmanager: Option<String>,
+    /// Send alerts as RFC 5424 syslog: `udp://`, `tcp://` or `tls://host:port`
+    /// (TCP and TLS with octet-counting framing).
+    #[arg(long, env = "MONITOR_SYSLOG", value_name = "URL")]
+    syslog: Option<String>,
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "MONITOR_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
@@ -248,6 +252,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("webhook_secret_file", "webhook_secret_file"),
     ("slack_webhook_file", "slack_webhook_file"),
     ("alertmanager", "alertmanager"),
+    ("syslog", "syslog"),
     ("output_file", "output_file"),
     ("no_stdout", "no_stdout"),
     ("spool_dir", "spool_dir"),
@@ -339,6 +344,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("alertmanager"), &f.alertmanager) {
             args.alertmanager = Some(read(v));
         }
+        if let (true, Some(v)) = (wants("syslog"), &f.syslog) {
+            args.syslog = Some(read(v));
+        }
         if let (true, Some(v)) = (wants("output_file"), f.output_file) {
             args.output_file = Some(v);
         }
@@ -394,6 +402,7 @@ impl Resolved {
                     SinkKind::Webhook(h) => ("webhook", config::redact_url(&h.http.url)),
                     SinkKind::Slack(h) => ("slack", config::redact_url(&h.http.url)),
                     SinkKind::Alertmanager(h) => ("alertmanager", config::redact_url(&h.http.url)),
+                    SinkKind::Syslog(h) => ("syslog", config::redact_url(&h.http.url)),
                 };
                 let signed = matches!(&s.kind, SinkKind::Webhook(h) if h.secret.is_some());
                 json!({"name": s.name, "type": ty, "target": target, "signed": signed})
@@ -489,6 +498,13 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new("alertmanager", SinkKind::Alertmanager(cfg)));
         }
+        if let Some(url) = &self.syslog {
+            let cfg = HttpSinkConfig {
+                http: http(url),
+                ..Default::default()
+            };
+            sinks.push(SinkConfig::new("syslog", SinkKind::Syslog(cfg)));
+        }
         let listen = match (self.listen, self.listen_ip) {
             (Some(a), Some(ip)) => Some(SocketAddr::new(ip, a.port())),
             (None, Some(ip)) => anyhow::bail!(
@@ -499,7 +515,7 @@ impl RunArgs {
         sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
-                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file or --alertmanager (or `sinks:` in the configuration file)"
+                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file, --alertmanager or --syslog (or `sinks:` in the configuration file)"
             );
         }
         Ok(run::RunOptions {

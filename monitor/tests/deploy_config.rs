@@ -374,3 +374,41 @@ fn listen_ip_binds_the_given_address_on_the_listen_port() {
         text(&o)
     );
 }
+
+/// `--syslog URL` (and `syslog:`) adds a syslog sink; a URL that is not
+/// `udp://`, `tcp://` or `tls://host:port` is an error with its position.
+#[test]
+fn syslog_flag_and_key() {
+    let c = print_config(
+        &["--rules", "/r", "--syslog", "tls://siem.example.com:6514"],
+        &[],
+    );
+    let s = c["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "syslog")
+        .cloned()
+        .unwrap_or_else(|| panic!("no syslog sink: {c}"));
+    assert_eq!(s["target"], "tls://siem.example.com:6514");
+    assert_eq!(c["sources"]["syslog"], "flag");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "syslog: https://siem.example.com/\nsinks:\n  - {name: s, type: syslog, url: \"tcp://siem\", generator_url: x}\n",
+    );
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!(
+            "{bad}:1:9: error: `syslog`: `https://siem.example.com` is not a syslog URL"
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains("`generator_url` does not apply to a `syslog` sink"),
+        "{t}"
+    );
+}

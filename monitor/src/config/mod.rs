@@ -131,6 +131,7 @@ enum HttpKind {
     Webhook,
     Slack,
     Alertmanager,
+    Syslog,
 }
 
 impl SinkSpec {
@@ -154,6 +155,7 @@ impl SinkSpec {
                     HttpKind::Webhook => SinkKind::Webhook(c),
                     HttpKind::Slack => SinkKind::Slack(c),
                     HttpKind::Alertmanager => SinkKind::Alertmanager(c),
+                    HttpKind::Syslog => SinkKind::Syslog(c),
                 }
             }
         };
@@ -173,6 +175,7 @@ impl SinkSpec {
                 HttpKind::Webhook => "webhook",
                 HttpKind::Slack => "slack",
                 HttpKind::Alertmanager => "alertmanager",
+                HttpKind::Syslog => "syslog",
             },
         }
     }
@@ -201,6 +204,8 @@ pub struct FileSettings {
     pub slack_webhook_file: Option<PathBuf>,
     /// `--alertmanager`.
     pub alertmanager: Option<SourcedText>,
+    /// `--syslog`: `udp://`, `tcp://` or `tls://host:port`.
+    pub syslog: Option<SourcedText>,
     /// `--output-file`.
     pub output_file: Option<PathBuf>,
     /// `--no-stdout`.
@@ -322,6 +327,7 @@ impl FileSettings {
             slack_webhook,
             slack_webhook_file,
             alertmanager,
+            syslog,
             output_file,
             no_stdout,
             spool_dir,
@@ -479,6 +485,19 @@ impl Validator {
         }
     }
 
+    /// An inline syslog URL must be `udp://`, `tcp://` or `tls://host:port`.
+    fn syslog_url(&mut self, t: &SourcedText, at: Location, key: &str) {
+        if let TextSource::Inline(u) = &t.source
+            && let Err(e) = crate::sink::syslog::parse_url(u)
+        {
+            self.err(
+                at,
+                format!("`{key}`: `{}` is not a syslog URL: {e}", redact_url(u)),
+                "write `tls://siem.example.com:6514` (or `tcp://host:514`, `udp://host:514`)",
+            );
+        }
+    }
+
     fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) => Some(d),
@@ -577,6 +596,11 @@ impl Validator {
             self.url(&t, u.referenced, "alertmanager");
             s.alertmanager = Some(t);
         }
+        if let Some(u) = &raw.syslog {
+            let t = self.text(u, u.referenced);
+            self.syslog_url(&t, u.referenced, "syslog");
+            s.syslog = Some(t);
+        }
         if let Some(p) = &raw.output_file {
             s.output_file = self.nonempty_path(p, "output_file");
         }
@@ -674,11 +698,20 @@ impl Validator {
                 "retry",
                 "generator_url",
             ],
+            "syslog" => &[
+                "url",
+                "tls",
+                "connect_timeout",
+                "request_timeout",
+                "batch_size",
+                "spool",
+                "retry",
+            ],
             other => {
                 self.err(
                     raw.kind.referenced,
                     format!("unknown sink type `{other}`"),
-                    "use one of stdout, file, webhook, slack, alertmanager",
+                    "use one of stdout, file, webhook, slack, alertmanager, syslog",
                 );
                 return None;
             }
@@ -734,6 +767,7 @@ impl Validator {
                 let kind = match ty {
                     "webhook" => HttpKind::Webhook,
                     "slack" => HttpKind::Slack,
+                    "syslog" => HttpKind::Syslog,
                     _ => HttpKind::Alertmanager,
                 };
                 let Some(u) = &raw.url else {
@@ -753,7 +787,11 @@ impl Validator {
                     );
                     ok = false;
                 }
-                self.url(&url, u.referenced, "url");
+                if kind == HttpKind::Syslog {
+                    self.syslog_url(&url, u.referenced, "url");
+                } else {
+                    self.url(&url, u.referenced, "url");
+                }
                 let mut headers = BTreeMap::new();
                 for (k, v) in &raw.headers {
                     let t = self.text(v, v.referenced);

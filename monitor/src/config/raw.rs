@@ -35,6 +35,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub alertmanager: Option<Spanned<Value>>,
     #[serde(default)]
+    pub syslog: Option<Spanned<Value>>,
+    #[serde(default)]
     pub output_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub no_stdout: Option<bool>,

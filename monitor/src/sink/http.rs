@@ -96,6 +96,8 @@ pub enum Format {
     Slack,
     /// Prometheus Alertmanager v2: a JSON array of alerts.
     Alertmanager { generator_url: Option<String> },
+    /// RFC 5424 syslog messages (not HTTP: see [`super::syslog`]).
+    Syslog,
 }
 
 /// Standard Webhooks signer (HMAC-SHA256).
@@ -166,6 +168,9 @@ impl HttpTarget {
                 redact_url(&config.url)
             )));
         }
+        if matches!(format, Format::Syslog) {
+            return Err(SinkError::Config("syslog is not an HTTP sink".into()));
+        }
         let mut headers = HeaderMap::new();
         for (k, v) in &config.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -222,6 +227,8 @@ impl HttpTarget {
                 let alert: Value = serde_json::from_slice(&batch[0]).unwrap_or(Value::Null);
                 serde_json::to_vec(&slack_message(&alert)).expect("JSON")
             }
+            // Never an HTTP target: refused by `HttpTarget::new`.
+            Format::Syslog => Vec::new(),
             Format::Alertmanager { generator_url } => {
                 let alerts: Vec<Value> = batch
                     .iter()
@@ -306,7 +313,7 @@ pub fn redact_url(url: &str) -> String {
         Ok(u) => {
             let host = u.host_str().unwrap_or("");
             let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let rest = if u.path() == "/" && u.query().is_none() {
+            let rest = if matches!(u.path(), "" | "/") && u.query().is_none() {
                 ""
             } else {
                 "/..."

@@ -134,6 +134,7 @@ mod delivery;
 pub mod http;
 mod local;
 pub mod spool;
+pub mod syslog;
 
 pub use delivery::{RetryConfig, backoff};
 pub use http::{Format, HttpConfig, HttpTarget, Outcome, Signer, TlsConfig};
@@ -245,6 +246,9 @@ pub enum SinkKind {
     Slack(HttpSinkConfig),
     /// Prometheus Alertmanager (`url` = its base, e.g. `http://am:9093`).
     Alertmanager(HttpSinkConfig),
+    /// Syslog, RFC 5424 (`url` = `udp://`, `tcp://` or `tls://host:port`;
+    /// `tls`, timeouts, `batch_size`, `spool` and `retry` as for HTTP).
+    Syslog(HttpSinkConfig),
 }
 
 /// One sink.
@@ -514,6 +518,7 @@ impl Sinks {
                             };
                             (hc, f, 64)
                         }
+                        SinkKind::Syslog(hc) => (hc, Format::Syslog, 64),
                         SinkKind::Stdout | SinkKind::File(_) => unreachable!("matched above"),
                     };
                     let task = spooled_task(
@@ -648,12 +653,11 @@ fn spooled_task(
         }
         (None, _) => None,
     };
-    let target = HttpTarget::new(
-        &http,
-        format,
-        signer,
-        hc.batch_size.unwrap_or(default_batch),
-    )?;
+    let batch = hc.batch_size.unwrap_or(default_batch);
+    let target: Arc<dyn http::Deliver> = match format {
+        Format::Syslog => Arc::new(syslog::SyslogTarget::new(&http, batch)?),
+        format => Arc::new(HttpTarget::new(&http, format, signer, batch)?),
+    };
     let dir = hc
         .spool
         .dir
@@ -681,7 +685,7 @@ fn spooled_task(
             sync_each: hc.spool.fsync_interval.is_zero(),
         }),
         max_spool_bytes: hc.spool.max_bytes,
-        target: Arc::new(target),
+        target,
         retry: hc.retry.clone(),
         fsync_interval: hc.spool.fsync_interval,
         notices,
