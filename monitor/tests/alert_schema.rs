@@ -249,7 +249,8 @@ fn the_schema_refuses_what_breaks_the_contract() {
     let v = schema();
     let good = serde_json::to_value(&alerts()[3]).unwrap();
     assert!(errors(&v, &good).is_empty(), "{:?}", errors(&v, &good));
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Breakage = Box<dyn Fn(&mut Value)>;
+    let broken: Vec<(&str, Breakage)> = vec![
         (
             "no id",
             Box::new(|a| {
