@@ -200,6 +200,10 @@ struct RunArgs {
     /// (TCP and TLS with octet-counting framing).
     #[arg(long, env = "MONITOR_SYSLOG", value_name = "URL")]
     syslog: Option<String>,
+    /// Send alerts as OTLP logs (protobuf) to this collector's base URL
+    /// (`/v1/logs` is added), e.g. `http://collector:4318`.
+    #[arg(long, env = "MONITOR_OTLP", value_name = "URL")]
+    otlp: Option<String>,
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "MONITOR_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
@@ -253,6 +257,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("slack_webhook_file", "slack_webhook_file"),
     ("alertmanager", "alertmanager"),
     ("syslog", "syslog"),
+    ("otlp", "otlp"),
     ("output_file", "output_file"),
     ("no_stdout", "no_stdout"),
     ("spool_dir", "spool_dir"),
@@ -344,6 +349,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("alertmanager"), &f.alertmanager) {
             args.alertmanager = Some(read(v));
         }
+        if let (true, Some(v)) = (wants("otlp"), &f.otlp) {
+            args.otlp = Some(read(v));
+        }
         if let (true, Some(v)) = (wants("syslog"), &f.syslog) {
             args.syslog = Some(read(v));
         }
@@ -403,6 +411,7 @@ impl Resolved {
                     SinkKind::Slack(h) => ("slack", config::redact_url(&h.http.url)),
                     SinkKind::Alertmanager(h) => ("alertmanager", config::redact_url(&h.http.url)),
                     SinkKind::Syslog(h) => ("syslog", config::redact_url(&h.http.url)),
+                    SinkKind::Otlp(h) => ("otlp", config::redact_url(&h.http.url)),
                 };
                 let signed = matches!(&s.kind, SinkKind::Webhook(h) if h.secret.is_some());
                 json!({"name": s.name, "type": ty, "target": target, "signed": signed})
@@ -505,6 +514,13 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new("syslog", SinkKind::Syslog(cfg)));
         }
+        if let Some(url) = &self.otlp {
+            let cfg = HttpSinkConfig {
+                http: http(url),
+                ..Default::default()
+            };
+            sinks.push(SinkConfig::new("otlp", SinkKind::Otlp(cfg)));
+        }
         let listen = match (self.listen, self.listen_ip) {
             (Some(a), Some(ip)) => Some(SocketAddr::new(ip, a.port())),
             (None, Some(ip)) => anyhow::bail!(
@@ -515,7 +531,7 @@ impl RunArgs {
         sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
-                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file, --alertmanager or --syslog (or `sinks:` in the configuration file)"
+                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file, --alertmanager, --syslog or --otlp (or `sinks:` in the configuration file)"
             );
         }
         Ok(run::RunOptions {

@@ -412,3 +412,37 @@ fn syslog_flag_and_key() {
         "{t}"
     );
 }
+
+/// `--otlp URL` adds an OTLP sink; `encoding` takes `protobuf` or `json`.
+#[test]
+fn otlp_flag_and_encoding() {
+    let c = print_config(&["--rules", "/r", "--otlp", "http://collector:4318"], &[]);
+    assert!(
+        c["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "otlp"),
+        "{c}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "sinks:\n  - {name: o, type: otlp, url: \"http://c:4318\", encoding: xml}\n",
+    );
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("`encoding`: `xml` is not an OTLP encoding"),
+        "{}",
+        text(&o)
+    );
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        "sinks:\n  - {name: o, type: otlp, url: \"http://c:4318\", encoding: json}\n",
+    );
+    let o = monitor(&["config", "check", &good], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}

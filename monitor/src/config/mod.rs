@@ -132,6 +132,7 @@ enum HttpKind {
     Slack,
     Alertmanager,
     Syslog,
+    Otlp,
 }
 
 impl SinkSpec {
@@ -156,6 +157,7 @@ impl SinkSpec {
                     HttpKind::Slack => SinkKind::Slack(c),
                     HttpKind::Alertmanager => SinkKind::Alertmanager(c),
                     HttpKind::Syslog => SinkKind::Syslog(c),
+                    HttpKind::Otlp => SinkKind::Otlp(c),
                 }
             }
         };
@@ -176,6 +178,7 @@ impl SinkSpec {
                 HttpKind::Slack => "slack",
                 HttpKind::Alertmanager => "alertmanager",
                 HttpKind::Syslog => "syslog",
+                HttpKind::Otlp => "otlp",
             },
         }
     }
@@ -206,6 +209,8 @@ pub struct FileSettings {
     pub alertmanager: Option<SourcedText>,
     /// `--syslog`: `udp://`, `tcp://` or `tls://host:port`.
     pub syslog: Option<SourcedText>,
+    /// `--otlp`: an OTLP/HTTP collector's base URL.
+    pub otlp: Option<SourcedText>,
     /// `--output-file`.
     pub output_file: Option<PathBuf>,
     /// `--no-stdout`.
@@ -328,6 +333,7 @@ impl FileSettings {
             slack_webhook_file,
             alertmanager,
             syslog,
+            otlp,
             output_file,
             no_stdout,
             spool_dir,
@@ -596,6 +602,11 @@ impl Validator {
             self.url(&t, u.referenced, "alertmanager");
             s.alertmanager = Some(t);
         }
+        if let Some(u) = &raw.otlp {
+            let t = self.text(u, u.referenced);
+            self.url(&t, u.referenced, "otlp");
+            s.otlp = Some(t);
+        }
         if let Some(u) = &raw.syslog {
             let t = self.text(u, u.referenced);
             self.syslog_url(&t, u.referenced, "syslog");
@@ -698,6 +709,18 @@ impl Validator {
                 "retry",
                 "generator_url",
             ],
+            "otlp" => &[
+                "url",
+                "headers",
+                "tls",
+                "connect_timeout",
+                "request_timeout",
+                "use_env_proxy",
+                "batch_size",
+                "spool",
+                "retry",
+                "encoding",
+            ],
             "syslog" => &[
                 "url",
                 "tls",
@@ -711,7 +734,7 @@ impl Validator {
                 self.err(
                     raw.kind.referenced,
                     format!("unknown sink type `{other}`"),
-                    "use one of stdout, file, webhook, slack, alertmanager, syslog",
+                    "use one of stdout, file, webhook, slack, alertmanager, syslog, otlp",
                 );
                 return None;
             }
@@ -768,6 +791,7 @@ impl Validator {
                     "webhook" => HttpKind::Webhook,
                     "slack" => HttpKind::Slack,
                     "syslog" => HttpKind::Syslog,
+                    "otlp" => HttpKind::Otlp,
                     _ => HttpKind::Alertmanager,
                 };
                 let Some(u) = &raw.url else {
@@ -866,6 +890,22 @@ impl Validator {
                     }
                     src
                 });
+                let encoding = match raw.encoding.as_ref() {
+                    None => None,
+                    Some(e) => match e.value.as_str() {
+                        "protobuf" => Some(crate::sink::otlp::Encoding::Protobuf),
+                        "json" => Some(crate::sink::otlp::Encoding::Json),
+                        other => {
+                            self.err(
+                                e.referenced,
+                                format!("`encoding`: `{other}` is not an OTLP encoding"),
+                                "write `protobuf` (the default) or `json`",
+                            );
+                            ok = false;
+                            None
+                        }
+                    },
+                };
                 SpecKind::Http {
                     kind,
                     url,
@@ -881,6 +921,7 @@ impl Validator {
                             .map(|r| r.value.clone())
                             .unwrap_or_default(),
                         generator_url: raw.generator_url.as_ref().map(|g| g.value.clone()),
+                        encoding,
                     }),
                 }
             }

@@ -37,6 +37,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub syslog: Option<Spanned<Value>>,
     #[serde(default)]
+    pub otlp: Option<Spanned<Value>>,
+    #[serde(default)]
     pub output_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub no_stdout: Option<bool>,
@@ -96,6 +98,9 @@ pub(crate) struct RawSink {
     pub retry: Option<Spanned<RetryConfig>>,
     #[serde(default)]
     pub generator_url: Option<Spanned<String>>,
+    // otlp
+    #[serde(default)]
+    pub encoding: Option<Spanned<String>>,
 }
 
 impl RawSink {
@@ -137,6 +142,7 @@ impl RawSink {
             "generator_url",
             self.generator_url.as_ref().map(|s| s.referenced),
         );
+        add("encoding", self.encoding.as_ref().map(|s| s.referenced));
         v
     }
 }

@@ -98,6 +98,8 @@ pub enum Format {
     Alertmanager { generator_url: Option<String> },
     /// RFC 5424 syslog messages (not HTTP: see [`super::syslog`]).
     Syslog,
+    /// OTLP logs (`/v1/logs`), one log record per alert.
+    Otlp(super::otlp::Encoding),
 }
 
 /// Standard Webhooks signer (HMAC-SHA256).
@@ -229,6 +231,7 @@ impl HttpTarget {
             }
             // Never an HTTP target: refused by `HttpTarget::new`.
             Format::Syslog => Vec::new(),
+            Format::Otlp(encoding) => super::otlp::body(batch, *encoding),
             Format::Alertmanager { generator_url } => {
                 let alerts: Vec<Value> = batch
                     .iter()
@@ -260,7 +263,13 @@ impl Deliver for HttpTarget {
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json");
+            .header(
+                CONTENT_TYPE,
+                match &self.format {
+                    Format::Otlp(e) => e.content_type(),
+                    _ => "application/json",
+                },
+            );
         if let Some(signer) = &self.signer {
             // Signed per attempt: receivers reject old timestamps, the id stays.
             let ts = SystemTime::now()

@@ -133,6 +133,7 @@ pub(crate) mod private {
 mod delivery;
 pub mod http;
 mod local;
+pub mod otlp;
 pub mod spool;
 pub mod syslog;
 
@@ -230,6 +231,8 @@ pub struct HttpSinkConfig {
     pub retry: RetryConfig,
     /// Alertmanager only: the `generatorURL` of each alert.
     pub generator_url: Option<String>,
+    /// OTLP only: `protobuf` (default) or `json`.
+    pub encoding: Option<otlp::Encoding>,
 }
 
 /// What a sink is.
@@ -249,6 +252,9 @@ pub enum SinkKind {
     /// Syslog, RFC 5424 (`url` = `udp://`, `tcp://` or `tls://host:port`;
     /// `tls`, timeouts, `batch_size`, `spool` and `retry` as for HTTP).
     Syslog(HttpSinkConfig),
+    /// OTLP logs over HTTP (`url` = the collector's base, e.g.
+    /// `http://collector:4318`; `/v1/logs` is added).
+    Otlp(HttpSinkConfig),
 }
 
 /// One sink.
@@ -519,6 +525,10 @@ impl Sinks {
                             (hc, f, 64)
                         }
                         SinkKind::Syslog(hc) => (hc, Format::Syslog, 64),
+                        SinkKind::Otlp(hc) => {
+                            let f = Format::Otlp(hc.encoding.unwrap_or_default());
+                            (hc, f, 64)
+                        }
                         SinkKind::Stdout | SinkKind::File(_) => unreachable!("matched above"),
                     };
                     let task = spooled_task(
@@ -643,6 +653,9 @@ fn spooled_task(
     let mut http = hc.http.clone();
     if matches!(format, Format::Alertmanager { .. }) {
         http.url = alertmanager_url(&http.url);
+    }
+    if matches!(format, Format::Otlp(_)) {
+        http.url = otlp::logs_url(&http.url);
     }
     let signer = match (&hc.secret, &format) {
         (Some(s), Format::Generic) => Some(Signer::from_source(s)?),
