@@ -175,28 +175,33 @@ fn alerts() -> Vec<Alert> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_emitted_alert_kind_matches_the_schema() {
     let v = schema();
-    // The pipeline folds repeats into updates (`update_of`) and throttles
-    // bursts with notices of kind `agent`.
+    // The pipeline folds repeats into updates (`update_of`); a second one,
+    // with a small burst, throttles and raises notices of kind `agent`.
     let t0 = Instant::now();
-    let mut pipeline = AlertPipeline::new(
-        PipelineConfig {
-            dedup_window: Duration::from_secs(10),
-            dedup_max_keys: 1000,
-            rate_limit: RateLimitConfig {
-                per_second: 1.0,
-                burst: 5,
+    let pipeline = |burst| {
+        AlertPipeline::new(
+            PipelineConfig {
+                dedup_window: Duration::from_secs(10),
+                dedup_max_keys: 1000,
+                rate_limit: RateLimitConfig {
+                    per_second: 1.0,
+                    burst,
+                },
             },
-        },
-        "node-1",
-        None,
-    );
+            "node-1",
+            None,
+        )
+    };
     let mut emitted = Vec::new();
-    for a in alerts() {
-        for _ in 0..3 {
-            emitted.extend(pipeline.push(a.clone(), t0));
+    for burst in [10_000, 3] {
+        let mut p = pipeline(burst);
+        for a in alerts() {
+            for _ in 0..3 {
+                emitted.extend(p.push(a.clone(), t0));
+            }
         }
+        emitted.extend(p.flush(t0 + Duration::from_secs(11)));
     }
-    emitted.extend(pipeline.flush(t0 + Duration::from_secs(11)));
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alerts.jsonl");
