@@ -183,12 +183,27 @@ struct RunArgs {
     /// Sign webhook requests (Standard Webhooks) with the secret in this file.
     #[arg(long, env = "MONITOR_WEBHOOK_SECRET_FILE", value_name = "FILE")]
     webhook_secret_file: Option<PathBuf>,
-    /// A Slack incoming-webhook URL.
-    #[arg(long, env = "MONITOR_SLACK_WEBHOOK", value_name = "URL")]
+    /// A Slack incoming webhook, its URL read from this file. The URL is
+    /// itself the credential, so it is never a command-line argument (every
+    /// user can read `/proc/*/cmdline`); `MONITOR_SLACK_WEBHOOK=URL` in the
+    /// agent's environment is the other way to give it.
+    #[arg(long, env = "MONITOR_SLACK_WEBHOOK_FILE", value_name = "FILE")]
+    slack_webhook_file: Option<PathBuf>,
+    /// The Slack URL from `MONITOR_SLACK_WEBHOOK` or the file's `slack_webhook:`
+    /// (never a flag).
+    #[arg(skip)]
     slack_webhook: Option<String>,
     /// Prometheus Alertmanager's base URL (alerts go to /api/v2/alerts).
     #[arg(long, env = "MONITOR_ALERTMANAGER", value_name = "URL")]
     alertmanager: Option<String>,
+    /// Send alerts as RFC 5424 syslog: `udp://`, `tcp://` or `tls://host:port`
+    /// (TCP and TLS with octet-counting framing).
+    #[arg(long, env = "MONITOR_SYSLOG", value_name = "URL")]
+    syslog: Option<String>,
+    /// Send alerts as OTLP logs (protobuf) to this collector's base URL
+    /// (`/v1/logs` is added), e.g. `http://collector:4318`.
+    #[arg(long, env = "MONITOR_OTLP", value_name = "URL")]
+    otlp: Option<String>,
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "MONITOR_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
@@ -206,6 +221,10 @@ struct RunArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 127.0.0.1:9464). Off by default.
     #[arg(long, env = "MONITOR_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Bind the listener to this address instead of `--listen`'s, keeping its
+    /// port (the DaemonSet gives the pod's IP from the downward API).
+    #[arg(long, env = "MONITOR_LISTEN_IP", value_name = "IP")]
+    listen_ip: Option<std::net::IpAddr>,
     /// Identical alerts within this window fold into one with a count.
     #[arg(long, env = "MONITOR_DEDUP_WINDOW", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     dedup_window: Duration,
@@ -223,6 +242,10 @@ struct Resolved {
     sources: Vec<(&'static str, &'static str)>,
 }
 
+/// The one way besides a file to give the Slack URL: the agent's environment
+/// (readable by its own user and root only, unlike its arguments).
+const SLACK_WEBHOOK_ENV: &str = "MONITOR_SLACK_WEBHOOK";
+
 /// Settings the file may give, by clap id and file key.
 const SETTINGS: &[(&str, &str)] = &[
     ("host_root", "host_root"),
@@ -231,12 +254,15 @@ const SETTINGS: &[(&str, &str)] = &[
     ("rules", "rules"),
     ("webhooks", "webhook"),
     ("webhook_secret_file", "webhook_secret_file"),
-    ("slack_webhook", "slack_webhook"),
+    ("slack_webhook_file", "slack_webhook_file"),
     ("alertmanager", "alertmanager"),
+    ("syslog", "syslog"),
+    ("otlp", "otlp"),
     ("output_file", "output_file"),
     ("no_stdout", "no_stdout"),
     ("spool_dir", "spool_dir"),
     ("listen", "listen"),
+    ("listen_ip", "listen_ip"),
     ("dedup_window", "dedup_window"),
     ("shutdown_grace", "shutdown_grace"),
     ("log", "log"),
@@ -273,6 +299,22 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         };
         sources.push((*key, source));
     }
+    // Environment or file only: no flag may carry the Slack URL.
+    let slack_env = std::env::var(SLACK_WEBHOOK_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    sources.push((
+        "slack_webhook",
+        if slack_env.is_some() {
+            "env"
+        } else if set.contains(&"slack_webhook") {
+            take.push("slack_webhook");
+            "file"
+        } else {
+            "default"
+        },
+    ));
+    args.slack_webhook = slack_env.map(|v| v.trim().to_owned());
     let mut file_sinks = Vec::new();
     if let Some(file) = file {
         let f = file.settings;
@@ -301,8 +343,17 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("slack_webhook"), &f.slack_webhook) {
             args.slack_webhook = Some(read(v));
         }
+        if let (true, Some(v)) = (wants("slack_webhook_file"), f.slack_webhook_file) {
+            args.slack_webhook_file = Some(v);
+        }
         if let (true, Some(v)) = (wants("alertmanager"), &f.alertmanager) {
             args.alertmanager = Some(read(v));
+        }
+        if let (true, Some(v)) = (wants("otlp"), &f.otlp) {
+            args.otlp = Some(read(v));
+        }
+        if let (true, Some(v)) = (wants("syslog"), &f.syslog) {
+            args.syslog = Some(read(v));
         }
         if let (true, Some(v)) = (wants("output_file"), f.output_file) {
             args.output_file = Some(v);
@@ -315,6 +366,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         }
         if let (true, Some(v)) = (wants("listen"), f.listen) {
             args.listen = Some(v);
+        }
+        if let (true, Some(v)) = (wants("listen_ip"), f.listen_ip) {
+            args.listen_ip = Some(v);
         }
         if let (true, Some(v)) = (wants("dedup_window"), f.dedup_window) {
             args.dedup_window = v;
@@ -356,6 +410,8 @@ impl Resolved {
                     SinkKind::Webhook(h) => ("webhook", config::redact_url(&h.http.url)),
                     SinkKind::Slack(h) => ("slack", config::redact_url(&h.http.url)),
                     SinkKind::Alertmanager(h) => ("alertmanager", config::redact_url(&h.http.url)),
+                    SinkKind::Syslog(h) => ("syslog", config::redact_url(&h.http.url)),
+                    SinkKind::Otlp(h) => ("otlp", config::redact_url(&h.http.url)),
                 };
                 let signed = matches!(&s.kind, SinkKind::Webhook(h) if h.secret.is_some());
                 json!({"name": s.name, "type": ty, "target": target, "signed": signed})
@@ -416,7 +472,26 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new(name, SinkKind::Webhook(cfg)));
         }
-        if let Some(url) = &self.slack_webhook {
+        let slack = match (&self.slack_webhook, &self.slack_webhook_file) {
+            (Some(_), Some(f)) => anyhow::bail!(
+                "the Slack webhook is given twice: by {SLACK_WEBHOOK_ENV} or `slack_webhook:` and by --slack-webhook-file {}; keep one",
+                f.display()
+            ),
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| {
+                        format!(
+                            "reading the Slack webhook URL from {} (--slack-webhook-file)",
+                            f.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(url) = &slack {
             sinks.push(SinkConfig::new(
                 "slack",
                 SinkKind::Slack(HttpSinkConfig {
@@ -432,10 +507,31 @@ impl RunArgs {
             };
             sinks.push(SinkConfig::new("alertmanager", SinkKind::Alertmanager(cfg)));
         }
+        if let Some(url) = &self.syslog {
+            let cfg = HttpSinkConfig {
+                http: http(url),
+                ..Default::default()
+            };
+            sinks.push(SinkConfig::new("syslog", SinkKind::Syslog(cfg)));
+        }
+        if let Some(url) = &self.otlp {
+            let cfg = HttpSinkConfig {
+                http: http(url),
+                ..Default::default()
+            };
+            sinks.push(SinkConfig::new("otlp", SinkKind::Otlp(cfg)));
+        }
+        let listen = match (self.listen, self.listen_ip) {
+            (Some(a), Some(ip)) => Some(SocketAddr::new(ip, a.port())),
+            (None, Some(ip)) => anyhow::bail!(
+                "--listen-ip {ip} (MONITOR_LISTEN_IP, `listen_ip:`) replaces the address of `listen`, which is not set; give `listen: 0.0.0.0:9464` too"
+            ),
+            (a, None) => a,
+        };
         sinks.extend(file_sinks);
         if sinks.is_empty() {
             anyhow::bail!(
-                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook or --alertmanager (or `sinks:` in the configuration file)"
+                "--no-stdout leaves no sink: add --webhook, --output-file, --slack-webhook-file, --alertmanager, --syslog or --otlp (or `sinks:` in the configuration file)"
             );
         }
         Ok(run::RunOptions {
@@ -444,7 +540,7 @@ impl RunArgs {
             host_root: self.source.host_root.clone(),
             sinks,
             spool_dir: self.spool_dir.clone(),
-            listen: self.listen,
+            listen,
             pipeline: PipelineConfig {
                 dedup_window: self.dedup_window,
                 ..Default::default()

@@ -284,6 +284,52 @@ async fn crash_without_flush_then_reopened_spool_delivers_everything() {
     r.stop().await;
 }
 
+/// Write-ahead: a spooled sink has no in-memory queue to overflow or to lose.
+/// With room for one alert in memory (`queue: 1`, which a spooled sink now
+/// ignores), a burst dispatched faster than any task could take it, and a
+/// crash right after the last dispatch, every alert is on disk and arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_sink_writes_ahead_so_a_burst_then_a_crash_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let metrics = Metrics::new(Duration::from_secs(10));
+    let mut h = Hook::new(format!("http://{addr}/hook"), dir.path().join("s"));
+    h.queue = 1;
+    let sinks = start(vec![h.config("hook")], &metrics, dir.path());
+    let sent: Vec<Alert> = (0..2000).map(alert).collect();
+    for a in &sent {
+        sinks.dispatch(a);
+    }
+    // No waiting: whatever `dispatch` returned from must already be on disk.
+    sinks.abort();
+    let m = metrics.sink("hook");
+    assert_eq!(m.dropped_total("queue_full"), 0);
+
+    let seen = Arc::new(Seen::default());
+    let r = Receiver::start(seen.clone(), addr).await;
+    let metrics = Metrics::new(Duration::from_secs(10));
+    let sinks = start(vec![h.config("hook")], &metrics, dir.path());
+    let m = metrics.sink("hook");
+    wait_until(
+        Duration::from_secs(60),
+        "2000 deliveries after restart",
+        || m.delivered_total() >= 2000,
+    )
+    .await;
+    sinks.shutdown(Duration::from_secs(1)).await;
+    let rules: Vec<String> = seen
+        .alerts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] != "agent")
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, ids(&sent));
+    assert_clean(&m);
+    r.stop().await;
+}
+
 const CHILD_ENV: &str = "MONITOR_DELIVERY_TEST_CHILD_SPOOL";
 
 /// Not a test on its own: the child process of

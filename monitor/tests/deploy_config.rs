@@ -268,3 +268,181 @@ fn health_exits_0_on_2xx_only() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// The Slack URL is the credential: no argument takes it (every user reads
+/// `/proc/*/cmdline`); a file flag, the environment or the file do.
+#[test]
+fn slack_webhook_comes_from_a_file_or_the_environment_never_an_argument() {
+    let url = "https://hooks.slack.com/services/T0/B0/SeCrEt";
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--slack-webhook",
+            url,
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--slack-webhook-file"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "slack-url", &format!("{url}\n"));
+    let slack = |c: &Value| {
+        c["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["type"] == "slack")
+            .cloned()
+            .unwrap_or_else(|| panic!("no slack sink: {c}"))
+    };
+    let c = print_config(&["--rules", "/r", "--slack-webhook-file", &file], &[]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook_file"], "flag");
+    assert!(!c.to_string().contains("SeCrEt"), "{c}");
+
+    let c = print_config(&["--rules", "/r"], &[("MONITOR_SLACK_WEBHOOK", url)]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook"], "env");
+
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\nslack_webhook_file: slack-url\n",
+    );
+    let c = print_config(&["--config", &config], &[]);
+    assert_eq!(slack(&c)["target"], "https://hooks.slack.com/...");
+    assert_eq!(c["sources"]["slack_webhook_file"], "file");
+    let o = monitor(&["config", "check", &config], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Given twice is an error, not a silent choice.
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--slack-webhook-file",
+            &file,
+        ],
+        &[("MONITOR_SLACK_WEBHOOK", url)],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("given twice"), "{}", text(&o));
+}
+
+/// `listen_ip` (the DaemonSet's pod IP) replaces the address of `listen`,
+/// keeps its port, and is refused without it.
+#[test]
+fn listen_ip_binds_the_given_address_on_the_listen_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\nlisten: 0.0.0.0:9464\n",
+    );
+    let c = print_config(&["--config", &config], &[("MONITOR_LISTEN_IP", "10.1.2.3")]);
+    assert_eq!(c["listen"], "10.1.2.3:9464");
+    assert_eq!(c["sources"]["listen_ip"], "env");
+    let c = print_config(&["--config", &config, "--listen-ip", "fd00::5"], &[]);
+    assert_eq!(c["listen"], "[fd00::5]:9464");
+    let o = monitor(
+        &[
+            "run",
+            "--print-config",
+            "--rules",
+            "/r",
+            "--listen-ip",
+            "10.1.2.3",
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("listen"), "{}", text(&o));
+    let bad = write(dir.path(), "bad.yaml", "listen_ip: 10.1.2.3:80\n");
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "{bad}:1:12: error: `listen_ip`: `10.1.2.3:80` is not an IP address"
+        )),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `--syslog URL` (and `syslog:`) adds a syslog sink; a URL that is not
+/// `udp://`, `tcp://` or `tls://host:port` is an error with its position.
+#[test]
+fn syslog_flag_and_key() {
+    let c = print_config(
+        &["--rules", "/r", "--syslog", "tls://siem.example.com:6514"],
+        &[],
+    );
+    let s = c["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "syslog")
+        .cloned()
+        .unwrap_or_else(|| panic!("no syslog sink: {c}"));
+    assert_eq!(s["target"], "tls://siem.example.com:6514");
+    assert_eq!(c["sources"]["syslog"], "flag");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "syslog: https://siem.example.com/\nsinks:\n  - {name: s, type: syslog, url: \"tcp://siem\", generator_url: x}\n",
+    );
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!(
+            "{bad}:1:9: error: `syslog`: `https://siem.example.com` is not a syslog URL"
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains("`generator_url` does not apply to a `syslog` sink"),
+        "{t}"
+    );
+}
+
+/// `--otlp URL` adds an OTLP sink; `encoding` takes `protobuf` or `json`.
+#[test]
+fn otlp_flag_and_encoding() {
+    let c = print_config(&["--rules", "/r", "--otlp", "http://collector:4318"], &[]);
+    assert!(
+        c["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "otlp"),
+        "{c}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "sinks:\n  - {name: o, type: otlp, url: \"http://c:4318\", encoding: xml}\n",
+    );
+    let o = monitor(&["config", "check", &bad], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("`encoding`: `xml` is not an OTLP encoding"),
+        "{}",
+        text(&o)
+    );
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        "sinks:\n  - {name: o, type: otlp, url: \"http://c:4318\", encoding: json}\n",
+    );
+    let o = monitor(&["config", "check", &good], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -11,6 +11,7 @@ use k8s_openapi::{
     api::{
         apps::v1::DaemonSet,
         core::v1::{Container, Namespace, PodSpec, Secret, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
         scheduling::v1::PriorityClass,
     },
     apimachinery::pkg::util::intstr::IntOrString,
@@ -77,6 +78,7 @@ fn every_resource_parses_into_its_api_type() {
         "Secret",
         "Service",
         "DaemonSet",
+        "NetworkPolicy",
     ]
     .into();
     assert_eq!(r.keys().map(String::as_str).collect::<BTreeSet<_>>(), want);
@@ -86,6 +88,7 @@ fn every_resource_parses_into_its_api_type() {
     let _: Secret = parse(&r["Secret"]);
     let _: Service = parse(&r["Service"]);
     let _: DaemonSet = parse(&r["DaemonSet"]);
+    let _: NetworkPolicy = parse(&r["NetworkPolicy"]);
     // Every generated ConfigMap's files exist.
     for g in kustomization()["configMapGenerator"].as_array().unwrap() {
         for f in g["files"].as_array().unwrap() {
@@ -416,4 +419,67 @@ fn the_agent_finds_the_hosts_cgroup2_mount_in_the_pod() {
         .find(|m| m.name == cgroup_volume.name)
         .unwrap();
     assert_eq!(m.mount_path, "/sys/fs/cgroup");
+}
+
+/// The metrics (per-rule alert and loss counters: an oracle for testing
+/// evasions) are readable only from a namespace labelled for it, on the
+/// metrics port only, and the listener binds the pod's own IP.
+#[test]
+fn metrics_port_admits_only_a_labelled_monitoring_namespace() {
+    let np: NetworkPolicy = parse(&resources()["NetworkPolicy"]);
+    assert_eq!(np.metadata.namespace.as_deref(), Some("monitor"));
+    let spec = np.spec.unwrap();
+    // It selects the agent pods...
+    let labels = daemonset()
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    let selector = spec.pod_selector.unwrap().match_labels.unwrap();
+    assert!(!selector.is_empty());
+    for (k, v) in &selector {
+        assert_eq!(labels.get(k), Some(v), "podSelector {k}={v}");
+    }
+    // ...isolates them for ingress...
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned()]));
+    // ...and admits one source on one port.
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 1, "one rule");
+    let rule = &ingress[0];
+    let from = rule.from.as_ref().expect("a source, not everyone");
+    assert_eq!(from.len(), 1);
+    assert!(from[0].pod_selector.is_none() && from[0].ip_block.is_none());
+    let ns = from[0]
+        .namespace_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .expect("namespaces by label");
+    assert_eq!(
+        ns.get("monitor.dev/metrics-access").map(String::as_str),
+        Some("true")
+    );
+    let ports = rule.ports.as_ref().expect("the metrics port only");
+    assert_eq!(ports.len(), 1);
+    let port = ports[0].port.as_ref().unwrap();
+    let metrics = agent().ports.unwrap();
+    let named = metrics
+        .iter()
+        .find(|p| Some(&IntOrString::String(p.name.clone().unwrap_or_default())) == Some(port))
+        .expect("the policy names the container's port");
+    assert_eq!(named.container_port, 9464);
+    // The listener binds the pod's IP (downward API), the port from monitor.yaml.
+    let env = agent().env.unwrap();
+    let ip = env
+        .iter()
+        .find(|e| e.name == "MONITOR_LISTEN_IP")
+        .expect("MONITOR_LISTEN_IP");
+    let field = ip
+        .value_from
+        .as_ref()
+        .and_then(|v| v.field_ref.as_ref())
+        .unwrap();
+    assert_eq!(field.field_path, "status.podIP");
 }

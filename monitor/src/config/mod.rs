@@ -103,23 +103,7 @@ impl SourcedText {
     }
 }
 
-/// `https://user:pw@host:8443/path?q` -> `https://host:8443/...`: enough to
-/// tell endpoints apart, nothing of the credentials a path or query may hold.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let rest = if u.path() == "/" && u.query().is_none() {
-                ""
-            } else {
-                "/..."
-            };
-            format!("{}://{host}{port}{rest}", u.scheme())
-        }
-        Err(_) => "(not a URL)".into(),
-    }
-}
+pub use crate::sink::http::redact_url;
 
 /// A sink from the `sinks:` list, its secrets not read yet.
 #[derive(Clone, Debug)]
@@ -147,6 +131,8 @@ enum HttpKind {
     Webhook,
     Slack,
     Alertmanager,
+    Syslog,
+    Otlp,
 }
 
 impl SinkSpec {
@@ -170,6 +156,8 @@ impl SinkSpec {
                     HttpKind::Webhook => SinkKind::Webhook(c),
                     HttpKind::Slack => SinkKind::Slack(c),
                     HttpKind::Alertmanager => SinkKind::Alertmanager(c),
+                    HttpKind::Syslog => SinkKind::Syslog(c),
+                    HttpKind::Otlp => SinkKind::Otlp(c),
                 }
             }
         };
@@ -189,6 +177,8 @@ impl SinkSpec {
                 HttpKind::Webhook => "webhook",
                 HttpKind::Slack => "slack",
                 HttpKind::Alertmanager => "alertmanager",
+                HttpKind::Syslog => "syslog",
+                HttpKind::Otlp => "otlp",
             },
         }
     }
@@ -210,10 +200,17 @@ pub struct FileSettings {
     pub webhook: Option<Vec<SourcedText>>,
     /// `--webhook-secret-file`.
     pub webhook_secret_file: Option<PathBuf>,
-    /// `--slack-webhook` (from a file or variable only: the URL is the credential).
+    /// `MONITOR_SLACK_WEBHOOK` (from a file or variable only: the URL is the
+    /// credential, and no flag takes it).
     pub slack_webhook: Option<SourcedText>,
+    /// `--slack-webhook-file`: the Slack URL is read from this file.
+    pub slack_webhook_file: Option<PathBuf>,
     /// `--alertmanager`.
     pub alertmanager: Option<SourcedText>,
+    /// `--syslog`: `udp://`, `tcp://` or `tls://host:port`.
+    pub syslog: Option<SourcedText>,
+    /// `--otlp`: an OTLP/HTTP collector's base URL.
+    pub otlp: Option<SourcedText>,
     /// `--output-file`.
     pub output_file: Option<PathBuf>,
     /// `--no-stdout`.
@@ -222,6 +219,8 @@ pub struct FileSettings {
     pub spool_dir: Option<PathBuf>,
     /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--listen-ip`: replaces the address of `listen`, keeping its port.
+    pub listen_ip: Option<std::net::IpAddr>,
     /// `--dedup-window`.
     pub dedup_window: Option<Duration>,
     /// `--shutdown-grace`.
@@ -331,11 +330,15 @@ impl FileSettings {
             webhook,
             webhook_secret_file,
             slack_webhook,
+            slack_webhook_file,
             alertmanager,
+            syslog,
+            otlp,
             output_file,
             no_stdout,
             spool_dir,
             listen,
+            listen_ip,
             dedup_window,
             shutdown_grace,
             log
@@ -488,6 +491,19 @@ impl Validator {
         }
     }
 
+    /// An inline syslog URL must be `udp://`, `tcp://` or `tls://host:port`.
+    fn syslog_url(&mut self, t: &SourcedText, at: Location, key: &str) {
+        if let TextSource::Inline(u) = &t.source
+            && let Err(e) = crate::sink::syslog::parse_url(u)
+        {
+            self.err(
+                at,
+                format!("`{key}`: `{}` is not a syslog URL: {e}", redact_url(u)),
+                "write `tls://siem.example.com:6514` (or `tcp://host:514`, `udp://host:514`)",
+            );
+        }
+    }
+
     fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) => Some(d),
@@ -571,10 +587,30 @@ impl Validator {
             }
             s.slack_webhook = Some(t);
         }
+        if let Some(p) = &raw.slack_webhook_file {
+            s.slack_webhook_file = self.nonempty_path(p, "slack_webhook_file");
+            if raw.slack_webhook.is_some() {
+                self.err(
+                    p.referenced,
+                    "`slack_webhook_file` and `slack_webhook` both give the Slack webhook",
+                    "keep one: `slack_webhook_file: PATH` or `slack_webhook: {file: PATH}` (or `{env: VARIABLE}`)",
+                );
+            }
+        }
         if let Some(u) = &raw.alertmanager {
             let t = self.text(u, u.referenced);
             self.url(&t, u.referenced, "alertmanager");
             s.alertmanager = Some(t);
+        }
+        if let Some(u) = &raw.otlp {
+            let t = self.text(u, u.referenced);
+            self.url(&t, u.referenced, "otlp");
+            s.otlp = Some(t);
+        }
+        if let Some(u) = &raw.syslog {
+            let t = self.text(u, u.referenced);
+            self.syslog_url(&t, u.referenced, "syslog");
+            s.syslog = Some(t);
         }
         if let Some(p) = &raw.output_file {
             s.output_file = self.nonempty_path(p, "output_file");
@@ -591,6 +627,23 @@ impl Validator {
                     format!("`listen`: `{}` is not an address and port ({e})", l.value),
                     "write `127.0.0.1:9464` (this host only), `0.0.0.0:9464` (a pod's probes and scrapes) or `[::]:9464`",
                 ),
+            }
+        }
+        if let Some(l) = &raw.listen_ip {
+            match l.value.trim().parse::<std::net::IpAddr>() {
+                Ok(a) => s.listen_ip = Some(a),
+                Err(e) => self.err(
+                    l.referenced,
+                    format!("`listen_ip`: `{}` is not an IP address ({e})", l.value),
+                    "write an address without a port, e.g. `10.0.0.7` or `fd00::7`; in Kubernetes set MONITOR_LISTEN_IP from `status.podIP` instead",
+                ),
+            }
+            if raw.listen.is_none() {
+                self.err(
+                    l.referenced,
+                    "`listen_ip` replaces the address of `listen`, which is not set",
+                    "add `listen: 0.0.0.0:9464` (its port is kept)",
+                );
             }
         }
         if let Some(d) = &raw.dedup_window {
@@ -656,11 +709,32 @@ impl Validator {
                 "retry",
                 "generator_url",
             ],
+            "otlp" => &[
+                "url",
+                "headers",
+                "tls",
+                "connect_timeout",
+                "request_timeout",
+                "use_env_proxy",
+                "batch_size",
+                "spool",
+                "retry",
+                "encoding",
+            ],
+            "syslog" => &[
+                "url",
+                "tls",
+                "connect_timeout",
+                "request_timeout",
+                "batch_size",
+                "spool",
+                "retry",
+            ],
             other => {
                 self.err(
                     raw.kind.referenced,
                     format!("unknown sink type `{other}`"),
-                    "use one of stdout, file, webhook, slack, alertmanager",
+                    "use one of stdout, file, webhook, slack, alertmanager, syslog, otlp",
                 );
                 return None;
             }
@@ -716,6 +790,8 @@ impl Validator {
                 let kind = match ty {
                     "webhook" => HttpKind::Webhook,
                     "slack" => HttpKind::Slack,
+                    "syslog" => HttpKind::Syslog,
+                    "otlp" => HttpKind::Otlp,
                     _ => HttpKind::Alertmanager,
                 };
                 let Some(u) = &raw.url else {
@@ -735,7 +811,11 @@ impl Validator {
                     );
                     ok = false;
                 }
-                self.url(&url, u.referenced, "url");
+                if kind == HttpKind::Syslog {
+                    self.syslog_url(&url, u.referenced, "url");
+                } else {
+                    self.url(&url, u.referenced, "url");
+                }
                 let mut headers = BTreeMap::new();
                 for (k, v) in &raw.headers {
                     let t = self.text(v, v.referenced);
@@ -810,6 +890,22 @@ impl Validator {
                     }
                     src
                 });
+                let encoding = match raw.encoding.as_ref() {
+                    None => None,
+                    Some(e) => match e.value.as_str() {
+                        "protobuf" => Some(crate::sink::otlp::Encoding::Protobuf),
+                        "json" => Some(crate::sink::otlp::Encoding::Json),
+                        other => {
+                            self.err(
+                                e.referenced,
+                                format!("`encoding`: `{other}` is not an OTLP encoding"),
+                                "write `protobuf` (the default) or `json`",
+                            );
+                            ok = false;
+                            None
+                        }
+                    },
+                };
                 SpecKind::Http {
                     kind,
                     url,
@@ -825,6 +921,7 @@ impl Validator {
                             .map(|r| r.value.clone())
                             .unwrap_or_default(),
                         generator_url: raw.generator_url.as_ref().map(|g| g.value.clone()),
+                        encoding,
                     }),
                 }
             }

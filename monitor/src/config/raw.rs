@@ -31,7 +31,13 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub slack_webhook: Option<Spanned<Value>>,
     #[serde(default)]
+    pub slack_webhook_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
     pub alertmanager: Option<Spanned<Value>>,
+    #[serde(default)]
+    pub syslog: Option<Spanned<Value>>,
+    #[serde(default)]
+    pub otlp: Option<Spanned<Value>>,
     #[serde(default)]
     pub output_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
@@ -40,6 +46,8 @@ pub(crate) struct RawConfig {
     pub spool_dir: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub listen_ip: Option<Spanned<String>>,
     #[serde(default)]
     pub dedup_window: Option<Spanned<String>>,
     #[serde(default)]
@@ -90,6 +98,9 @@ pub(crate) struct RawSink {
     pub retry: Option<Spanned<RetryConfig>>,
     #[serde(default)]
     pub generator_url: Option<Spanned<String>>,
+    // otlp
+    #[serde(default)]
+    pub encoding: Option<Spanned<String>>,
 }
 
 impl RawSink {
@@ -131,6 +142,7 @@ impl RawSink {
             "generator_url",
             self.generator_url.as_ref().map(|s| s.referenced),
         );
+        add("encoding", self.encoding.as_ref().map(|s| s.referenced));
         v
     }
 }

@@ -339,6 +339,16 @@ impl ProcessTable {
     }
 }
 
+/// At most `limit` bytes of a file.
+fn read_bounded(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = Vec::with_capacity(limit.min(4096));
+    fs::File::open(path)?
+        .take(limit as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 fn read_proc_at(
     proc_root: &Path,
     pid: u32,
@@ -374,9 +384,12 @@ fn read_proc_at(
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| bad("no Uid in status"))?;
 
-    let args = fs::read(dir.join("cmdline"))
+    // Bounded as the kernel bounds an exec's argv: a process chooses its own
+    // cmdline (megabytes are allowed), and every event of it carries a copy.
+    let args = read_bounded(&dir.join("cmdline"), monitor_common::ARGS_LEN)
         .map(|raw| {
             raw.split(|&b| b == 0)
+                .take(monitor_common::MAX_ARGS as usize)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect::<Vec<_>>()
         })
@@ -764,6 +777,31 @@ mod tests {
         if let Some(exe) = exe {
             std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
         }
+    }
+
+    /// A process picks its own cmdline (megabytes, thousands of arguments);
+    /// the start-up read keeps what an exec event would: ARGS_LEN bytes, MAX_ARGS pieces.
+    #[test]
+    fn cmdline_read_at_start_is_bounded_like_an_exec() {
+        let proc = tempfile::tempdir().unwrap();
+        let mut long = Vec::new();
+        for _ in 0..5000 {
+            long.extend_from_slice(&[b'A'; 400]);
+            long.push(0);
+        }
+        fake_proc(proc.path(), 7, "big", 1, 0, &long, None);
+        let mut many = Vec::new();
+        for i in 0..1000 {
+            many.extend_from_slice(format!("{i}\0").as_bytes());
+        }
+        fake_proc(proc.path(), 8, "many", 1, 0, &many, None);
+        let big = ProcessTable::read_proc(proc.path(), 7, None).unwrap();
+        let bytes: usize = big.args.iter().map(|a| a.len() + 1).sum();
+        assert!(bytes <= monitor_common::ARGS_LEN + 1, "{bytes} bytes");
+        assert_eq!(big.args[0], "A".repeat(400));
+        let many = ProcessTable::read_proc(proc.path(), 8, None).unwrap();
+        assert_eq!(many.args.len(), monitor_common::MAX_ARGS as usize);
+        assert_eq!(many.args[..3], ["0", "1", "2"]);
     }
 
     #[test]

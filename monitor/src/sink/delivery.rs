@@ -1,8 +1,8 @@
-//! The task of a spooled (HTTP) sink: every alert goes to the spool first,
-//! then is sent, oldest first, and acknowledged only on a 2xx.
+//! The task of a spooled (HTTP) sink: the dispatcher has already appended
+//! every alert to the spool (write-ahead, see `sink/mod.rs`); the task sends
+//! them, oldest first, and acknowledges them only on a 2xx.
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use serde::Deserialize;
 use tokio::{
     sync::{mpsc, watch},
@@ -10,9 +10,9 @@ use tokio::{
 };
 
 use super::{
-    Notice, SinkShared,
+    Notice, SinkShared, SpoolHandle,
     http::{BoxFuture, Deliver, Outcome},
-    spool::{Seq, Spool},
+    spool::Seq,
 };
 use crate::alert::{Alert, Severity};
 
@@ -48,8 +48,7 @@ pub fn backoff(attempt: u32, retry: &RetryConfig) -> Duration {
 
 pub(super) struct SpooledTask {
     pub shared: Arc<SinkShared>,
-    pub rx: mpsc::Receiver<Bytes>,
-    pub spool: Spool,
+    pub spool: Arc<SpoolHandle>,
     pub max_spool_bytes: u64,
     pub target: Arc<dyn Deliver>,
     pub retry: RetryConfig,
@@ -93,8 +92,9 @@ impl SpooledTask {
         self.publish();
         loop {
             let now = Instant::now();
-            if inflight.is_none() && !self.spool.is_empty() && now >= next_try {
-                match self.spool.peek(batch) {
+            if inflight.is_none() && !self.spool.lock().is_empty() && now >= next_try {
+                let peeked = self.spool.lock().peek(batch);
+                match peeked {
                     Ok(records) => {
                         let last = records.last().map(|r| r.0).unwrap_or(0);
                         let n = records.len() as u64;
@@ -108,34 +108,22 @@ impl SpooledTask {
                 }
             }
             if closed {
-                let drained = self.spool.is_empty() && inflight.is_none();
+                let drained = self.spool.lock().is_empty() && inflight.is_none();
                 if drained || deadline.is_none_or(|d| now >= d) {
                     break;
                 }
             }
-            let waiting = inflight.is_none() && !self.spool.is_empty();
+            let waiting = inflight.is_none() && !self.spool.lock().is_empty();
             tokio::select! {
                 biased;
-                msg = self.rx.recv(), if !closed => match msg {
-                    Some(rec) => {
-                        self.accept(rec, &mut notices);
-                        for _ in 0..4096 {
-                            match self.rx.try_recv() {
-                                Ok(rec) => self.accept(rec, &mut notices),
-                                Err(_) => break,
-                            }
-                        }
-                        if self.fsync_interval.is_zero() {
-                            self.sync();
-                        }
-                        self.report(&mut notices, false);
-                        self.publish();
-                    }
-                    None => {
+                _ = self.spool.wake.notified(), if !closed => {
+                    if self.spool.closed.load(std::sync::atomic::Ordering::SeqCst) {
                         closed = true;
                         deadline = self.deadline.borrow().map(Instant::from_std);
                         self.sync();
                     }
+                    self.report(&mut notices, false);
+                    self.publish();
                 },
                 out = async {
                     match inflight.as_mut() {
@@ -146,7 +134,8 @@ impl SpooledTask {
                     let (last, n, _) = inflight.take().expect("in flight");
                     match out {
                         Outcome::Delivered => {
-                            if let Err(e) = self.spool.ack(last) {
+                            let acked = self.spool.lock().ack(last);
+                            if let Err(e) = acked {
                                 tracing::error!(sink = %name, error = %e, "recording the acknowledgement failed; these alerts may be sent again");
                             }
                             self.shared.metrics.delivered(n);
@@ -161,13 +150,15 @@ impl SpooledTask {
                             self.shared.metrics.retried();
                             let delay = after.unwrap_or_else(|| backoff(attempt, &self.retry));
                             if attempt == 1 || attempt.is_multiple_of(10) {
-                                tracing::warn!(sink = %name, attempt, ?delay, spooled = self.spool.len(), %reason, "delivery failed; will retry");
+                                let spooled = self.spool.lock().len();
+                                tracing::warn!(sink = %name, attempt, ?delay, spooled, %reason, "delivery failed; will retry");
                             }
                             next_try = Instant::now() + delay;
                         }
                         Outcome::Permanent { reason } => {
                             tracing::error!(sink = %name, alerts = n, %reason, "endpoint refused the alerts; dropping them (fix the sink's configuration)");
-                            if let Err(e) = self.spool.ack(last) {
+                            let acked = self.spool.lock().ack(last);
+                            if let Err(e) = acked {
                                 tracing::error!(sink = %name, error = %e, "recording the acknowledgement failed");
                             }
                             self.shared.metrics.failed(n);
@@ -193,36 +184,25 @@ impl SpooledTask {
         self.sync();
         self.report(&mut notices, true);
         self.publish();
-        if !self.spool.is_empty() {
-            tracing::warn!(sink = %name, spooled = self.spool.len(), "stopping with alerts still spooled; they are sent first at the next start");
-        }
-    }
-
-    fn accept(&mut self, rec: Bytes, notices: &mut Notices) {
-        match self.spool.append(&rec) {
-            Ok(0) => {}
-            Ok(dropped) => {
-                self.shared.metrics.dropped("spool_full", dropped);
-                notices.spool_dropped += dropped;
-                notices.spool_dropped_total += dropped;
-            }
-            Err(e) => {
-                self.shared.metrics.dropped("spool_error", 1);
-                tracing::error!(sink = %self.shared.name, error = %e, "writing to the spool failed; alert dropped (check the spool directory's disk)");
-            }
+        let spooled = self.spool.lock().len();
+        if spooled > 0 {
+            tracing::warn!(sink = %name, spooled, "stopping with alerts still spooled; they are sent first at the next start");
         }
     }
 
     fn sync(&mut self) {
-        if let Err(e) = self.spool.sync() {
+        let synced = self.spool.lock().sync();
+        if let Err(e) = synced {
             tracing::error!(sink = %self.shared.name, error = %e, "fsync of the spool failed");
         }
     }
 
     fn publish(&self) {
         let m = &self.shared.metrics;
-        m.set_spooled(self.spool.len(), self.spool.bytes());
-        m.set_queued(self.rx.len() as u64);
+        let spool = self.spool.lock();
+        m.set_spooled(spool.len(), spool.bytes());
+        // Written ahead: nothing waits in memory.
+        m.set_queued(0);
     }
 
     /// Raises the agent alerts about drops and refusals, at most one of each
@@ -231,6 +211,9 @@ impl SpooledTask {
         let now = Instant::now();
         let due = |last: Option<Instant>| force || last.is_none_or(|l| now >= l + NOTICE_INTERVAL);
         let name = self.shared.name.clone();
+        let appended_dropped = self.shared.take_spool_dropped();
+        n.spool_dropped += appended_dropped;
+        n.spool_dropped_total += appended_dropped;
         let queue_dropped = self.shared.take_queue_dropped();
         if queue_dropped > 0 {
             let mut a = Alert::agent(
@@ -284,7 +267,7 @@ impl SpooledTask {
     fn raise(&mut self, alert: Alert, to_self: bool, n: &mut Notices) {
         if to_self {
             match serde_json::to_vec(&alert) {
-                Ok(rec) => match self.spool.append(&rec) {
+                Ok(rec) => match self.spool.lock().append(&rec) {
                     Ok(0) => {}
                     Ok(d) => {
                         self.shared.metrics.dropped("spool_full", d);

@@ -96,6 +96,10 @@ pub enum Format {
     Slack,
     /// Prometheus Alertmanager v2: a JSON array of alerts.
     Alertmanager { generator_url: Option<String> },
+    /// RFC 5424 syslog messages (not HTTP: see [`super::syslog`]).
+    Syslog,
+    /// OTLP logs (`/v1/logs`), one log record per alert.
+    Otlp(super::otlp::Encoding),
 }
 
 /// Standard Webhooks signer (HMAC-SHA256).
@@ -159,12 +163,15 @@ impl HttpTarget {
         batch: usize,
     ) -> Result<HttpTarget, SinkError> {
         let url = reqwest::Url::parse(&config.url)
-            .map_err(|e| SinkError::Config(format!("url `{}`: {e}", config.url)))?;
+            .map_err(|e| SinkError::Config(format!("url `{}`: {e}", redact_url(&config.url))))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SinkError::Config(format!(
                 "url `{}`: use http:// or https://",
-                config.url
+                redact_url(&config.url)
             )));
+        }
+        if matches!(format, Format::Syslog) {
+            return Err(SinkError::Config("syslog is not an HTTP sink".into()));
         }
         let mut headers = HeaderMap::new();
         for (k, v) in &config.headers {
@@ -222,6 +229,9 @@ impl HttpTarget {
                 let alert: Value = serde_json::from_slice(&batch[0]).unwrap_or(Value::Null);
                 serde_json::to_vec(&slack_message(&alert)).expect("JSON")
             }
+            // Never an HTTP target: refused by `HttpTarget::new`.
+            Format::Syslog => Vec::new(),
+            Format::Otlp(encoding) => super::otlp::body(batch, *encoding),
             Format::Alertmanager { generator_url } => {
                 let alerts: Vec<Value> = batch
                     .iter()
@@ -253,7 +263,13 @@ impl Deliver for HttpTarget {
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json");
+            .header(
+                CONTENT_TYPE,
+                match &self.format {
+                    Format::Otlp(e) => e.content_type(),
+                    _ => "application/json",
+                },
+            );
         if let Some(signer) = &self.signer {
             // Signed per attempt: receivers reject old timestamps, the id stays.
             let ts = SystemTime::now()
@@ -267,18 +283,53 @@ impl Deliver for HttpTarget {
         }
         let req = req.body(body);
         let max_retry_after = self.max_retry_after;
+        let url = self.url.clone();
         Box::pin(async move {
             match req.send().await {
                 Ok(resp) => classify(resp.status(), resp.headers(), max_retry_after),
                 Err(e) if e.is_builder() => Outcome::Permanent {
-                    reason: format!("building the request: {e}"),
+                    reason: format!("building the request: {}", scrub(e, &url)),
                 },
                 Err(e) => Outcome::Retry {
                     after: None,
-                    reason: error_chain(&e),
+                    reason: scrub(e, &url),
                 },
             }
         })
+    }
+}
+
+/// The error chain of a failed request without its URL: reqwest names the
+/// full URL in its text, and a webhook URL's path or query is often the
+/// credential (Slack's always is). The endpoint is named by host only.
+fn scrub(e: reqwest::Error, url: &reqwest::Url) -> String {
+    let host = redact_url(url.as_str());
+    let mut text = error_chain(&e.without_url());
+    // Belt and braces: an inner error that quotes the URL itself.
+    for secret in [url.as_str(), url.path(), url.query().unwrap_or("")] {
+        if secret.len() > 1 {
+            text = text.replace(secret, "...");
+        }
+    }
+    format!("{host}: {text}")
+}
+
+/// `https://user:pw@host:8443/path?q` -> `https://host:8443/...`: enough to
+/// tell endpoints apart, nothing of the credentials a user part, path or
+/// query may hold. Text that is not a URL is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if matches!(u.path(), "" | "/") && u.query().is_none() {
+                ""
+            } else {
+                "/..."
+            };
+            format!("{}://{host}{port}{rest}", u.scheme())
+        }
+        Err(_) => "(not a URL)".into(),
     }
 }
 
@@ -440,6 +491,37 @@ fn build_client(config: &HttpConfig, url: &reqwest::Url) -> Result<reqwest::Clie
     }
 }
 
+/// Longest text of one Slack field, in characters, before it is cut with `…`
+/// (Slack refuses a section field over 2000 characters and a message text
+/// over 40000; argv and paths are the container's to choose).
+pub const SLACK_FIELD_CHARS: usize = 300;
+/// Longest summary in a Slack message.
+pub const SLACK_SUMMARY_CHARS: usize = 1000;
+
+/// Text from the alert made inert for Slack mrkdwn: `&`, `<` and `>` become
+/// the entities Slack documents (so `<!channel>`, `<@U1>` and `<url|label>`
+/// are shown, not acted on), control characters (newlines included, which
+/// could fake extra fields) become `\u{..}` escapes, and the result is cut
+/// at `max` characters. `*`, `_`, `~` and backticks are kept: at worst they
+/// style a word, and a path copied out of the message stays the real path.
+pub fn slack_escape(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 2));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {
@@ -451,11 +533,15 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 /// A readable Slack message: a one-line `text` (notifications, fallbacks) and
 /// blocks with the facts a responder needs first.
 pub fn slack_message(a: &Value) -> Value {
-    let sev = str_at(a, &["severity"]).unwrap_or("unknown");
-    let rule = str_at(a, &["rule"]).unwrap_or("unknown");
-    let summary = str_at(a, &["summary"]).unwrap_or("");
-    let host = str_at(a, &["host"]).unwrap_or("unknown");
-    let icon = match sev {
+    let field = |path: &[&str], default: &str| {
+        slack_escape(str_at(a, path).unwrap_or(default), SLACK_FIELD_CHARS)
+    };
+    let raw_sev = str_at(a, &["severity"]).unwrap_or("unknown");
+    let sev = field(&["severity"], "unknown");
+    let rule = field(&["rule"], "unknown");
+    let summary = slack_escape(str_at(a, &["summary"]).unwrap_or(""), SLACK_SUMMARY_CHARS);
+    let host = field(&["host"], "unknown");
+    let icon = match raw_sev {
         "critical" => ":red_circle:",
         "high" => ":large_orange_circle:",
         "medium" => ":large_yellow_circle:",
@@ -476,11 +562,13 @@ pub fn slack_message(a: &Value) -> Value {
     ) {
         where_ = format!("{ns}/{pod} ({container})");
     }
+    let where_ = slack_escape(&where_, SLACK_FIELD_CHARS);
     let process = match (str_at(a, &["process", "exe"]), a.pointer("/process/pid")) {
         (Some(exe), Some(pid)) => format!("{exe} (pid {pid})"),
         (None, Some(pid)) => format!("pid {pid}"),
         _ => "-".to_owned(),
     };
+    let process = slack_escape(&process, SLACK_FIELD_CHARS);
     let count = a.get("count").and_then(Value::as_u64).unwrap_or(1);
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*Severity*\n{sev}")}),
@@ -495,12 +583,12 @@ pub fn slack_message(a: &Value) -> Value {
     json!({
         "text": format!("{icon} [{}] {rule} on {host}: {summary}", sev.to_uppercase()),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}* `{rule}`\n{summary}", sev.to_uppercase())}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}* {rule}\n{summary}", sev.to_uppercase())}},
             {"type": "section", "fields": fields},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
                 "{} · alert {}",
-                str_at(a, &["time"]).unwrap_or(""),
-                str_at(a, &["id"]).unwrap_or("")
+                field(&["time"], ""),
+                field(&["id"], "")
             )}]}
         ]
     })
@@ -614,6 +702,46 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// A webhook URL's path and query are the credential: no error a
+    /// failed delivery or a bad setting produces may show them.
+    #[tokio::test]
+    async fn errors_name_the_host_never_the_path_or_query() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let secret_url =
+            format!("http://127.0.0.1:{port}/services/T0/B0/SeCrEtPaTh?token=SeCrEtQuErY");
+        let c = HttpConfig {
+            url: secret_url.clone(),
+            ..Default::default()
+        };
+        let t = HttpTarget::new(&c, Format::Slack, None, 1).unwrap();
+        let out = t.send(vec![Bytes::from_static(br#"{"id":"x"}"#)]).await;
+        let Outcome::Retry { reason, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.starts_with(&format!("http://127.0.0.1:{port}/...: ")),
+            "{reason}"
+        );
+        assert!(!reason.contains("SeCrEt"), "{reason}");
+        for bad in [
+            "ftp://127.0.0.1/SeCrEtPaTh".to_owned(),
+            "https://user:SeCrEtPw@[::1/x".to_owned(),
+        ] {
+            let c = HttpConfig {
+                url: bad,
+                ..Default::default()
+            };
+            let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+            assert!(!e.to_string().contains("SeCrEt"), "{e}");
+        }
+        assert_eq!(
+            redact_url("https://u:p@hooks.example:8443/a/b?c=d"),
+            "https://hooks.example:8443/..."
+        );
     }
 
     #[test]
@@ -755,6 +883,61 @@ mod tests {
                 "132 2001:db8::7:443",
             ]
         );
+    }
+
+    /// A container chooses its argv, paths and names: none of it may become
+    /// Slack markup (mentions, links, formatting, extra lines) or exceed a cap.
+    #[test]
+    fn slack_message_is_inert_and_capped() {
+        let evil = "/tmp/x <!channel> <https://evil.example|click> &amp; *bold* _i_ ~s~ `c`\n*Severity*\ncritical";
+        let a = json!({
+            "id": "0193", "time": "2026-11-29T15:50:00Z", "host": "node-1",
+            "rule": "unexpected-process", "severity": "high", "kind": "process",
+            "summary": format!("unexpected process {evil}"),
+            "container": {"id": "3f9c", "name": "<!here>", "pod": "p\u{7}", "namespace": "n\r"},
+            "process": {"pid": 4242, "exe": format!("{evil}{}", "A".repeat(5000))},
+        });
+        let s = slack_message(&a);
+        let mut texts = vec![s["text"].as_str().unwrap().to_owned()];
+        texts.push(s["blocks"][0]["text"]["text"].as_str().unwrap().to_owned());
+        for f in s["blocks"][1]["fields"].as_array().unwrap() {
+            texts.push(f["text"].as_str().unwrap().to_owned());
+        }
+        for t in &texts {
+            // What remains of the payload is text: no angle brackets, no raw
+            // `&` that is not an entity, no line past the label's own.
+            assert!(!t.contains('<') && !t.contains('>'), "{t}");
+            for (i, _) in t.match_indices('&') {
+                let rest = &t[i..];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;"]
+                        .iter()
+                        .any(|e| rest.starts_with(e)),
+                    "bare & in {t}"
+                );
+            }
+            assert!(t.matches('\n').count() <= 1, "{t}");
+            assert!(!t.contains('\r') && !t.contains('\u{7}'), "{t}");
+            assert!(
+                t.chars().count() <= SLACK_SUMMARY_CHARS + 100,
+                "{} chars",
+                t.chars().count()
+            );
+        }
+        let process = &texts[6];
+        assert!(
+            process.starts_with("*Process*\n/tmp/x &lt;!channel&gt;"),
+            "{process}"
+        );
+        assert!(process.ends_with('…'), "capped: {process}");
+        // The fake field stays on the process's own line.
+        assert!(
+            process.contains("`c`\\u{a}*Severity*\\u{a}critical"),
+            "{process}"
+        );
+        assert!(texts[4].contains("&lt;!here&gt;"), "{}", texts[4]);
+        assert_eq!(slack_escape("a&b", 10), "a&amp;b");
+        assert_eq!(slack_escape("abcdef", 3), "abc…");
     }
 
     #[test]

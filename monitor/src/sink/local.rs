@@ -1,7 +1,7 @@
 //! Local sinks: stdout and files, JSON lines. No spool: the line itself is the
 //! durable copy (files) or the consumer owns it (stdout).
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Write as _},
     path::{Path, PathBuf},
     sync::Arc,
@@ -55,13 +55,8 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(config: FileConfig) -> io::Result<RotatingFile> {
-        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.path)?;
+        super::private::parents(&config.path)?;
+        let file = super::private::append(&config.path, false)?;
         let len = file.metadata()?.len();
         Ok(RotatingFile { config, file, len })
     }
@@ -87,7 +82,7 @@ impl RotatingFile {
             }
             fs::rename(&path, Self::rotated(&path, 1))?;
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.file = super::private::append(&path, false)?;
         self.len = 0;
         Ok(())
     }

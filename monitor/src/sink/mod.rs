@@ -1,20 +1,40 @@
 //! Delivery of alerts: stdout, files, and webhooks (generic, Slack,
 //! Alertmanager), at least once.
 //!
-//! Each sink has one bounded in-memory queue and one tokio task. The event
-//! loop only serialises the alert once and `try_send`s it to every queue
-//! ([`Sinks::dispatch`]), so a slow or dead endpoint never slows the event
-//! path or the other sinks. A full queue (the sink's task is stuck on its
-//! disk) drops the alert, counts it (`sink_dropped{reason="queue_full"}`) and
-//! raises an `agent` alert.
+//! Each sink has one tokio task, so a slow or dead endpoint never slows the
+//! event path or the other sinks. The event loop serialises each alert once
+//! and hands it to every sink without waiting ([`Sinks::dispatch`]):
 //!
-//! HTTP sinks write every alert to their on-disk [`spool`] first and remove
-//! it only when the endpoint acknowledged it with a 2xx, so alerts survive an
-//! endpoint outage and a restart of the agent (SIGKILL included), and are sent
-//! first, in order, when it comes back. Retries use exponential backoff with
-//! jitter on connect errors, timeouts, 408, 429 and 5xx (honouring
-//! Retry-After); other answers are permanent: logged, counted, reported.
-//! Only a full spool drops anything: the oldest first, counted, reported.
+//! - a sink with a spool (webhook, Slack, Alertmanager) **writes ahead**: the
+//!   dispatcher appends the record to the sink's on-disk [`spool`] itself
+//!   (one `write(2)` to the page cache) and wakes the task, which sends from
+//!   the spool and removes a record only when the endpoint acknowledged it.
+//!   Such a sink has no in-memory queue, so there is nothing to lose on a
+//!   full queue or a SIGKILL: what `dispatch` returned from is on disk. A
+//!   power loss can lose the last `fsync_interval` (1 s by default; `0s`
+//!   syncs after every append, on the event path);
+//! - stdout and file sinks have a bounded in-memory queue (`queue`, 4096 by
+//!   default) in front of their writer: the line itself is the durable copy.
+//!
+//! Retries use exponential backoff with jitter on connect errors, timeouts,
+//! 408, 429 and 5xx (honouring Retry-After).
+//!
+//! What drops an alert, exactly; each is counted and reported by an `agent`
+//! alert:
+//!
+//! | counter | sink | when |
+//! | --- | --- | --- |
+//! | `monitor_sink_dropped_total{reason="spool_full"}` | spooled | the spool holds `spool.max_bytes` of undelivered alerts: the **oldest** are dropped to make room |
+//! | `..{reason="spool_error"}` | spooled | the append itself failed (disk full, I/O error): that alert |
+//! | `..{reason="corrupt"}` | spooled | at start, a spooled line that is not JSON (a damaged segment) |
+//! | `monitor_sink_failed_total` | spooled | the endpoint answered a status that is not retried (3xx, 4xx but 408 and 429): that batch; the configuration needs fixing |
+//! | `..{reason="queue_full"}` | stdout, file | the writer is stuck (a blocked pipe, a slow disk) while `queue` alerts wait: the new alert |
+//! | `..{reason="closed"}` | stdout, file | an alert dispatched after shutdown began |
+//! | `monitor_sink_failed_total` | stdout, file | the write failed |
+//!
+//! Nothing else drops: a down endpoint, a restart, or a crash of the agent
+//! (SIGKILL included) leaves the alerts in the spool, sent first, in order,
+//! at the next chance.
 //!
 //! On shutdown ([`Sinks::shutdown`]) each sink keeps sending for the grace
 //! period; whatever is left stays in its spool for the next start.
@@ -23,7 +43,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -40,10 +60,82 @@ use crate::{
     metrics::{Metrics, SinkMetrics},
 };
 
+/// Alerts can carry secrets from argv: what the sinks keep on disk is the
+/// agent's alone. Directories they create are 0700 and their files 0600,
+/// set with chmod after creation so no umask widens (or empties) them.
+pub(crate) mod private {
+    use std::{
+        fs::{self, File, OpenOptions, Permissions},
+        io,
+        os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+        path::Path,
+    };
+
+    /// Creates `dir` and every missing parent 0700; `dir` itself is made
+    /// 0700 even when it exists (it is the sink's own).
+    pub fn dir(dir: &Path) -> io::Result<()> {
+        create_missing(dir)?;
+        fs::set_permissions(dir, Permissions::from_mode(0o700))
+    }
+
+    /// Creates missing parents of a file 0700, leaving existing ones alone
+    /// (an output file may live in `/var/log`).
+    pub fn parents(file: &Path) -> io::Result<()> {
+        match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(parent) => create_missing(parent),
+            None => Ok(()),
+        }
+    }
+
+    fn create_missing(dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d);
+            cur = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            match fs::DirBuilder::new().mode(0o700).create(d) {
+                Ok(()) => fs::set_permissions(d, Permissions::from_mode(0o700))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating) a file for appending, 0600 whatever it was.
+    pub fn append(path: &Path, read: bool) -> io::Result<File> {
+        let f = OpenOptions::new()
+            .read(read)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        f.set_permissions(Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+
+    /// Writes a whole file, 0600.
+    pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
+        use std::io::Write as _;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.set_permissions(Permissions::from_mode(0o600))?;
+        f.write_all(data)
+    }
+}
+
 mod delivery;
 pub mod http;
 mod local;
+pub mod otlp;
 pub mod spool;
+pub mod syslog;
 
 pub use delivery::{RetryConfig, backoff};
 pub use http::{Format, HttpConfig, HttpTarget, Outcome, Signer, TlsConfig};
@@ -139,6 +231,8 @@ pub struct HttpSinkConfig {
     pub retry: RetryConfig,
     /// Alertmanager only: the `generatorURL` of each alert.
     pub generator_url: Option<String>,
+    /// OTLP only: `protobuf` (default) or `json`.
+    pub encoding: Option<otlp::Encoding>,
 }
 
 /// What a sink is.
@@ -155,6 +249,12 @@ pub enum SinkKind {
     Slack(HttpSinkConfig),
     /// Prometheus Alertmanager (`url` = its base, e.g. `http://am:9093`).
     Alertmanager(HttpSinkConfig),
+    /// Syslog, RFC 5424 (`url` = `udp://`, `tcp://` or `tls://host:port`;
+    /// `tls`, timeouts, `batch_size`, `spool` and `retry` as for HTTP).
+    Syslog(HttpSinkConfig),
+    /// OTLP logs over HTTP (`url` = the collector's base, e.g.
+    /// `http://collector:4318`; `/v1/logs` is added).
+    Otlp(HttpSinkConfig),
 }
 
 /// One sink.
@@ -163,7 +263,8 @@ pub struct SinkConfig {
     /// Unique; names the metrics label and the spool directory
     /// (letters, digits, `-`, `_`, `.`).
     pub name: String,
-    /// Capacity of the in-memory queue, in alerts.
+    /// Capacity of the in-memory queue of a stdout or file sink, in alerts
+    /// (a spooled sink writes ahead to its spool and has none).
     #[serde(default = "default_queue")]
     pub queue: usize,
     #[serde(flatten)]
@@ -205,17 +306,71 @@ pub(crate) struct SinkShared {
     pub host: String,
     pub metrics: SinkMetrics,
     queue_dropped: AtomicU64,
+    /// Records the dispatcher's appends pushed out of a full spool, for the
+    /// task's next notice.
+    spool_dropped: AtomicU64,
 }
 
 impl SinkShared {
     fn take_queue_dropped(&self) -> u64 {
         self.queue_dropped.swap(0, Ordering::Relaxed)
     }
+
+    pub(crate) fn take_spool_dropped(&self) -> u64 {
+        self.spool_dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// A spooled sink's side of the write-ahead: the dispatcher appends, the
+/// task sends and acknowledges.
+pub(crate) struct SpoolHandle {
+    spool: Mutex<Spool>,
+    /// Wakes the task: a record was appended, or shutdown began.
+    pub wake: tokio::sync::Notify,
+    pub closed: AtomicBool,
+    /// `fsync_interval: 0s`: sync after every append.
+    sync_each: bool,
+}
+
+impl SpoolHandle {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one record; counts what it drops.
+    fn append(&self, shared: &SinkShared, record: &[u8]) {
+        let mut spool = self.lock();
+        match spool.append(record) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                shared.metrics.dropped("spool_full", dropped);
+                shared.spool_dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.metrics.dropped("spool_error", 1);
+                tracing::error!(sink = %shared.name, error = %e, "writing to the spool failed; alert dropped (check the spool directory's disk)");
+            }
+        }
+        if self.sync_each
+            && let Err(e) = spool.sync()
+        {
+            tracing::error!(sink = %shared.name, error = %e, "fsync of the spool failed");
+        }
+        drop(spool);
+        self.wake.notify_one();
+    }
+}
+
+enum Input {
+    /// Local sinks: a bounded queue in front of the writer.
+    Queue(Mutex<Option<mpsc::Sender<Bytes>>>),
+    /// Spooled sinks: straight to disk.
+    Spool(Arc<SpoolHandle>),
 }
 
 struct Entry {
     shared: Arc<SinkShared>,
-    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
+    input: Input,
 }
 
 struct Dispatcher {
@@ -237,7 +392,13 @@ impl Dispatcher {
             if Some(e.shared.name.as_str()) == exclude {
                 continue;
             }
-            let tx = e.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = match &e.input {
+                Input::Spool(h) => {
+                    h.append(&e.shared, &record);
+                    continue;
+                }
+                Input::Queue(tx) => tx.lock().unwrap_or_else(|p| p.into_inner()),
+            };
             let Some(tx) = tx.as_ref() else {
                 e.shared.metrics.dropped("closed", 1);
                 continue;
@@ -257,7 +418,17 @@ impl Dispatcher {
 
     fn close(&self) {
         for e in &self.entries {
-            e.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match &e.input {
+                Input::Queue(tx) => {
+                    tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+                }
+                // Appends stay possible (they are sent at the next start);
+                // the task only learns to stop.
+                Input::Spool(h) => {
+                    h.closed.store(true, Ordering::SeqCst);
+                    h.wake.notify_one();
+                }
+            }
         }
     }
 }
@@ -311,14 +482,23 @@ impl Sinks {
                 host: options.host.clone(),
                 metrics: metrics.sink(&c.name),
                 queue_dropped: AtomicU64::new(0),
+                spool_dropped: AtomicU64::new(0),
             });
-            let (tx, rx) = mpsc::channel::<Bytes>(c.queue.max(1));
             let sh = shared.clone();
             let tick = Duration::from_secs(1);
-            let starter: Starter = match c.kind {
+            let capacity = c.queue.max(1);
+            let queue = move || {
+                let (tx, rx) = mpsc::channel::<Bytes>(capacity);
+                (Input::Queue(Mutex::new(Some(tx))), rx)
+            };
+            let (input, starter): (Input, Starter) = match c.kind {
                 SinkKind::Stdout => {
+                    let (input, rx) = queue();
                     let w = local::LocalWriter::Stdout(tokio::io::stdout());
-                    Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick)))
+                    (
+                        input,
+                        Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick))),
+                    )
                 }
                 SinkKind::File(fc) => {
                     let path = fc.path.clone();
@@ -327,8 +507,12 @@ impl Sinks {
                         path,
                         source,
                     })?;
+                    let (input, rx) = queue();
                     let w = local::LocalWriter::File(f);
-                    Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick)))
+                    (
+                        input,
+                        Box::new(move || tokio::spawn(local::run_local(sh, rx, w, tick))),
+                    )
                 }
                 kind => {
                     let (hc, format, default_batch) = match kind {
@@ -340,6 +524,11 @@ impl Sinks {
                             };
                             (hc, f, 64)
                         }
+                        SinkKind::Syslog(hc) => (hc, Format::Syslog, 64),
+                        SinkKind::Otlp(hc) => {
+                            let f = Format::Otlp(hc.encoding.unwrap_or_default());
+                            (hc, f, 64)
+                        }
                         SinkKind::Stdout | SinkKind::File(_) => unreachable!("matched above"),
                     };
                     let task = spooled_task(
@@ -349,18 +538,15 @@ impl Sinks {
                         default_batch,
                         &options,
                         sh,
-                        rx,
                         notices_tx.clone(),
                         deadline_rx.clone(),
                     )?;
-                    Box::new(move || tokio::spawn(task.run()))
+                    let input = Input::Spool(task.spool.clone());
+                    (input, Box::new(move || tokio::spawn(task.run())))
                 }
             };
             starters.push(starter);
-            entries.push(Entry {
-                shared,
-                tx: Mutex::new(Some(tx)),
-            });
+            entries.push(Entry { shared, input });
         }
         drop(notices_tx);
         // Every sink opened without error: only now start the tasks.
@@ -430,7 +616,8 @@ impl Sinks {
     }
 
     /// Stops every task at once without flushing, as a crash would (tests).
-    /// What a spool accepted is on disk; what was still queued is lost.
+    /// What a spool accepted is on disk (with write-ahead, every alert
+    /// dispatched to a spooled sink); what a local sink's queue held is lost.
     pub fn abort(mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
@@ -460,13 +647,15 @@ fn spooled_task(
     default_batch: usize,
     options: &SinksOptions,
     shared: Arc<SinkShared>,
-    rx: mpsc::Receiver<Bytes>,
     notices: mpsc::UnboundedSender<Notice>,
     deadline: watch::Receiver<Option<std::time::Instant>>,
 ) -> Result<delivery::SpooledTask, SinkError> {
     let mut http = hc.http.clone();
     if matches!(format, Format::Alertmanager { .. }) {
         http.url = alertmanager_url(&http.url);
+    }
+    if matches!(format, Format::Otlp(_)) {
+        http.url = otlp::logs_url(&http.url);
     }
     let signer = match (&hc.secret, &format) {
         (Some(s), Format::Generic) => Some(Signer::from_source(s)?),
@@ -477,12 +666,11 @@ fn spooled_task(
         }
         (None, _) => None,
     };
-    let target = HttpTarget::new(
-        &http,
-        format,
-        signer,
-        hc.batch_size.unwrap_or(default_batch),
-    )?;
+    let batch = hc.batch_size.unwrap_or(default_batch);
+    let target: Arc<dyn http::Deliver> = match format {
+        Format::Syslog => Arc::new(syslog::SyslogTarget::new(&http, batch)?),
+        format => Arc::new(HttpTarget::new(&http, format, signer, batch)?),
+    };
     let dir = hc
         .spool
         .dir
@@ -503,10 +691,14 @@ fn spooled_task(
     }
     Ok(delivery::SpooledTask {
         shared,
-        rx,
-        spool,
+        spool: Arc::new(SpoolHandle {
+            spool: Mutex::new(spool),
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+            sync_each: hc.spool.fsync_interval.is_zero(),
+        }),
         max_spool_bytes: hc.spool.max_bytes,
-        target: Arc::new(target),
+        target,
         retry: hc.retry.clone(),
         fsync_interval: hc.spool.fsync_interval,
         notices,

@@ -26,7 +26,7 @@
 //! not JSON are skipped and counted as corrupt.
 use std::{
     collections::{BTreeMap, VecDeque},
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Write as _},
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
@@ -76,7 +76,7 @@ fn segment_name(n: u64) -> String {
 impl Spool {
     /// Opens (or creates) the spool in `dir`.
     pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<(Spool, Recovered)> {
-        fs::create_dir_all(dir)?;
+        super::private::dir(dir)?;
         let segment_bytes = segment_bytes.clamp(4096, max_bytes.max(4096));
         let (ack_seg, ack_off) = read_ack(&dir.join("ack"));
         let mut numbers = Vec::new();
@@ -110,7 +110,7 @@ impl Spool {
                 fs::remove_file(&path)?;
                 continue;
             }
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
+            let file = super::private::append(&path, true)?;
             let data = fs::read(&path)?;
             let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             if complete < data.len() {
@@ -162,11 +162,7 @@ impl Spool {
     }
 
     fn new_segment(&mut self, n: u64) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(self.dir.join(segment_name(n)))?;
+        let file = super::private::append(&self.dir.join(segment_name(n)), true)?;
         self.segments.insert(n, file);
         self.active = n;
         self.active_len = 0;
@@ -248,7 +244,7 @@ impl Spool {
             None => (self.active, self.active_len),
         };
         let tmp = self.dir.join("ack.tmp");
-        fs::write(&tmp, format!("{seg} {off}\n"))?;
+        super::private::write(&tmp, format!("{seg} {off}\n").as_bytes())?;
         fs::rename(&tmp, self.dir.join("ack"))?;
         let done: Vec<u64> = self.segments.range(..seg).map(|(n, _)| *n).collect();
         for n in done {
@@ -299,6 +295,8 @@ fn read_ack(path: &Path) -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn rec(i: u32) -> Vec<u8> {

@@ -888,6 +888,7 @@ impl Hook {
                     max: Duration::from_millis(400),
                 },
                 generator_url: None,
+                encoding: None,
             }),
         );
         c.queue = self.queue;
