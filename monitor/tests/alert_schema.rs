@@ -72,7 +72,9 @@ fn alerts() -> Vec<Alert> {
             "node-1",
             rule,
             "default/containers",
-            Severity::High,
+            // Medium: high and critical alerts are never throttled, and the
+            // second pass needs throttling notices.
+            Severity::Medium,
             kind,
             summary,
         );
@@ -155,7 +157,15 @@ fn alerts() -> Vec<Alert> {
         });
         out.push(a);
     }
-    out.push(mk(AlertKind::Syscall, "ptrace", "ptrace".into()));
+    for refused in [false, true] {
+        let mut a = mk(AlertKind::Syscall, "namespace-change", "setns".into());
+        let args = (!refused).then_some([3, 0x4000_0000, 0, 0, 0, 0]);
+        let mut call =
+            monitor::event::syscall::describe(libc::SYS_setns as u32, args.as_ref(), -1).unwrap();
+        call.refused = refused;
+        a.syscall = Some(call);
+        out.push(a);
+    }
     let mut posture = mk(
         AlertKind::Posture,
         "privileged-container",
@@ -187,6 +197,7 @@ async fn every_emitted_alert_kind_matches_the_schema() {
                     per_second: 1.0,
                     burst,
                 },
+                ..PipelineConfig::default()
             },
             "node-1",
             None,
