@@ -1029,8 +1029,7 @@ fn the_default_pack_on_real_containers() {
                 let script = script.replace("{scratch}", scratch.to_str().unwrap());
                 let isolation =
                     Isolation::mounts(tmpfs.iter().map(|t| Mount::Tmpfs((*t).into())).collect());
-                let mut cmd = cg.command("/bin/sh");
-                isolation.apply(&mut cmd);
+                let mut cmd = isolation.command_in(&cg.path, "/bin/sh");
                 let child = cmd.args(["-c", &script]).spawn().unwrap();
                 let pid = child.id();
                 let out = child.wait_with_output().unwrap();

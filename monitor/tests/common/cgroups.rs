@@ -107,6 +107,14 @@ impl CgroupDir {
 /// A command whose process joins the cgroup v2 directory `cgroup` before it execs.
 pub fn command_in(cgroup: &Path, program: &str) -> Command {
     let mut cmd = Command::new(program);
+    join_on_exec(&mut cmd, cgroup);
+    cmd
+}
+
+/// Makes `cmd`'s process join `cgroup` as the last step before its exec:
+/// whatever `pre_exec` work was added before this call runs outside the
+/// cgroup, so the rules under test never see it.
+pub fn join_on_exec(cmd: &mut Command, cgroup: &Path) {
     let procs = cgroup.join("cgroup.procs");
     let procs = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -124,7 +132,6 @@ pub fn command_in(cgroup: &Path, program: &str) -> Command {
             Ok(())
         });
     }
-    cmd
 }
 
 impl Monitor {

@@ -109,8 +109,7 @@ impl TestCgroup {
         args: &[&str],
         cwd: Option<&Path>,
     ) -> u32 {
-        let mut cmd = self.command(program);
-        isolation.apply(&mut cmd);
+        let mut cmd = isolation.command_in(&self.path, program);
         cmd.args(args);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);

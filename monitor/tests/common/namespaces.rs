@@ -1,7 +1,8 @@
 //! Namespaces for a workload, made by the test's own child between fork and
-//! exec: the rules under test see the workload's program as the container's
-//! first process, never an `unshare` or `mount` program of the test's
-//! machinery (which the shipped pack reports as `namespace-tool`).
+//! exec, before it joins the container's cgroup: the rules under test see
+//! the workload's program as the container's first process, never an
+//! `unshare` or `mount` of the test's machinery (which the shipped pack
+//! reports as `namespace-tool`, `namespace-change` and `mount-syscall`).
 use std::{ffi::CString, os::unix::process::CommandExt as _, path::Path, process::Command};
 
 /// A mount made in the workload's private mount namespace.
@@ -39,9 +40,21 @@ impl Isolation {
         }
     }
 
-    /// Adds the namespaces to `cmd`: call after the command joined its
-    /// cgroup, so the namespaces are made inside the container.
-    pub fn apply(&self, cmd: &mut Command) {
+    /// A command for `program` that makes these namespaces, then joins
+    /// `cgroup`, then execs: the machinery's `unshare` and `mount` calls
+    /// happen outside the container (namespaces do not belong to a cgroup,
+    /// and the cgroup socket hooks judge a socket by the cgroup of the
+    /// process that makes it, which is the container's).
+    pub fn command_in(&self, cgroup: &Path, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        self.apply(&mut cmd);
+        super::cgroups::join_on_exec(&mut cmd, cgroup);
+        cmd
+    }
+
+    /// Adds the namespaces to `cmd`, as `pre_exec` work that runs before any
+    /// added after this call.
+    fn apply(&self, cmd: &mut Command) {
         let c = |s: &str| CString::new(s).unwrap();
         let net = self.net;
         // (source, target, fstype, flags), prepared before the fork: only

@@ -171,7 +171,20 @@ pub fn ensure_tool(tool: &str, package: &str) -> anyhow::Result<()> {
 }
 
 /// Installs Debian packages, quietly; never removes one to make room.
+///
+/// QEMU is the one package that needs help: a machine may carry a newer
+/// `qemu-utils` (qemu-img) from backports, which breaks the release's
+/// `qemu-system-common`. apt would remove it; instead qemu-utils is moved to
+/// the release's own version, so qemu-img stays installed.
 pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let mut packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    let mut downgrade = false;
+    if packages.iter().any(|p| p.starts_with("qemu-system")) && package_installed("qemu-utils") {
+        if let Some(release) = release_codename() {
+            packages.push(format!("qemu-utils/{release}"));
+            downgrade = true;
+        }
+    }
     eprintln!("vm: installing {}", packages.join(" "));
     crate::output(
         Command::new("apt-get")
@@ -187,11 +200,21 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
                 "--no-install-recommends",
                 "--no-remove",
             ])
-            .args(packages)
+            .args(downgrade.then_some("--allow-downgrades"))
+            .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null()),
     )
     .map(drop)
+}
+
+/// The Debian release's code name (`bookworm`), from /etc/os-release.
+fn release_codename() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// True when the Debian package is installed.
