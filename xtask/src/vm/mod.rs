@@ -179,11 +179,12 @@ pub fn ensure_tool(tool: &str, package: &str) -> anyhow::Result<()> {
 pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let mut packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
     let mut downgrade = false;
-    if packages.iter().any(|p| p.starts_with("qemu-system")) && package_installed("qemu-utils") {
-        if let Some(release) = release_codename() {
-            packages.push(format!("qemu-utils/{release}"));
-            downgrade = true;
-        }
+    if packages.iter().any(|p| p.starts_with("qemu-system"))
+        && package_installed("qemu-utils")
+        && let Some(release) = release_codename()
+    {
+        packages.push(format!("qemu-utils/{release}"));
+        downgrade = true;
     }
     eprintln!("vm: installing {}", packages.join(" "));
     crate::output(
