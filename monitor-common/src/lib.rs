@@ -244,7 +244,10 @@ pub struct FileEvent {
     /// The dirfd the path is relative to (`AT_FDCWD` or a descriptor).
     pub dirfd: i32,
     pub dirfd2: i32,
-    pub _pad: u32,
+    /// For a read-only open: the caller's process id in its own pid
+    /// namespace (what `/proc/<pid>` means inside its container); 0 for
+    /// other operations, or when this kernel's BTF does not tell.
+    pub ns_pid: u32,
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
     /// The path as the process passed it (cut at `PATH_LEN - 1` bytes).
@@ -341,6 +344,16 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     pub kernfs_parent: u32,
     pub kernfs_id: u32,
+    /// 1 when the members below were all found: the route to a task's
+    /// process id in its own pid namespace (`group_leader->thread_pid->
+    /// numbers[level].nr`), which `/proc` inside its container shows.
+    pub pidns_valid: u32,
+    pub task_group_leader: u32,
+    pub task_thread_pid: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`; `nr` is its first member.
+    pub upid_size: u32,
     /// Tracepoint fields (`sched/*`, `cgroup/*`), from tracefs.
     pub tp_exec_filename: u32,
     pub tp_exec_pid: u32,
@@ -384,6 +397,12 @@ impl KernelOffsets {
         cgroup_kn: 0,
         kernfs_parent: 0,
         kernfs_id: 0,
+        pidns_valid: 0,
+        task_group_leader: 0,
+        task_thread_pid: 0,
+        pid_level: 0,
+        pid_numbers: 0,
+        upid_size: 0,
         tp_exec_filename: 0,
         tp_exec_pid: 0,
         tp_exec_old_pid: 0,

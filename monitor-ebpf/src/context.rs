@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 use monitor_common::{COMM_LEN, Header};
 
 use crate::{
-    kmem::read_ptr,
+    kmem::{read_ptr, read_u32},
     maps::{SCOPE_ROOTS, SCOPE_VERDICTS, offset, setting},
 };
 
@@ -154,6 +154,29 @@ unsafe fn kernfs_of(task: u64) -> Result<u64, i64> {
         let css_set = read_ptr(task, offset!(task_cgroups))?;
         let cgroup = read_ptr(css_set, offset!(css_set_dfl_cgrp))?;
         read_ptr(cgroup, offset!(cgroup_kn))
+    }
+}
+
+/// The current process's id in its own pid namespace, or 0 when this
+/// kernel's BTF did not give the members: `group_leader->thread_pid->
+/// numbers[level].nr`.
+#[inline(always)]
+pub fn ns_tgid() -> u32 {
+    if offset!(pidns_valid) == 0 {
+        return 0;
+    }
+    unsafe { ns_tgid_of(bpf_get_current_task()) }.unwrap_or(0)
+}
+
+#[inline(always)]
+unsafe fn ns_tgid_of(task: u64) -> Result<u32, i64> {
+    unsafe {
+        let leader = read_ptr(task, offset!(task_group_leader))?;
+        let pid = read_ptr(leader, offset!(task_thread_pid))?;
+        // Bounded so the verifier sees a finite offset; real kernels nest
+        // pid namespaces at most 32 deep.
+        let level = read_u32(pid, offset!(pid_level))? & 31;
+        read_u32(pid, offset!(pid_numbers) + level * offset!(upid_size))
     }
 }
 

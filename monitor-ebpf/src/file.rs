@@ -116,6 +116,14 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
     ev.dirfd = call.dirfd;
     ev.dirfd2 = call.dirfd2;
     ev.ret = ret;
+    // Only read-only opens are ever completed without a flag (the sensitive
+    // reads): the rules tell a read of `/proc/<own pid>/environ` from
+    // another process's by this pid, and writes need not pay for it.
+    ev.ns_pid = if call.op == file_op::OPEN && call.flags == 0 {
+        context::ns_tgid()
+    } else {
+        0
+    };
     let n = unsafe {
         bpf_probe_read_user_str(
             ev.path.as_mut_ptr().cast(),

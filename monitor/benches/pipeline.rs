@@ -310,7 +310,7 @@ fn file_record(
         path2_len: path2.len() as u32,
         dirfd: monitor_common::AT_FDCWD,
         dirfd2: monitor_common::AT_FDCWD,
-        _pad: 0,
+        ns_pid: 0,
         ret: if op == file_op::OPEN { 5 } else { 0 },
         path: fill::<PATH_LEN>(path),
         path2: fill::<PATH_LEN>(path2),

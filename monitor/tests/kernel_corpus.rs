@@ -413,6 +413,21 @@ const CASES: &[Case] = &[
         ),
     ),
     attack(
+        "a read of pid 1's environment",
+        &["process-secrets-read"],
+        // The trailing command keeps the shell as pid 1 (no exec of the last).
+        Sh("/usr/bin/python3 -c \"open('/proc/1/environ').read()\"; true"),
+    ),
+    twin(
+        "a process reading its own environment, by number and as self",
+        "process-secrets-read",
+        Argv(&[
+            PY,
+            "-c",
+            "import os\nopen('/proc/self/environ').read()\nopen('/proc/%d/environ' % os.getpid()).read()",
+        ]),
+    ),
+    attack(
         "a service-account token read",
         &["service-account-token-read"],
         Sh(

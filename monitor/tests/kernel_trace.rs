@@ -439,6 +439,66 @@ fn reads_of_credential_files_are_events_and_ordinary_reads_are_not() {
 }
 
 #[test]
+fn a_read_of_a_processs_own_proc_entry_is_named_self_in_its_own_pid_namespace() {
+    if !kernel_tests_enabled(
+        "a_read_of_a_processs_own_proc_entry_is_named_self_in_its_own_pid_namespace",
+    ) {
+        return;
+    }
+    let cg = TestCgroup::new("procreads");
+    let mut m = trace(&cg, "file");
+    // In a pid namespace of its own (as in a container), with its /proc:
+    // python is pid 2 there (unshare's child sh is 1). Its own entry by
+    // number and as self, then pid 1's.
+    let script = r#"
+import os
+assert os.getpid() == 2, os.getpid()
+open('/proc/2/environ').read()
+open('/proc/self/environ').read()
+open('/proc/1/environ').read()
+"#;
+    cg.run(
+        "/usr/bin/unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "/bin/sh",
+            "-c",
+            &format!("/usr/bin/python3 -c \"{script}\"; true"),
+        ],
+        None,
+    );
+    let environ = |v: &Value| {
+        v["event"] == "file"
+            && v["cgroup_id"] == cg.id
+            && v["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/environ"))
+    };
+    m.expect("the read of pid 1's environ", WAIT, |v| {
+        environ(v) && v["file"]["path"] == "/proc/1/environ"
+    });
+    m.drain_for(Duration::from_millis(300));
+    let paths: Vec<&str> = m
+        .seen
+        .iter()
+        .filter(|v| environ(v))
+        .map(|v| v["file"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/proc/self/environ",
+            "/proc/self/environ",
+            "/proc/1/environ"
+        ],
+        "{:?}",
+        m.seen
+    );
+}
+
+#[test]
 fn a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not() {
     if !kernel_tests_enabled(
         "a_connect_to_a_runtime_socket_is_an_event_and_other_unix_connects_are_not",

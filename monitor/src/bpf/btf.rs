@@ -504,6 +504,34 @@ impl Btf {
         self.member(struct_name, member).map(|m| m.offset)
     }
 
+    /// The size in bytes of struct `name` (every same-named struct agreeing).
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        let ids = self
+            .composites
+            .get(name)
+            .ok_or_else(|| BtfError::StructNotFound {
+                name: name.to_owned(),
+            })?;
+        let mut sizes = Vec::new();
+        for &id in ids {
+            let t = self.entry(id)?;
+            if t.kind() == KIND_STRUCT && !sizes.contains(&t.size_or_type) {
+                sizes.push(t.size_or_type);
+            }
+        }
+        match sizes[..] {
+            [size] => Ok(size),
+            [] => Err(BtfError::StructNotFound {
+                name: name.to_owned(),
+            }),
+            _ => Err(BtfError::Ambiguous {
+                struct_name: name.to_owned(),
+                member: "(size)".to_owned(),
+                offsets: sizes,
+            }),
+        }
+    }
+
     /// A short description of a type for error messages.
     fn describe(&self, id: u32) -> Result<String, BtfError> {
         if id == 0 {
@@ -651,6 +679,30 @@ pub fn cgroup_walk_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfEr
         .checked("kernfs_node", "parent", Pointer)
         .or_else(|_| btf.checked("kernfs_node", "__parent", Pointer))?;
     o.cgroups_valid = 1;
+    Ok(())
+}
+
+/// Fills the members that lead from a task to its process id in its own pid
+/// namespace and sets `pidns_valid`. Without them the reads of `/proc/<pid>`
+/// files cannot be told from a process's reads of its own; the caller says so.
+pub fn pidns_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U32};
+    o.task_group_leader = btf.checked("task_struct", "group_leader", Pointer)?;
+    o.task_thread_pid = btf.checked("task_struct", "thread_pid", Pointer)?;
+    o.pid_level = btf.checked("pid", "level", U32)?;
+    // `numbers` is a (flexible) array of `struct upid`: its offset, and the
+    // element's size and first member, are what the programs index by.
+    o.pid_numbers = btf.member_offset("pid", "numbers")?;
+    if btf.checked("upid", "nr", U32)? != 0 {
+        return Err(BtfError::UnexpectedType {
+            struct_name: "upid".to_owned(),
+            member: "nr".to_owned(),
+            expected: "the first member".to_owned(),
+            found: "a later one".to_owned(),
+        });
+    }
+    o.upid_size = btf.struct_size("upid")?;
+    o.pidns_valid = 1;
     Ok(())
 }
 
@@ -1137,6 +1189,10 @@ mod tests {
         cgroup_walk_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("cgroup_walk_offsets: {e}"));
         assert_eq!(o.cgroups_valid, 1);
         assert_ne!(o.kernfs_parent, o.kernfs_id);
+        pidns_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("pidns_offsets: {e}"));
+        assert_eq!(o.pidns_valid, 1);
+        // struct upid { int nr; struct pid_namespace *ns; } on 64-bit.
+        assert_eq!(o.upid_size, 16);
         // Layouts that have held for many kernel versions.
         assert_eq!(o.path_mnt, 0);
         assert_eq!(o.path_dentry, 8);
@@ -1183,6 +1239,10 @@ mod tests {
             (o.mount_mnt, "mount", "mnt"),
             (o.mount_parent, "mount", "mnt_parent"),
             (o.mount_mountpoint, "mount", "mnt_mountpoint"),
+            (o.task_group_leader, "task_struct", "group_leader"),
+            (o.task_thread_pid, "task_struct", "thread_pid"),
+            (o.pid_level, "pid", "level"),
+            (o.pid_numbers, "pid", "numbers"),
             (o.task_cgroups, "task_struct", "cgroups"),
             (o.css_set_dfl_cgrp, "css_set", "dfl_cgrp"),
             (o.cgroup_kn, "cgroup", "kn"),

@@ -91,6 +91,12 @@ fn kernel_offsets(tracefs: &Path, btf_file: Option<&Path>) -> anyhow::Result<Ker
         if let Err(e) = btf::cgroup_walk_offsets(btf, &mut offsets) {
             tracing::debug!("the cgroup ancestry walk is unavailable: {e}");
         }
+        if let Err(e) = btf::pidns_offsets(btf, &mut offsets) {
+            tracing::warn!(
+                "reads of another process's /proc/<pid>/environ or mem cannot be told from \
+                 a process's reads of its own, so none is judged: {e}"
+            );
+        }
     }
     tracefs::tracepoint_offsets(tracefs, &mut offsets)?;
     Ok(offsets)

@@ -225,6 +225,7 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
     {
         // The opened file's own path, from the kernel: it wins over the
         // caller's string, which is kept when it says something else.
+        let kernel_path = own_proc_entry(&kernel_path, ev.ns_pid).unwrap_or(kernel_path);
         let asked = resolve(None, &raw_path);
         // A relative string is only the tail of the path: it differs when
         // the kernel's path does not end with it.
@@ -271,6 +272,19 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         requested_path,
         truncated,
     })
+}
+
+/// A read of the reader's own `/proc/<pid>` entry, named as it names it for
+/// itself (`/proc/self/...`): the kernel's path has the number, and rules
+/// about other processes' `environ` or `mem` must not match a process
+/// reading its own. `ns_pid` is the reader's pid in its own namespace, which
+/// its container's `/proc` shows; 0 (unknown) changes nothing.
+fn own_proc_entry(path: &str, ns_pid: u32) -> Option<String> {
+    if ns_pid == 0 {
+        return None;
+    }
+    let (pid, tail) = path.strip_prefix("/proc/")?.split_once('/')?;
+    (pid.parse::<u32>().ok()? == ns_pid).then(|| format!("/proc/self/{tail}"))
 }
 
 /// The names of the `open` flags that matter to a reader of an alert.
@@ -428,7 +442,7 @@ mod tests {
             path2_len: path2.len() as u32,
             dirfd: -100,
             dirfd2: -100,
-            _pad: 0,
+            ns_pid: 0,
             ret: 3,
             path: fill::<PATH_LEN>(path),
             path2: fill::<PATH_LEN>(path2),
@@ -551,6 +565,36 @@ mod tests {
         let long = format!("/etc/{}cron.d/x", "./".repeat(130));
         let f = opened(&long[..PATH_LEN - 1], &["x", "cron.d", "etc"]);
         assert_eq!((f.path.as_str(), f.truncated), ("/etc/cron.d/x", false));
+    }
+
+    #[test]
+    fn a_read_of_the_readers_own_proc_entry_is_named_self() {
+        let read = |ns_pid: u32, walk_leaf_first: &[&str]| {
+            let mut ev = file_event(
+                file_op::OPEN,
+                "",
+                walk(walk_leaf_first, walk_flags::PRESENT | walk_flags::FILE),
+                "",
+                walk(&[], 0),
+            );
+            ev.flags = 0;
+            ev.ns_pid = ns_pid;
+            match decode(bytes(&ev).as_slice()).unwrap().body {
+                EventBody::File(f) => f.path,
+                other => panic!("{other:?}"),
+            }
+        };
+        // pid 7 in its container reads its own environment, then pid 1's.
+        assert_eq!(read(7, &["environ", "7", "proc"]), "/proc/self/environ");
+        assert_eq!(read(7, &["environ", "1", "proc"]), "/proc/1/environ");
+        assert_eq!(
+            read(7, &["environ", "9", "task", "7", "proc"]),
+            "/proc/self/task/9/environ"
+        );
+        // Unknown pid (no BTF members): the kernel's path as it is.
+        assert_eq!(read(0, &["environ", "7", "proc"]), "/proc/7/environ");
+        // Only /proc is the process table; a number elsewhere is a number.
+        assert_eq!(read(7, &["environ", "7", "data"]), "/data/7/environ");
     }
 
     #[test]
