@@ -7,7 +7,9 @@ use monitor::{
     alert::PipelineConfig,
     bpf::source::SourceOptions,
     config, policy, run,
-    sink::{AlertFormat, FileConfig, HttpConfig, HttpSinkConfig, SecretSource, SinkConfig, SinkKind},
+    sink::{
+        AlertFormat, FileConfig, HttpConfig, HttpSinkConfig, SecretSource, SinkConfig, SinkKind,
+    },
     trace,
 };
 use serde_json::json;

@@ -737,7 +737,14 @@ mod tests {
                 url: bad,
                 ..Default::default()
             };
-            let e = HttpTarget::new(&c, Format::Generic(crate::sink::AlertFormat::Native), None, 1).err().unwrap();
+            let e = HttpTarget::new(
+                &c,
+                Format::Generic(crate::sink::AlertFormat::Native),
+                None,
+                1,
+            )
+            .err()
+            .unwrap();
             assert!(!e.to_string().contains("SeCrEt"), "{e}");
         }
         assert_eq!(
@@ -792,16 +799,45 @@ mod tests {
             ..Default::default()
         };
         c.tls.ca_file = Some(dir.path().join("missing.pem"));
-        let e = HttpTarget::new(&c, Format::Generic(crate::sink::AlertFormat::Native), None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("missing.pem"), "{e}");
         c.tls.ca_file = None;
         c.tls.client_cert = Some(ca.clone());
-        let e = HttpTarget::new(&c, Format::Generic(crate::sink::AlertFormat::Native), None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("client_key"), "{e}");
         c.tls.client_cert = None;
-        assert!(HttpTarget::new(&c, Format::Generic(crate::sink::AlertFormat::Native), None, 1).is_ok());
+        assert!(
+            HttpTarget::new(
+                &c,
+                Format::Generic(crate::sink::AlertFormat::Native),
+                None,
+                1
+            )
+            .is_ok()
+        );
         c.url = "ftp://127.0.0.1/".into();
-        let e = HttpTarget::new(&c, Format::Generic(crate::sink::AlertFormat::Native), None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("http://"), "{e}");
     }
 

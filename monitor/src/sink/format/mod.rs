@@ -85,7 +85,9 @@ impl FromStr for AlertFormat {
         AlertFormat::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not an output format: write `native`, `ocsf` or `ecs`"))
+            .ok_or_else(|| {
+                format!("`{s}` is not an output format: write `native`, `ocsf` or `ecs`")
+            })
     }
 }
 

@@ -10,9 +10,10 @@
 //! | `metadata` | `uid` = `id`, `version` 1.7.0, `product` monitor and its version, `correlation_uid` = `update_of` |
 //! | `finding_info` | `uid` (the finding: `update_of` for an update, else `id`), `title` = `summary`, `types` = [`kind`], `analytic` (the rule: type Rule, `category` = `policy`), `attacks` from `tags`, `first_seen_time`, `last_seen_time` |
 //! | `device` | the node: `hostname` = `host` |
-//! | `evidences[0].process` | `pid`, `name` = `comm`, `cmd_line` = `args` joined, `file` = `exe`, `user.uid`, `parent_process` (`ppid`, the nearest ancestor's exe), `ancestry` |
+//! | `evidences[0].process` | `pid`, `name` = `comm`, `cmd_line` = `args` joined, `file` = `exe`, `user.uid`, `parent_process` (`ppid`, the nearest ancestor's exe), `ancestry` (the ancestors whose exe is known: OCSF needs a name) |
 //! | `evidences[0].file` | `path`, `name`, `type_id` (5 Local Socket for a unix-socket connect, else 0 Unknown) |
 //! | `evidences[0].dst_endpoint`, `src_endpoint`, `connection_info` | `daddr`, `dport`, `dns`; the node as source of outbound ops; `protocol_name`, `protocol_num`, `protocol_ver_id` (4, 6), `direction_id` (2 Outbound: connect, sendmsg; 1 Inbound: bind, listen) |
+//! | `evidences[0].device` | the node, when the container is the only other evidence (posture findings) |
 //! | `evidences[0].container` | `uid` = `id`, `name`, `runtime`, `image` (`name`, `tag`; `uid` = the image reference: the agent reads no image digest), `orchestrator` Kubernetes when the container is in a pod |
 //! | `resources[0]` | the pod: `type` `kubernetes.pod`, `name`, `namespace` |
 //! | `unmapped.monitor` | what OCSF has no attribute for: `schema`, `rule`, `policy`, `kind`, `metadata_status`, `attempt`, the file's `op`, `flags`, `result`, `target`, `mode`, `requested_path`, `truncated`, the network `op`, `syscall`, `scan`, `container.cgroup` |
@@ -138,6 +139,14 @@ pub fn finding(a: &Value) -> Value {
     put(&mut evidence, "file", file(at(a, &["file"])));
     network(at(a, &["network"]), text(a, &["host"]), &mut evidence);
     put(&mut evidence, "container", container(at(a, &["container"])));
+    // An evidence needs a process, file, endpoint or device beside a
+    // container (a posture finding has only the container): the node it runs on.
+    if evidence.len() == 1
+        && evidence.contains_key("container")
+        && let Some(d) = out.get("device")
+    {
+        evidence.insert("device".into(), d.clone());
+    }
     if !evidence.is_empty() {
         out.insert("evidences".into(), json!([evidence]));
     }
@@ -197,17 +206,14 @@ fn process(p: &Value) -> Value {
         }
         out.insert("parent_process".into(), parent.into());
     }
+    // A `process_entity` needs a name: ancestors whose exe is unknown are
+    // left out (the native record keeps them).
     let ancestry: Vec<Value> = ancestry
         .iter()
         .filter_map(|n| {
             let pid = n.get("pid").and_then(Value::as_u64)?;
-            let mut e = Map::new();
-            e.insert("pid".into(), json!(pid));
-            if let Some(exe) = text(n, &["exe"]) {
-                e.insert("path".into(), json!(exe));
-                e.insert("name".into(), json!(base_name(exe)));
-            }
-            Some(Value::Object(e))
+            let exe = text(n, &["exe"])?;
+            Some(json!({"pid": pid, "path": exe, "name": base_name(exe)}))
         })
         .collect();
     if !ancestry.is_empty() {
