@@ -402,4 +402,18 @@ mod tests {
         );
         assert_eq!(octet_counted("abc"), b"3 abc");
     }
+
+    #[test]
+    fn the_message_carries_the_chosen_format_and_native_structured_data() {
+        let rec = br#"{"schema":"monitor.alert/v1","id":"a1","time":"2026-11-29T15:50:00.123456Z","host":"node-1","rule":"shell","severity":"high","kind":"process","summary":"s","container":{"name":"web","pod":"p","namespace":"n"}}"#;
+        let m = format_message(rec, AlertFormat::Ecs);
+        assert!(m.contains("rule=\"shell\""), "{m}");
+        let msg = &m[m.find("] ").unwrap() + 2..];
+        let doc: Value = serde_json::from_str(msg).unwrap();
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["event"]["id"], "a1");
+        let m = format_message(rec, AlertFormat::Ocsf);
+        let doc: Value = serde_json::from_str(&m[m.find("] ").unwrap() + 2..]).unwrap();
+        assert_eq!(doc["class_uid"], 2004);
+    }
 }
