@@ -3,7 +3,10 @@
 //!
 //! Each sink has one tokio task, so a slow or dead endpoint never slows the
 //! event path or the other sinks. The event loop serialises each alert once
-//! and hands it to every sink without waiting ([`Sinks::dispatch`]):
+//! (and once more per other [`format`] a stdout or file sink asks for) and
+//! hands it to every sink without waiting ([`Sinks::dispatch`]). Spools hold
+//! the native record; a webhook or syslog sink applies its format when it
+//! sends:
 //!
 //! - a sink with a spool (webhook, Slack, Alertmanager) **writes ahead**: the
 //!   dispatcher appends the record to the sink's on-disk [`spool`] itself
