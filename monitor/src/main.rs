@@ -7,7 +7,9 @@ use monitor::{
     alert::PipelineConfig,
     bpf::source::SourceOptions,
     config, policy, run,
-    sink::{FileConfig, HttpConfig, HttpSinkConfig, SecretSource, SinkConfig, SinkKind},
+    sink::{
+        AlertFormat, FileConfig, HttpConfig, HttpSinkConfig, SecretSource, SinkConfig, SinkKind,
+    },
     trace,
 };
 use serde_json::json;
@@ -207,6 +209,17 @@ struct RunArgs {
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "MONITOR_OUTPUT_FILE", value_name = "PATH")]
     output_file: Option<PathBuf>,
+    /// How stdout and --output-file write each alert: native
+    /// (monitor.alert/v1), ocsf (OCSF 1.7.0 Detection Finding) or ecs
+    /// (Elastic Common Schema 9.4.0). Other sinks take `format:` in the
+    /// configuration file's `sinks:`.
+    #[arg(
+        long,
+        env = "MONITOR_FORMAT",
+        default_value = "native",
+        value_name = "FORMAT"
+    )]
+    format: AlertFormat,
     /// Do not write alerts to stdout.
     #[arg(long, env = "MONITOR_NO_STDOUT")]
     no_stdout: bool,
@@ -259,6 +272,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("syslog", "syslog"),
     ("otlp", "otlp"),
     ("output_file", "output_file"),
+    ("format", "format"),
     ("no_stdout", "no_stdout"),
     ("spool_dir", "spool_dir"),
     ("listen", "listen"),
@@ -358,6 +372,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("output_file"), f.output_file) {
             args.output_file = Some(v);
         }
+        if let (true, Some(v)) = (wants("format"), f.format) {
+            args.format = v;
+        }
         if let (true, Some(v)) = (wants("no_stdout"), f.no_stdout) {
             args.no_stdout = v;
         }
@@ -414,7 +431,7 @@ impl Resolved {
                     SinkKind::Otlp(h) => ("otlp", config::redact_url(&h.http.url)),
                 };
                 let signed = matches!(&s.kind, SinkKind::Webhook(h) if h.secret.is_some());
-                json!({"name": s.name, "type": ty, "target": target, "signed": signed})
+                json!({"name": s.name, "type": ty, "target": target, "signed": signed, "format": s.format.as_str()})
             })
             .collect();
         json!({
@@ -443,13 +460,14 @@ impl RunArgs {
         }
         let mut sinks = Vec::new();
         if !self.no_stdout {
-            sinks.push(SinkConfig::new("stdout", SinkKind::Stdout));
+            let mut s = SinkConfig::new("stdout", SinkKind::Stdout);
+            s.format = self.format;
+            sinks.push(s);
         }
         if let Some(path) = &self.output_file {
-            sinks.push(SinkConfig::new(
-                "file",
-                SinkKind::File(FileConfig::new(path.clone())),
-            ));
+            let mut s = SinkConfig::new("file", SinkKind::File(FileConfig::new(path.clone())));
+            s.format = self.format;
+            sinks.push(s);
         }
         let http = |url: &str| HttpConfig {
             url: url.to_owned(),

@@ -3,17 +3,13 @@
 //! writes it: alerts of each kind and shape go through the real alert
 //! pipeline (dedup, folded updates, throttling notices) and a real file sink,
 //! and every line the sink wrote is validated. The schema also refuses
-//! records that break the contract, so this test can fail.
-use std::{
-    collections::BTreeSet,
-    path::Path,
-    time::{Duration, Instant},
-};
+//! records that break the contract, so this test can fail. The alerts are
+//! `common::alerts`, which `alert_formats.rs` holds to OCSF and ECS.
+mod common;
+
+use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use monitor::{
-    alert::{Alert, AlertKind, AlertPipeline, PipelineConfig, RateLimitConfig, Severity},
-    context::{Ancestor, ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{Family, FileInfo, FileOp, NetOp, NetworkInfo, Protocol},
     metrics::Metrics,
     sink::{FileConfig, SinkConfig, SinkKind, Sinks, SinksOptions},
 };
@@ -35,185 +31,10 @@ fn errors(v: &jsonschema::Validator, record: &Value) -> Vec<String> {
         .collect()
 }
 
-fn container() -> ContainerInfo {
-    ContainerInfo {
-        id: Some("3f9c".repeat(16)),
-        runtime: Some("containerd".into()),
-        name: Some("web".into()),
-        image: Some("nginx:1.27".into()),
-        pod: Some("web-7d9f".into()),
-        namespace: Some("shop".into()),
-        cgroup: Some("/kubepods.slice/cri-containerd-3f9c.scope".into()),
-    }
-}
-
-fn process(exe: &str) -> ProcessInfo {
-    ProcessInfo {
-        pid: 4242,
-        ppid: Some(4200),
-        uid: 0,
-        comm: "sshd".into(),
-        exe: Some(exe.into()),
-        args: vec![exe.into(), "-D".into()],
-        ancestry: vec![
-            Ancestor {
-                pid: 4200,
-                exe: Some("/bin/sh".into()),
-            },
-            Ancestor { pid: 1, exe: None },
-        ],
-    }
-}
-
-/// One alert of every kind and shape the rules and the agent raise.
-fn alerts() -> Vec<Alert> {
-    let mk = |kind, rule: &str, summary: String| {
-        let mut a = Alert::new(
-            "node-1",
-            rule,
-            "default/containers",
-            // Medium: high and critical alerts are never throttled, and the
-            // second pass needs throttling notices.
-            Severity::Medium,
-            kind,
-            summary,
-        );
-        a.container = Some(container());
-        a.metadata_status = Some(MetadataStatus::Complete);
-        a.process = Some(process("/usr/sbin/sshd"));
-        a
-    };
-    let mut out = Vec::new();
-    out.push(mk(AlertKind::Process, "unexpected-process", "sshd".into()));
-    let mut host = mk(AlertKind::Process, "shell", "host shell".into());
-    host.container = None;
-    host.metadata_status = Some(MetadataStatus::Host);
-    let mut p = process("/bin/bash");
-    p.ppid = None;
-    p.exe = None;
-    p.args.clear();
-    host.process = Some(p);
-    out.push(host);
-    let mut pending = mk(AlertKind::Process, "unexpected-process", "pending".into());
-    pending.container = Some(ContainerInfo {
-        id: Some("ab".repeat(32)),
-        ..Default::default()
-    });
-    pending.metadata_status = Some(MetadataStatus::Pending);
-    out.push(pending);
-    for (i, op) in [
-        FileOp::Open,
-        FileOp::Creat,
-        FileOp::Rename,
-        FileOp::Unlink,
-        FileOp::Chmod,
-        FileOp::Truncate,
-        FileOp::Link,
-        FileOp::Symlink,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut a = mk(AlertKind::File, "protected-write", format!("file {i}"));
-        a.file = Some(FileInfo {
-            op,
-            path: format!("/etc/file-{i}"),
-            target: matches!(op, FileOp::Rename | FileOp::Link | FileOp::Symlink)
-                .then(|| "/etc/passwd".to_owned()),
-            flags: if op == FileOp::Open {
-                vec!["O_WRONLY", "O_CREAT", "O_TRUNC"]
-            } else {
-                vec![]
-            },
-            mode: matches!(op, FileOp::Open | FileOp::Chmod).then_some(0o644),
-            result: if i == 3 { -13 } else { 3 },
-            requested_path: (i == 0).then(|| "../etc/file-0".to_owned()),
-            truncated: i == 1,
-        });
-        out.push(a);
-    }
-    for (i, (op, protocol, addr)) in [
-        (NetOp::Connect, Protocol::Tcp, "203.0.113.7"),
-        (NetOp::Sendmsg, Protocol::Udp, "2001:db8::7"),
-        (NetOp::Bind, Protocol::Other(132), "0.0.0.0"),
-        (NetOp::Listen, Protocol::Tcp, "::"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let daddr: std::net::IpAddr = addr.parse().unwrap();
-        let mut a = mk(AlertKind::Network, "unexpected-egress", format!("net {i}"));
-        a.network = Some(NetworkInfo {
-            op,
-            protocol,
-            family: if daddr.is_ipv4() {
-                Family::Ipv4
-            } else {
-                Family::Ipv6
-            },
-            daddr,
-            dport: [443, 53, 0, 65535][i],
-            dns: (i == 0).then(|| "example.com".to_owned()),
-        });
-        out.push(a);
-    }
-    for refused in [false, true] {
-        let mut a = mk(AlertKind::Syscall, "namespace-change", "setns".into());
-        let args = (!refused).then_some([3, 0x4000_0000, 0, 0, 0, 0]);
-        let mut call =
-            monitor::event::syscall::describe(libc::SYS_setns as u32, args.as_ref(), -1).unwrap();
-        call.refused = refused;
-        a.syscall = Some(call);
-        out.push(a);
-    }
-    let mut posture = mk(
-        AlertKind::Posture,
-        "privileged-container",
-        "privileged".into(),
-    );
-    posture.process = None;
-    out.push(posture);
-    out.push(Alert::agent(
-        "node-1",
-        "events-lost",
-        Severity::High,
-        "12 events lost",
-    ));
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_emitted_alert_kind_matches_the_schema() {
     let v = schema();
-    // The pipeline folds repeats into updates (`update_of`); a second one,
-    // with a small burst, throttles and raises notices of kind `agent`.
-    let t0 = Instant::now();
-    let pipeline = |burst| {
-        AlertPipeline::new(
-            PipelineConfig {
-                dedup_window: Duration::from_secs(10),
-                dedup_max_keys: 1000,
-                rate_limit: RateLimitConfig {
-                    per_second: 1.0,
-                    burst,
-                },
-                ..PipelineConfig::default()
-            },
-            "node-1",
-            None,
-        )
-    };
-    let mut emitted = Vec::new();
-    for burst in [10_000, 3] {
-        let mut p = pipeline(burst);
-        for a in alerts() {
-            for _ in 0..3 {
-                emitted.extend(p.push(a.clone(), t0));
-            }
-        }
-        emitted.extend(p.flush(t0 + Duration::from_secs(11)));
-    }
-
+    let emitted = common::alerts::emitted();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alerts.jsonl");
     let metrics = Metrics::new(Duration::from_secs(10));
@@ -263,7 +84,7 @@ async fn every_emitted_alert_kind_matches_the_schema() {
 #[test]
 fn the_schema_refuses_what_breaks_the_contract() {
     let v = schema();
-    let good = serde_json::to_value(&alerts()[3]).unwrap();
+    let good = serde_json::to_value(&common::alerts::alerts()[3]).unwrap();
     assert!(errors(&v, &good).is_empty(), "{:?}", errors(&v, &good));
     type Breakage = Box<dyn Fn(&mut Value)>;
     let broken: Vec<(&str, Breakage)> = vec![

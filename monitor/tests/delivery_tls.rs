@@ -31,7 +31,13 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// One attempt to deliver `alert(0)` with `hook`'s settings, outside any sink.
 async fn one_attempt(hook: &Hook) -> Outcome {
-    let target = HttpTarget::new(&hook.http(), Format::Generic, None, 1).expect("valid settings");
+    let target = HttpTarget::new(
+        &hook.http(),
+        Format::Generic(monitor::sink::AlertFormat::Native),
+        None,
+        1,
+    )
+    .expect("valid settings");
     let record = Bytes::from(serde_json::to_vec(&alert(0)).unwrap());
     target.send(vec![record]).await
 }

@@ -446,3 +446,59 @@ fn otlp_flag_and_encoding() {
     let o = monitor(&["config", "check", &good], &[]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn format_applies_to_stdout_and_the_output_file_flag_beats_env_beats_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "monitor.yaml",
+        "rules: /r\noutput_file: /tmp/alerts.jsonl\nformat: ocsf\nsinks:\n  - {name: hook, type: webhook, url: 'https://h.example/x', format: ecs}\n",
+    );
+    let formats = |c: &Value| -> Vec<(String, String)> {
+        c["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_owned(),
+                    s["format"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let c = print_config(&["--config", &config], &[]);
+    assert_eq!(c["sources"]["format"], "file");
+    assert_eq!(
+        formats(&c),
+        pairs(&[("stdout", "ocsf"), ("file", "ocsf"), ("hook", "ecs")])
+    );
+    let c = print_config(&["--config", &config], &[("MONITOR_FORMAT", "ecs")]);
+    assert_eq!(c["sources"]["format"], "env");
+    assert_eq!(formats(&c)[0].1, "ecs");
+    let c = print_config(
+        &["--config", &config, "--format", "native"],
+        &[("MONITOR_FORMAT", "ecs")],
+    );
+    assert_eq!(c["sources"]["format"], "flag");
+    assert_eq!(
+        formats(&c),
+        pairs(&[("stdout", "native"), ("file", "native"), ("hook", "ecs")])
+    );
+    let o = monitor(
+        &["run", "--print-config", "--rules", "/r", "--format", "json"],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("`json` is not an output format"),
+        "{}",
+        text(&o)
+    );
+}

@@ -32,7 +32,7 @@ use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned}
 
 use crate::{
     policy::Diagnostic,
-    sink::{FileConfig, HttpConfig, HttpSinkConfig, SinkConfig, SinkKind},
+    sink::{AlertFormat, FileConfig, HttpConfig, HttpSinkConfig, SinkConfig, SinkKind},
 };
 use raw::{RawConfig, RawSink, Value};
 
@@ -112,6 +112,7 @@ pub struct SinkSpec {
     pub name: String,
     kind: SpecKind,
     queue: Option<usize>,
+    format: AlertFormat,
 }
 
 #[derive(Clone, Debug)]
@@ -165,6 +166,7 @@ impl SinkSpec {
         if let Some(q) = self.queue {
             s.queue = q;
         }
+        s.format = self.format;
         Ok(s)
     }
 
@@ -213,6 +215,8 @@ pub struct FileSettings {
     pub otlp: Option<SourcedText>,
     /// `--output-file`.
     pub output_file: Option<PathBuf>,
+    /// `--format`: how stdout and `output_file` write alerts.
+    pub format: Option<AlertFormat>,
     /// `--no-stdout`.
     pub no_stdout: Option<bool>,
     /// `--spool-dir`.
@@ -335,6 +339,7 @@ impl FileSettings {
             syslog,
             otlp,
             output_file,
+            format,
             no_stdout,
             spool_dir,
             listen,
@@ -504,6 +509,20 @@ impl Validator {
         }
     }
 
+    fn format(&mut self, s: &Spanned<String>, key: &str) -> Option<AlertFormat> {
+        match s.value.trim().parse::<AlertFormat>() {
+            Ok(f) => Some(f),
+            Err(_) => {
+                self.err(
+                    s.referenced,
+                    format!("`{key}`: `{}` is not an output format", s.value),
+                    "write `native` (monitor.alert/v1, the default), `ocsf` (OCSF Detection Finding) or `ecs` (Elastic Common Schema)",
+                );
+                None
+            }
+        }
+    }
+
     fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) => Some(d),
@@ -615,6 +634,9 @@ impl Validator {
         if let Some(p) = &raw.output_file {
             s.output_file = self.nonempty_path(p, "output_file");
         }
+        if let Some(f) = &raw.format {
+            s.format = self.format(f, "format");
+        }
         s.no_stdout = raw.no_stdout;
         if let Some(p) = &raw.spool_dir {
             s.spool_dir = self.nonempty_path(p, "spool_dir");
@@ -694,9 +716,10 @@ impl Validator {
         }
         let ty = raw.kind.value.as_str();
         let applies: &[&str] = match ty {
-            "stdout" => &[],
-            "file" => &["path", "max_bytes", "keep"],
+            "stdout" => &["format"],
+            "file" => &["path", "max_bytes", "keep", "format"],
             "webhook" | "slack" | "alertmanager" => &[
+                "format",
                 "url",
                 "headers",
                 "secret",
@@ -722,6 +745,7 @@ impl Validator {
                 "encoding",
             ],
             "syslog" => &[
+                "format",
                 "url",
                 "tls",
                 "connect_timeout",
@@ -758,6 +782,22 @@ impl Validator {
             }
         }
         let queue = raw.queue.as_ref().map(|q| q.value);
+        let mut format = AlertFormat::Native;
+        if let Some(f) = &raw.format {
+            if matches!(ty, "slack" | "alertmanager") {
+                self.err(
+                    f.referenced,
+                    format!("`format` does not apply to a `{ty}` sink: it sends its own protocol's messages"),
+                    "remove it; `format` applies to stdout, file, webhook and syslog sinks",
+                );
+                ok = false;
+            } else {
+                match self.format(f, "format") {
+                    Some(v) => format = v,
+                    None => ok = false,
+                }
+            }
+        }
         if queue == Some(0) {
             self.err(
                 raw.queue.as_ref().map_or(at, |q| q.referenced),
@@ -926,7 +966,12 @@ impl Validator {
                 }
             }
         };
-        ok.then_some(SinkSpec { name, kind, queue })
+        ok.then_some(SinkSpec {
+            name,
+            kind,
+            queue,
+            format,
+        })
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub output_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
     pub no_stdout: Option<bool>,
     #[serde(default)]
     pub spool_dir: Option<Spanned<PathBuf>>,
@@ -68,6 +70,9 @@ pub(crate) struct RawSink {
     pub kind: Spanned<String>,
     #[serde(default)]
     pub queue: Option<Spanned<usize>>,
+    /// stdout, file, webhook, syslog: `native`, `ocsf` or `ecs`.
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
     // file
     #[serde(default)]
     pub path: Option<Spanned<PathBuf>>,
@@ -143,6 +148,7 @@ impl RawSink {
             self.generator_url.as_ref().map(|s| s.referenced),
         );
         add("encoding", self.encoding.as_ref().map(|s| s.referenced));
+        add("format", self.format.as_ref().map(|s| s.referenced));
         v
     }
 }

@@ -298,3 +298,37 @@ fn the_shipped_example_loads() {
             .contains(&PathBuf::from("/etc/monitor/rules"))
     );
 }
+
+#[test]
+fn output_formats_top_level_and_per_sink() {
+    let s = ok(
+        "format: ocsf\nsinks:\n  - {name: out, type: stdout, format: ecs}\n  - {name: f, type: file, path: /x, format: ocsf}\n  - {name: h, type: webhook, url: 'https://h/', format: ecs}\n  - {name: s, type: syslog, url: 'tcp://h:514', format: ocsf}\n  - {name: plain, type: stdout}\n",
+    );
+    assert_eq!(s.format, Some(AlertFormat::Ocsf));
+    assert!(s.keys_set().contains(&"format"));
+    let formats: Vec<AlertFormat> = s
+        .sinks
+        .iter()
+        .map(|spec| spec.resolve().unwrap().format)
+        .collect();
+    use AlertFormat::*;
+    assert_eq!(formats, [Ecs, Ocsf, Ecs, Ocsf, Native]);
+}
+
+#[test]
+fn bad_output_formats_point_at_the_value() {
+    let e = errors(
+        "format: json\nsinks:\n  - name: s\n    type: slack\n    url: {file: /s}\n    format: ecs\n  - name: o\n    type: otlp\n    url: http://c:4318\n    format: ocsf\n  - name: w\n    type: webhook\n    url: https://h/\n    format: OCSF\n",
+    );
+    let want = [
+        ":1:9: error: `format`: `json` is not an output format",
+        ":6:13: error: `format` does not apply to a `slack` sink",
+        ":10:13: error: `format` does not apply to a `otlp` sink",
+        ":14:13: error: `format`: `OCSF` is not an output format",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, w) in e.iter().zip(want) {
+        assert!(got.contains(w), "want {w} in {e:#?}");
+        assert!(got.contains("\n  hint: "), "{got}");
+    }
+}

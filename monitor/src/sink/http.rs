@@ -89,15 +89,17 @@ impl Default for HttpConfig {
 /// How a batch becomes a request body.
 #[derive(Clone, Debug)]
 pub enum Format {
-    /// The alert record itself (batch of 1) or a JSON array of records,
-    /// signed the Standard Webhooks way when a secret is set.
-    Generic,
+    /// The alert record itself (batch of 1) or a JSON array of records, in
+    /// the sink's output format, signed the Standard Webhooks way when a
+    /// secret is set.
+    Generic(super::AlertFormat),
     /// A Slack incoming-webhook message (text and blocks), one alert each.
     Slack,
     /// Prometheus Alertmanager v2: a JSON array of alerts.
     Alertmanager { generator_url: Option<String> },
-    /// RFC 5424 syslog messages (not HTTP: see [`super::syslog`]).
-    Syslog,
+    /// RFC 5424 syslog messages, the record in this format as `MSG` (not
+    /// HTTP: see [`super::syslog`]).
+    Syslog(super::AlertFormat),
     /// OTLP logs (`/v1/logs`), one log record per alert.
     Otlp(super::otlp::Encoding),
 }
@@ -170,7 +172,7 @@ impl HttpTarget {
                 redact_url(&config.url)
             )));
         }
-        if matches!(format, Format::Syslog) {
+        if matches!(format, Format::Syslog(_)) {
             return Err(SinkError::Config("syslog is not an HTTP sink".into()));
         }
         let mut headers = HeaderMap::new();
@@ -211,8 +213,8 @@ impl HttpTarget {
             format!("batch-{}-{}", id(&batch[0]), batch.len())
         };
         let body = match &self.format {
-            Format::Generic if batch.len() == 1 => batch[0].to_vec(),
-            Format::Generic => {
+            Format::Generic(f) if batch.len() == 1 => f.render_bytes(&batch[0]),
+            Format::Generic(f) => {
                 let mut v =
                     Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
                 v.push(b'[');
@@ -220,7 +222,7 @@ impl HttpTarget {
                     if i > 0 {
                         v.push(b',');
                     }
-                    v.extend_from_slice(b);
+                    v.extend_from_slice(&f.render_bytes(b));
                 }
                 v.push(b']');
                 v
@@ -230,7 +232,7 @@ impl HttpTarget {
                 serde_json::to_vec(&slack_message(&alert)).expect("JSON")
             }
             // Never an HTTP target: refused by `HttpTarget::new`.
-            Format::Syslog => Vec::new(),
+            Format::Syslog(_) => Vec::new(),
             Format::Otlp(encoding) => super::otlp::body(batch, *encoding),
             Format::Alertmanager { generator_url } => {
                 let alerts: Vec<Value> = batch
@@ -735,7 +737,14 @@ mod tests {
                 url: bad,
                 ..Default::default()
             };
-            let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+            let e = HttpTarget::new(
+                &c,
+                Format::Generic(crate::sink::AlertFormat::Native),
+                None,
+                1,
+            )
+            .err()
+            .unwrap();
             assert!(!e.to_string().contains("SeCrEt"), "{e}");
         }
         assert_eq!(
@@ -790,16 +799,45 @@ mod tests {
             ..Default::default()
         };
         c.tls.ca_file = Some(dir.path().join("missing.pem"));
-        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("missing.pem"), "{e}");
         c.tls.ca_file = None;
         c.tls.client_cert = Some(ca.clone());
-        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("client_key"), "{e}");
         c.tls.client_cert = None;
-        assert!(HttpTarget::new(&c, Format::Generic, None, 1).is_ok());
+        assert!(
+            HttpTarget::new(
+                &c,
+                Format::Generic(crate::sink::AlertFormat::Native),
+                None,
+                1
+            )
+            .is_ok()
+        );
         c.url = "ftp://127.0.0.1/".into();
-        let e = HttpTarget::new(&c, Format::Generic, None, 1).err().unwrap();
+        let e = HttpTarget::new(
+            &c,
+            Format::Generic(crate::sink::AlertFormat::Native),
+            None,
+            1,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("http://"), "{e}");
     }
 

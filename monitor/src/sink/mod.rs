@@ -3,7 +3,10 @@
 //!
 //! Each sink has one tokio task, so a slow or dead endpoint never slows the
 //! event path or the other sinks. The event loop serialises each alert once
-//! and hands it to every sink without waiting ([`Sinks::dispatch`]):
+//! (and once more per other [`format`] a stdout or file sink asks for) and
+//! hands it to every sink without waiting ([`Sinks::dispatch`]). Spools hold
+//! the native record; a webhook or syslog sink applies its format when it
+//! sends:
 //!
 //! - a sink with a spool (webhook, Slack, Alertmanager) **writes ahead**: the
 //!   dispatcher appends the record to the sink's on-disk [`spool`] itself
@@ -131,6 +134,7 @@ pub(crate) mod private {
 }
 
 mod delivery;
+pub mod format;
 pub mod http;
 mod local;
 pub mod otlp;
@@ -138,6 +142,7 @@ pub mod spool;
 pub mod syslog;
 
 pub use delivery::{RetryConfig, backoff};
+pub use format::AlertFormat;
 pub use http::{Format, HttpConfig, HttpTarget, Outcome, Signer, TlsConfig};
 pub use local::{FileConfig, RotatingFile};
 pub use spool::Spool;
@@ -267,6 +272,10 @@ pub struct SinkConfig {
     /// (a spooled sink writes ahead to its spool and has none).
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// How each alert is written: stdout, file, webhook and syslog (its
+    /// `MSG`) sinks; Slack, Alertmanager and OTLP keep their own shapes.
+    #[serde(default)]
+    pub format: AlertFormat,
     #[serde(flatten)]
     pub kind: SinkKind,
 }
@@ -280,8 +289,18 @@ impl SinkConfig {
         SinkConfig {
             name: name.into(),
             queue: default_queue(),
+            format: AlertFormat::Native,
             kind,
         }
+    }
+
+    /// Whether this kind of sink can write another format than its own
+    /// protocol's (Slack, Alertmanager and OTLP cannot).
+    pub fn takes_format(kind: &SinkKind) -> bool {
+        matches!(
+            kind,
+            SinkKind::Stdout | SinkKind::File(_) | SinkKind::Webhook(_) | SinkKind::Syslog(_)
+        )
     }
 }
 
@@ -371,6 +390,9 @@ enum Input {
 struct Entry {
     shared: Arc<SinkShared>,
     input: Input,
+    /// Applied here for queued sinks; spooled sinks keep the native record
+    /// on disk and apply it when they send.
+    format: AlertFormat,
 }
 
 struct Dispatcher {
@@ -388,6 +410,16 @@ impl Dispatcher {
                 return;
             }
         };
+        // Each other format rendered once per alert, when a sink wants it.
+        let mut rendered: [Option<Bytes>; 3] = [None, None, None];
+        let mut in_format = |f: AlertFormat| -> Bytes {
+            if f == AlertFormat::Native {
+                return record.clone();
+            }
+            rendered[f as usize]
+                .get_or_insert_with(|| Bytes::from(f.render_bytes(&record)))
+                .clone()
+        };
         for e in &self.entries {
             if Some(e.shared.name.as_str()) == exclude {
                 continue;
@@ -403,7 +435,7 @@ impl Dispatcher {
                 e.shared.metrics.dropped("closed", 1);
                 continue;
             };
-            match tx.try_send(record.clone()) {
+            match tx.try_send(in_format(e.format)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     e.shared.metrics.dropped("queue_full", 1);
@@ -491,6 +523,13 @@ impl Sinks {
                 let (tx, rx) = mpsc::channel::<Bytes>(capacity);
                 (Input::Queue(Mutex::new(Some(tx))), rx)
             };
+            let format = c.format;
+            if format != AlertFormat::Native && !SinkConfig::takes_format(&c.kind) {
+                return Err(SinkError::Config(format!(
+                    "sink {}: `format` applies to stdout, file, webhook and syslog sinks only",
+                    c.name
+                )));
+            }
             let (input, starter): (Input, Starter) = match c.kind {
                 SinkKind::Stdout => {
                     let (input, rx) = queue();
@@ -516,7 +555,7 @@ impl Sinks {
                 }
                 kind => {
                     let (hc, format, default_batch) = match kind {
-                        SinkKind::Webhook(hc) => (hc, Format::Generic, 1),
+                        SinkKind::Webhook(hc) => (hc, Format::Generic(format), 1),
                         SinkKind::Slack(hc) => (hc, Format::Slack, 1),
                         SinkKind::Alertmanager(hc) => {
                             let f = Format::Alertmanager {
@@ -524,7 +563,7 @@ impl Sinks {
                             };
                             (hc, f, 64)
                         }
-                        SinkKind::Syslog(hc) => (hc, Format::Syslog, 64),
+                        SinkKind::Syslog(hc) => (hc, Format::Syslog(format), 64),
                         SinkKind::Otlp(hc) => {
                             let f = Format::Otlp(hc.encoding.unwrap_or_default());
                             (hc, f, 64)
@@ -546,7 +585,11 @@ impl Sinks {
                 }
             };
             starters.push(starter);
-            entries.push(Entry { shared, input });
+            entries.push(Entry {
+                shared,
+                input,
+                format,
+            });
         }
         drop(notices_tx);
         // Every sink opened without error: only now start the tasks.
@@ -658,7 +701,7 @@ fn spooled_task(
         http.url = otlp::logs_url(&http.url);
     }
     let signer = match (&hc.secret, &format) {
-        (Some(s), Format::Generic) => Some(Signer::from_source(s)?),
+        (Some(s), Format::Generic(_)) => Some(Signer::from_source(s)?),
         (Some(_), _) => {
             return Err(SinkError::Config(format!(
                 "sink {name}: `secret` applies to `webhook` sinks only"
@@ -668,7 +711,7 @@ fn spooled_task(
     };
     let batch = hc.batch_size.unwrap_or(default_batch);
     let target: Arc<dyn http::Deliver> = match format {
-        Format::Syslog => Arc::new(syslog::SyslogTarget::new(&http, batch)?),
+        Format::Syslog(f) => Arc::new(syslog::SyslogTarget::new(&http, batch, f)?),
         format => Arc::new(HttpTarget::new(&http, format, signer, batch)?),
     };
     let dir = hc

@@ -35,7 +35,7 @@ use tokio_rustls::{
 };
 
 use super::{
-    SinkError,
+    AlertFormat, SinkError,
     http::{BoxFuture, Deliver, HttpConfig, Outcome, redact_url},
 };
 
@@ -75,8 +75,9 @@ pub fn parse_url(url: &str) -> Result<(Transport, String, u16), String> {
     Ok((transport, host.to_owned(), port))
 }
 
-/// One alert record as an RFC 5424 message.
-pub fn format_message(record: &[u8]) -> String {
+/// One alert record as an RFC 5424 message, the record in `format` as `MSG`
+/// (the structured data always comes from the native record).
+pub fn format_message(record: &[u8], format: AlertFormat) -> String {
     let a: Value = serde_json::from_slice(record).unwrap_or(Value::Null);
     let text = |k: &[&str]| {
         let mut cur = &a;
@@ -122,7 +123,10 @@ pub fn format_message(record: &[u8]) -> String {
             let _ = sd.add_param(name, v);
         }
     }
-    let msg = String::from_utf8_lossy(record);
+    let msg = match format {
+        AlertFormat::Native => String::from_utf8_lossy(record).into_owned(),
+        f => String::from_utf8_lossy(&f.render_bytes(record)).into_owned(),
+    };
     ctx.format_rfc5424(severity, Some("alert"), vec![sd], Some(msg))
         .to_string()
 }
@@ -149,12 +153,17 @@ pub struct SyslogTarget {
     connect_timeout: Duration,
     request_timeout: Duration,
     batch: usize,
+    format: AlertFormat,
     conn: Arc<Mutex<Option<Box<dyn Stream>>>>,
     udp: Arc<Mutex<Option<UdpSocket>>>,
 }
 
 impl SyslogTarget {
-    pub fn new(config: &HttpConfig, batch: usize) -> Result<SyslogTarget, SinkError> {
+    pub fn new(
+        config: &HttpConfig,
+        batch: usize,
+        format: AlertFormat,
+    ) -> Result<SyslogTarget, SinkError> {
         let shown = redact_url(&config.url);
         let (transport, host, port) = parse_url(&config.url)
             .map_err(|e| SinkError::Config(format!("syslog url `{shown}`: {e}")))?;
@@ -171,6 +180,7 @@ impl SyslogTarget {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             batch: batch.max(1),
+            format,
             conn: Arc::new(Mutex::new(None)),
             udp: Arc::new(Mutex::new(None)),
         })
@@ -313,7 +323,10 @@ impl Deliver for SyslogTarget {
     }
 
     fn send(&self, batch: Vec<Bytes>) -> BoxFuture<Outcome> {
-        let messages: Vec<String> = batch.iter().map(|r| format_message(r)).collect();
+        let messages: Vec<String> = batch
+            .iter()
+            .map(|r| format_message(r, self.format))
+            .collect();
         let this = SyslogTarget {
             transport: self.transport,
             host: self.host.clone(),
@@ -323,6 +336,7 @@ impl Deliver for SyslogTarget {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             batch: self.batch,
+            format: self.format,
             conn: self.conn.clone(),
             udp: self.udp.clone(),
         };
@@ -370,7 +384,7 @@ mod tests {
     #[test]
     fn message_has_header_structured_data_and_the_record() {
         let rec = br#"{"id":"01","host":"node-1","rule":"r\"]x","severity":"high","kind":"file","container":{"name":"web","pod":"p","namespace":"ns"}}"#;
-        let m = format_message(rec);
+        let m = format_message(rec, AlertFormat::Native);
         // <local0 * 8 + err> version timestamp host app procid msgid
         assert!(m.starts_with("<131>1 "), "{m}");
         let parts: Vec<&str> = m.splitn(7, ' ').collect();
@@ -387,5 +401,19 @@ mod tests {
             "{m}"
         );
         assert_eq!(octet_counted("abc"), b"3 abc");
+    }
+
+    #[test]
+    fn the_message_carries_the_chosen_format_and_native_structured_data() {
+        let rec = br#"{"schema":"monitor.alert/v1","id":"a1","time":"2026-11-29T15:50:00.123456Z","host":"node-1","rule":"shell","severity":"high","kind":"process","summary":"s","container":{"name":"web","pod":"p","namespace":"n"}}"#;
+        let m = format_message(rec, AlertFormat::Ecs);
+        assert!(m.contains("rule=\"shell\""), "{m}");
+        let msg = &m[m.find("] ").unwrap() + 2..];
+        let doc: Value = serde_json::from_str(msg).unwrap();
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["event"]["id"], "a1");
+        let m = format_message(rec, AlertFormat::Ocsf);
+        let doc: Value = serde_json::from_str(&m[m.find("] ").unwrap() + 2..]).unwrap();
+        assert_eq!(doc["class_uid"], 2004);
     }
 }

@@ -17,6 +17,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod alerts;
 pub mod cgroups;
 pub mod delivery;
 pub mod docker;
