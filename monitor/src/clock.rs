@@ -36,6 +36,14 @@ impl Default for WallClock {
     }
 }
 
+/// Wall-clock seconds since the epoch (0 before it): heartbeats and ages.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// CLOCK_MONOTONIC now, the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod diagnostic;
 pub mod event;
 pub mod metrics;
 pub mod policy;

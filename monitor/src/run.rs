@@ -114,7 +114,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     warn!("{summary}");
                     sinks.dispatch(&Alert::agent(&host, "events-lost", Severity::High, summary));
                 }
-                if source.reader_alive() && source.stats.heartbeat.load(std::sync::atomic::Ordering::Relaxed) + 3 >= unix_now() {
+                if source.reader_alive() && source.stats.heartbeat.load(std::sync::atomic::Ordering::Relaxed) + 3 >= crate::clock::unix_now() {
                     metrics.heartbeat();
                 }
                 enricher.retry_pending(now);
@@ -302,11 +302,4 @@ impl RuleWatcher {
         self.last = now;
         changed
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

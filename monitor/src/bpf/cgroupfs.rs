@@ -19,22 +19,11 @@ pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Parses mountinfo text: `id parent major:minor root mountpoint opts ... - fstype source superopts`.
+/// The first cgroup2 mount point in a `/proc/<pid>/mountinfo` text.
 pub fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let fstype = right.split_whitespace().next()?;
-        let mount_point = left.split_whitespace().nth(4)?;
-        (fstype == "cgroup2").then(|| PathBuf::from(unescape(mount_point)))
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    super::mountinfo::mount_points(mountinfo, "cgroup2")
+        .into_iter()
+        .next()
 }
 
 /// The cgroup id of a v2 directory: its inode number, as `bpf_get_current_cgroup_id` reports it.

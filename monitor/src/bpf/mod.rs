@@ -6,6 +6,7 @@
 pub mod btf;
 pub mod cgroupfs;
 pub mod load;
+pub mod mountinfo;
 pub mod reader;
 pub mod source;
 pub mod syscalls;

@@ -8,7 +8,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -47,7 +47,9 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with the runtime: {e}"))?;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        stats.heartbeat.store(unix_now(), Ordering::Relaxed);
+        stats
+            .heartbeat
+            .store(crate::clock::unix_now(), Ordering::Relaxed);
         let drained = match tokio::time::timeout(POLL_INTERVAL, fd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
@@ -87,11 +89,4 @@ fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Event>, stats: &ReaderStat
         }
     }
     false
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -277,43 +277,9 @@ pub fn find_mounted() -> Option<PathBuf> {
 /// Mount points of tracefs in a `/proc/<pid>/mountinfo` text, the
 /// conventional place first.
 fn tracefs_mounts(mountinfo: &str) -> Vec<PathBuf> {
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            // `id parent major:minor root mount-point options [optional...] - fstype source super-options`
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            (right.split(' ').next()? == "tracefs").then(|| PathBuf::from(unescape(mount_point)))
-        })
-        .collect();
+    let mut mounts = super::mountinfo::mount_points(mountinfo, "tracefs");
     mounts.sort_by_key(|p| p != Path::new(DEFAULT_MOUNT));
     mounts
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push(
-                    d.iter()
-                        .fold(0u8, |acc, b| acc.wrapping_mul(8) + (b - b'0')),
-                );
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mount_tracefs(target: &Path) -> std::io::Result<()> {
@@ -566,7 +532,6 @@ print fmt: \"root=%d id=%llu level=%d path=%s\", REC->root, REC->id, REC->level,
             .map(PathBuf::from)
         );
         assert!(tracefs_mounts("").is_empty());
-        assert_eq!(unescape(r"a\134b\011c\0"), "a\\b\tc\\0");
     }
 
     /// When tracefs is mounted (it is not on a fresh machine, and unit tests

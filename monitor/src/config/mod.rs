@@ -28,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
+use serde_saphyr::{Location, Spanned};
 
 use crate::{
     policy::Diagnostic,
@@ -271,7 +271,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, Vec<Diagnostic>> {
         RawConfig::default()
     } else {
         serde_saphyr::from_str_with_options::<RawConfig>(text, options)
-            .map_err(|e| vec![yaml_diagnostic(path, &e)])?
+            .map_err(|e| vec![Diagnostic::from_yaml(path, &e, DOC)])?
     };
     let mut v = Validator {
         file: path.to_path_buf(),
@@ -353,55 +353,6 @@ impl FileSettings {
         }
         v
     }
-}
-
-/// A YAML or shape error, reworded for people editing a configuration file.
-fn yaml_diagnostic(file: &Path, e: &serde_saphyr::Error) -> Diagnostic {
-    let loc = e.location().unwrap_or(Location::UNKNOWN);
-    let raw = DefaultMessageFormatter
-        .format_message(e.without_snippet())
-        .into_owned();
-    let quoted = |s: &str| s.split('`').nth(1).map(str::to_owned).unwrap_or_default();
-    let (message, hint) = if raw.starts_with("unknown field") {
-        let field = quoted(&raw);
-        let allowed = raw
-            .split_once("expected one of ")
-            .or_else(|| raw.split_once("expected "))
-            .map_or(String::new(), |(_, a)| a.to_owned());
-        (
-            format!("unknown key `{field}`"),
-            format!("remove `{field}` or correct its spelling; allowed here: {allowed}"),
-        )
-    } else if let Some(rest) = raw.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(',').next().unwrap_or(rest).trim().to_owned();
-        (
-            format!("duplicate key `{key}`"),
-            format!("give `{key}` once; remove or merge the repeated entry"),
-        )
-    } else if raw.starts_with("missing field") {
-        let field = quoted(&raw);
-        (
-            format!("missing key `{field}`"),
-            format!("add `{field}:` here; see {DOC}"),
-        )
-    } else if raw.contains("boolean") {
-        (raw, "write `true` or `false`".into())
-    } else if raw.contains("`file` and `env`") || raw.contains("{file: PATH}") {
-        (
-            raw,
-            "write the value inline, or `{file: /etc/monitor/secrets/NAME}`, or `{env: VARIABLE}`"
-                .into(),
-        )
-    } else if raw.starts_with("invalid") {
-        (raw, format!("check the value's type against {DOC}"))
-    } else {
-        (
-            raw,
-            "fix the YAML at this position: indentation, a missing `:`, or an unclosed quote or bracket"
-                .into(),
-        )
-    };
-    Diagnostic::new(file, n(loc.line()), n(loc.column()), message, hint)
 }
 
 /// `inner` when the parser placed it, else `outer` (a single value written

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
+use serde_saphyr::{Location, Spanned};
 
 use super::{
     Diagnostic,
@@ -62,79 +62,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<RawFile, Diagnostic> {
     // Diagnostics carry their own position; no source snippets needed.
     options.with_snippet = false;
     serde_saphyr::from_str_with_options::<RawFile>(text, options)
-        .map_err(|e| yaml_diagnostic(file, &e))
-}
-
-/// A YAML or shape error, reworded where the parser's text is meant for developers.
-fn yaml_diagnostic(file: &Path, e: &serde_saphyr::Error) -> Diagnostic {
-    let loc = e.location().unwrap_or(Location::UNKNOWN);
-    let raw = DefaultMessageFormatter
-        .format_message(e.without_snippet())
-        .into_owned();
-    let (message, hint) = explain(&raw);
-    Diagnostic::at(file, loc, message, hint)
-}
-
-fn explain(raw: &str) -> (String, String) {
-    let quoted = |s: &str| s.split('`').nth(1).map(str::to_owned).unwrap_or_default();
-    if raw.starts_with("unknown field") {
-        let field = quoted(raw);
-        let allowed = raw
-            .split_once("expected one of ")
-            .or_else(|| raw.split_once("expected "))
-            .map_or(String::new(), |(_, a)| a.to_owned());
-        let hint = if allowed.is_empty() {
-            format!("remove `{field}`; this section takes no fields")
-        } else {
-            format!("remove `{field}` or correct its spelling; allowed here: {allowed}")
-        };
-        return (format!("unknown field `{field}`"), hint);
-    }
-    if let Some(rest) = raw.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(',').next().unwrap_or(rest).trim();
-        return (
-            format!("duplicate key `{key}`"),
-            format!("give `{key}` once in this mapping; remove or merge the repeated entry"),
-        );
-    }
-    if raw.starts_with("missing field") {
-        let field = quoted(raw);
-        return (
-            raw.to_owned(),
-            format!("add `{field}:` here; see rules/README.md for the required fields"),
-        );
-    }
-    if raw.contains("expected sequence") {
-        return (
-            raw.to_owned(),
-            "write a list here: `[a, b]`, or one `- item` per line".into(),
-        );
-    }
-    if raw.contains("expected mapping") || raw.contains("expected struct") {
-        return (
-            raw.to_owned(),
-            "write a mapping here: `key: value` pairs, one per line".into(),
-        );
-    }
-    if raw.contains("boolean") {
-        return (raw.to_owned(), "write `true` or `false`".into());
-    }
-    if raw.contains("expected string") {
-        return (
-            raw.to_owned(),
-            "write a single value here (quote it if it contains `: `, `#`, `{` or `[`)".into(),
-        );
-    }
-    if raw.starts_with("invalid type") || raw.starts_with("invalid value") {
-        return (
-            raw.to_owned(),
-            "check the value's type against rules/README.md (a string, number, boolean, list or mapping)".into(),
-        );
-    }
-    (
-        raw.to_owned(),
-        "fix the YAML at this position: indentation, a missing `:`, or an unclosed quote or bracket".into(),
-    )
+        .map_err(|e| Diagnostic::from_yaml(file, &e, "rules/README.md"))
 }
 
 /// A rule as merged from one or more files: the name where it was first

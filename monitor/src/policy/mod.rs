@@ -23,7 +23,6 @@
 #![warn(missing_docs)]
 mod compile;
 mod detect;
-mod diagnostic;
 mod evaluate;
 mod load;
 mod matcher;
@@ -34,11 +33,11 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use crate::diagnostic::Diagnostic;
 pub use detect::{
     DetectorLimits, DriftDetector, PortScanDetector, ScanParams, ScanReport, is_fileless_exec,
     is_write,
 };
-pub use diagnostic::Diagnostic;
 pub use evaluate::{Evaluator, Finding, RuleSet};
 pub use selector::{Labels, NoLabels, Workload};
 

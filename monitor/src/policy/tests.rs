@@ -223,7 +223,7 @@ fn rule_check_unknown_field() {
     assert_eq!(
         e,
         [
-            "a.yaml:3:5: error: unknown field `selecter`\n  hint: remove `selecter` or correct its spelling; allowed here: name, description, extend, override, selector, rules, exceptions"
+            "a.yaml:3:5: error: unknown key `selecter`\n  hint: remove `selecter` or correct its spelling; allowed here: name, description, extend, override, selector, rules, exceptions"
         ]
     );
     let e = errors(&[(
@@ -231,7 +231,7 @@ fn rule_check_unknown_field() {
         "policies:\n  - name: p\n    selector: {containers: true}\n    rules:\n      - name: r\n        severity: low\n        file: {paths: [/etc/**], alow: [/etc/x]}\n",
     )]);
     assert!(
-        e[0].starts_with("a.yaml:7:34: error: unknown field `alow`"),
+        e[0].starts_with("a.yaml:7:34: error: unknown key `alow`"),
         "{}",
         e[0]
     );
