@@ -43,13 +43,10 @@ impl DedupKey {
                 None => f.path.clone(),
             }
         } else if let Some(n) = &alert.network {
-            let proto = serde_json::to_value(n.protocol)
-                .ok()
-                .map(|v| v.to_string().trim_matches('"').to_owned())
-                .unwrap_or_default();
+            let (proto, dest) = (n.protocol, n.destination());
             match &n.dns {
-                Some(dns) => format!("{proto} {}:{} ({dns})", n.daddr, n.dport),
-                None => format!("{proto} {}:{}", n.daddr, n.dport),
+                Some(dns) => format!("{proto} {dest} ({dns})"),
+                None => format!("{proto} {dest}"),
             }
         } else if let Some(p) = alert.process.as_ref().filter(|p| p.exe.is_some()) {
             // A process alert is about the command: the executable and its argv.

@@ -138,6 +138,58 @@ pub enum FileOp {
     Connect,
 }
 
+impl FileOp {
+    /// Every operation, in the order the rule format documents them.
+    pub const ALL: [FileOp; 9] = [
+        FileOp::Open,
+        FileOp::Creat,
+        FileOp::Rename,
+        FileOp::Unlink,
+        FileOp::Chmod,
+        FileOp::Truncate,
+        FileOp::Link,
+        FileOp::Symlink,
+        FileOp::Connect,
+    ];
+
+    /// The name the record, the rules and the sentences use (`rename`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOp::Open => "open",
+            FileOp::Creat => "creat",
+            FileOp::Rename => "rename",
+            FileOp::Unlink => "unlink",
+            FileOp::Chmod => "chmod",
+            FileOp::Truncate => "truncate",
+            FileOp::Link => "link",
+            FileOp::Symlink => "symlink",
+            FileOp::Connect => "connect",
+        }
+    }
+
+    /// The operation a name stands for.
+    pub fn from_name(name: &str) -> Option<FileOp> {
+        FileOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+impl std::fmt::Display for FileOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `tcp`, `udp`, or `proto N` for any other protocol number.
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Other(p) => write!(f, "proto {p}"),
+        }
+    }
+}
+
 /// The alert record's `network` object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NetworkInfo {
@@ -148,6 +200,13 @@ pub struct NetworkInfo {
     pub dport: u16,
     /// The DNS name the destination was resolved from, where known.
     pub dns: Option<String>,
+}
+
+impl NetworkInfo {
+    /// The destination as people write it: `203.0.113.7:443`, `[2001:db8::1]:443`.
+    pub fn destination(&self) -> String {
+        std::net::SocketAddr::new(self.daddr, self.dport).to_string()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

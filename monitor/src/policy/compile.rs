@@ -383,21 +383,6 @@ fn parse_window(s: &str) -> Option<u64> {
     (1_000_000..=600_000_000_000).contains(&ns).then_some(ns)
 }
 
-fn file_op(s: &str) -> Option<FileOp> {
-    Some(match s.trim() {
-        "open" => FileOp::Open,
-        "creat" => FileOp::Creat,
-        "rename" => FileOp::Rename,
-        "unlink" => FileOp::Unlink,
-        "chmod" => FileOp::Chmod,
-        "truncate" => FileOp::Truncate,
-        "link" => FileOp::Link,
-        "symlink" => FileOp::Symlink,
-        "connect" => FileOp::Connect,
-        _ => return None,
-    })
-}
-
 /// Compiles everything merged; problems go to `diags`.
 pub(crate) fn compile(merged: Merged, diags: &mut Vec<Diagnostic>) -> RuleSet {
     let mut cx = Ctx {
@@ -642,7 +627,7 @@ fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
         }
         let mut ops = if fr.ops.is_empty() { ALL_OPS } else { 0 };
         for o in &fr.ops {
-            match file_op(&o.value) {
+            match FileOp::from_name(o.value.trim()) {
                 Some(op) => ops |= op_bit(op),
                 None => cx.error(
                     file,

@@ -694,20 +694,6 @@ fn errno_name(result: i64) -> String {
     name.to_owned()
 }
 
-fn op_name(op: FileOp) -> &'static str {
-    match op {
-        FileOp::Open => "open",
-        FileOp::Creat => "creat",
-        FileOp::Rename => "rename",
-        FileOp::Unlink => "unlink",
-        FileOp::Chmod => "chmod",
-        FileOp::Truncate => "truncate",
-        FileOp::Link => "link",
-        FileOp::Symlink => "symlink",
-        FileOp::Connect => "connect",
-    }
-}
-
 fn summary(
     ev: &EnrichedEvent,
     exec: Option<&ExecSubject<'_>>,
@@ -799,7 +785,7 @@ fn summary(
                     }
                 }
                 (op, _) => {
-                    let _ = write!(s, "write to protected path {path} ({}", op_name(op));
+                    let _ = write!(s, "write to protected path {path} ({}", op.name());
                     if !f.flags.is_empty() {
                         let _ = write!(s, " {}", f.flags.join("|"));
                     }
@@ -816,15 +802,7 @@ fn summary(
             let EventBody::Network(n) = &ev.event.body else {
                 return (AlertKind::Network, format!("egress {place}"));
             };
-            let proto = match n.protocol {
-                crate::event::Protocol::Tcp => "tcp".to_owned(),
-                crate::event::Protocol::Udp => "udp".to_owned(),
-                crate::event::Protocol::Other(p) => format!("proto {p}"),
-            };
-            let dest = match n.daddr {
-                std::net::IpAddr::V6(a) => format!("[{a}]:{}/{proto}", n.dport),
-                a => format!("{a}:{}/{proto}", n.dport),
-            };
+            let dest = format!("{}/{}", n.destination(), n.protocol);
             let dns = n
                 .dns
                 .as_deref()

@@ -610,15 +610,21 @@ pub fn alert_subject(a: &Value) -> String {
         };
     }
     if let Some(n) = a.get("network").filter(|n| n.is_object()) {
+        // Written as `Protocol`'s and `NetworkInfo::destination`'s Display
+        // write them, which the dedup key uses.
         let proto = match &n["protocol"] {
             Value::String(s) => s.clone(),
-            other => other.to_string(),
+            other => format!("proto {other}"),
         };
         let daddr = n["daddr"].as_str().unwrap_or("");
         let dport = &n["dport"];
+        let dest = match daddr.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, dport.as_u64().unwrap_or(0) as u16).to_string(),
+            Err(_) => format!("{daddr}:{dport}"),
+        };
         return match n["dns"].as_str() {
-            Some(dns) => format!("{proto} {daddr}:{dport} ({dns})"),
-            None => format!("{proto} {daddr}:{dport}"),
+            Some(dns) => format!("{proto} {dest} ({dns})"),
+            None => format!("{proto} {dest}"),
         };
     }
     match a.pointer("/process/exe").and_then(Value::as_str) {
@@ -916,9 +922,9 @@ mod tests {
                 "what happened",
                 "/etc/passwd",
                 "/tmp/x -> /etc/cron.d/x",
-                "tcp 2001:db8::7:443",
-                "udp 2001:db8::7:443 (metadata.invalid)",
-                "132 2001:db8::7:443",
+                "tcp [2001:db8::7]:443",
+                "udp [2001:db8::7]:443 (metadata.invalid)",
+                "proto 132 [2001:db8::7]:443",
             ]
         );
     }
