@@ -139,7 +139,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
 
     let size = if ev.filename[0] != b'/' {
         walk_dirfd(AT_FDCWD, &mut ev.cwd);
-        core::mem::size_of::<ExecEvent>()
+        size_of::<ExecEvent>()
     } else {
         ExecEvent::SIZE_NO_CWD
     };

@@ -170,7 +170,7 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
     let size = match dirs {
         0 => FileEvent::SIZE_NO_DIRS,
         1 => FileEvent::SIZE_ONE_DIR,
-        _ => core::mem::size_of::<FileEvent>(),
+        _ => size_of::<FileEvent>(),
     };
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), size) };

@@ -33,7 +33,7 @@ use monitor_common::{
     net_op, walk_flags,
 };
 
-#[allow(dead_code)]
+#[allow(dead_code, reason = "the bench uses part of the shared generator")]
 #[path = "../../xtask/src/bench/synthetic.rs"]
 mod synthetic;
 

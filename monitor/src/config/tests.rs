@@ -304,7 +304,7 @@ fn output_formats_top_level_and_per_sink() {
     let s = ok(
         "format: ocsf\nsinks:\n  - {name: out, type: stdout, format: ecs}\n  - {name: f, type: file, path: /x, format: ocsf}\n  - {name: h, type: webhook, url: 'https://h/', format: ecs}\n  - {name: s, type: syslog, url: 'tcp://h:514', format: ocsf}\n  - {name: plain, type: stdout}\n",
     );
-    assert_eq!(s.format, Some(AlertFormat::Ocsf));
+    assert_eq!(s.format, Some(Ocsf));
     assert!(s.keys_set().contains(&"format"));
     let formats: Vec<AlertFormat> = s
         .sinks

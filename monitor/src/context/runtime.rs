@@ -485,7 +485,7 @@ fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OciSpec {
-    #[allow(dead_code)] // required: a JSON file without it is no OCI spec
+    #[allow(dead_code, reason = "required: a JSON file without it is no OCI spec")]
     oci_version: String,
     process: Option<OciProcess>,
     root: Option<OciRoot>,

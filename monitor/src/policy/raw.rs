@@ -262,7 +262,10 @@ pub(crate) struct RawPortScan {
 pub(crate) struct RawException {
     /// Why the exception exists; shown by nothing, read by people.
     #[serde(default)]
-    #[allow(dead_code)]
+    #[allow(
+        dead_code,
+        reason = "accepted and kept for people; the engine has no use for it"
+    )]
     pub reason: Option<String>,
     #[serde(default)]
     pub rules: List<String>,

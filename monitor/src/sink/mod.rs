@@ -682,7 +682,10 @@ impl Drop for Sinks {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one spooled sink's parts, each owned by the task"
+)]
 fn spooled_task(
     name: &str,
     hc: HttpSinkConfig,

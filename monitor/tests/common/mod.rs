@@ -1,6 +1,6 @@
 //! Shared pieces of the kernel tests: test cgroups, running workloads inside
 //! them, and a running `monitor` whose JSON lines can be waited for.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
     fs,

@@ -72,7 +72,7 @@ pub fn marker_of(line: &str) -> Option<(u64, u64)> {
 
 fn rep(ctx: &Ctx, rep: usize) -> anyhow::Result<Rep> {
     let dir = ctx.shm.join(format!("markers-{rep}"));
-    std::fs::create_dir_all(&dir)?;
+    fs::create_dir_all(&dir)?;
     // seq -> latency ns, first arrival only (a path can show up twice).
     let seen: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
     let sink = seen.clone();
@@ -109,7 +109,7 @@ fn rep(ctx: &Ctx, rep: usize) -> anyhow::Result<Rep> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = agent.stop(libc::SIGTERM, Duration::from_secs(15));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(&dir);
     let seen = seen.lock().unwrap();
     let r = rep_of(rep, sent, &seen);
     eprintln!(

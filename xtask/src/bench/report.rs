@@ -975,7 +975,7 @@ fn alert_latency(md: &mut String, l: &super::latency::Latency) {
     let _ = writeln!(md);
 }
 
-fn memory(md: &mut String, m: &super::memory::Memory) {
+fn memory(md: &mut String, m: &Memory) {
     let _ = writeln!(md, "## Memory\n");
     let _ = writeln!(
         md,
