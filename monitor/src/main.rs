@@ -139,6 +139,7 @@ impl SourceArgs {
             cgroups: self.cgroups.clone(),
             ring_buffer_bytes: self.ring_buffer_bytes,
             btf: self.btf.clone(),
+            enforce: false,
         }
     }
 }
@@ -210,6 +211,11 @@ struct RunArgs {
     /// Do not write alerts to stdout.
     #[arg(long, env = "MONITOR_NO_STDOUT")]
     no_stdout: bool,
+    /// Act on rules with `action: deny` or `action: kill` (deny the
+    /// connection, kill the exec) instead of only reporting them
+    /// (`would_deny`). Off by default.
+    #[arg(long, env = "MONITOR_ENFORCE")]
+    enforce: bool,
     /// Where undelivered alerts wait for their endpoint, across restarts.
     #[arg(
         long,
@@ -260,6 +266,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("otlp", "otlp"),
     ("output_file", "output_file"),
     ("no_stdout", "no_stdout"),
+    ("enforce", "enforce"),
     ("spool_dir", "spool_dir"),
     ("listen", "listen"),
     ("listen_ip", "listen_ip"),
@@ -361,6 +368,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("no_stdout"), f.no_stdout) {
             args.no_stdout = v;
         }
+        if let (true, Some(v)) = (wants("enforce"), f.enforce) {
+            args.enforce = v;
+        }
         if let (true, Some(v)) = (wants("spool_dir"), f.spool_dir) {
             args.spool_dir = v;
         }
@@ -423,6 +433,7 @@ impl Resolved {
             "cgroup": opts.source.cgroups,
             "ring_buffer_bytes": opts.source.ring_buffer_bytes,
             "rules": opts.rules,
+            "enforce": opts.source.enforce,
             "spool_dir": opts.spool_dir,
             "listen": opts.listen.map(|a| a.to_string()),
             "dedup_window": humantime::format_duration(opts.pipeline.dedup_window).to_string(),
@@ -535,7 +546,10 @@ impl RunArgs {
             );
         }
         Ok(run::RunOptions {
-            source: self.source.options(),
+            source: SourceOptions {
+                enforce: self.enforce,
+                ..self.source.options()
+            },
             rules: self.rules.clone(),
             host_root: self.source.host_root.clone(),
             sinks,
@@ -667,6 +681,7 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
                 opts.ring_buffer_bytes,
                 !opts.cgroups.is_empty(),
                 opts.btf.as_deref(),
+                false,
                 false,
             )?;
             let report = monitor::bpf::load::report(&started.kernel);

@@ -215,6 +215,8 @@ pub struct FileSettings {
     pub output_file: Option<PathBuf>,
     /// `--no-stdout`.
     pub no_stdout: Option<bool>,
+    /// `--enforce`: act on deny and kill rules.
+    pub enforce: Option<bool>,
     /// `--spool-dir`.
     pub spool_dir: Option<PathBuf>,
     /// `--listen`.
@@ -336,6 +338,7 @@ impl FileSettings {
             otlp,
             output_file,
             no_stdout,
+            enforce,
             spool_dir,
             listen,
             listen_ip,
@@ -616,6 +619,7 @@ impl Validator {
             s.output_file = self.nonempty_path(p, "output_file");
         }
         s.no_stdout = raw.no_stdout;
+        s.enforce = raw.enforce;
         if let Some(p) = &raw.spool_dir {
             s.spool_dir = self.nonempty_path(p, "spool_dir");
         }

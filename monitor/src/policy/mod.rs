@@ -24,6 +24,7 @@
 mod compile;
 mod detect;
 mod diagnostic;
+mod enforce;
 mod evaluate;
 mod load;
 mod matcher;
@@ -39,7 +40,8 @@ pub use detect::{
     is_write,
 };
 pub use diagnostic::Diagnostic;
-pub use evaluate::{Evaluator, Finding, RuleSet};
+pub use enforce::{EgressPrefix, Enforcement};
+pub use evaluate::{Action, Evaluator, Finding, RuleSet};
 pub use selector::{Labels, NoLabels, Workload};
 
 /// Loads and compiles rule directories (or files) for `monitor rules check`:
