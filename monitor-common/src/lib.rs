@@ -34,8 +34,13 @@ pub mod kind {
     pub const NET: u32 = 5;
     pub const CGROUP: u32 = 6;
     pub const SYSCALL: u32 = 7;
+    /// Not a record of its own: the lost-event counters count here, besides
+    /// under the record's kind, an enforcement action (a denied connect, a
+    /// killed exec) whose record could not be sent, so that an action taken
+    /// without its alert is always told apart from an ordinary lost event.
+    pub const ACTION: u32 = 8;
     /// One past the largest kind: the size of the lost-event counter array.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 
     /// Name used in logs and metrics.
     pub fn name(kind: u32) -> &'static str {
@@ -47,6 +52,7 @@ pub mod kind {
             NET => "network",
             CGROUP => "cgroup",
             SYSCALL => "syscall",
+            ACTION => "enforcement",
             _ => "unknown",
         }
     }
@@ -99,6 +105,84 @@ pub mod net_op {
     pub const CONNECT: u32 = 1;
     pub const SENDMSG: u32 = 2;
     pub const BIND: u32 = 3;
+}
+
+/// What the kernel programs did to the operation a record reports
+/// (`NetEvent::action`, `ExecEvent::action`): enforcement, only for the
+/// containers the agent enforces (`--enforce`).
+pub mod action {
+    /// Nothing: the operation went ahead.
+    pub const NONE: u32 = 0;
+    /// A connect or sendmsg refused (the call fails with EPERM).
+    pub const DENIED: u32 = 1;
+    /// The exec'd process was sent SIGKILL before its first instruction.
+    pub const KILLED: u32 = 2;
+    /// A kill was due but `bpf_send_signal` failed: the program runs.
+    pub const KILL_FAILED: u32 = 3;
+}
+
+/// Enforcement maps, filled by the agent for each enforced container.
+pub mod enforce {
+    /// Port segments one egress verdict holds; a container whose allowlist
+    /// needs more for one prefix is not enforced (the agent says so).
+    pub const SEGMENTS: usize = 16;
+    /// Bytes of an egress verdict key after the prefix length: the cgroup id
+    /// (8, native order), the family (4: 4 or 6), the address (16, network
+    /// order; IPv4 in the first 4).
+    pub const EGRESS_KEY_LEN: usize = 28;
+    /// Prefix bits of the key taken by the cgroup id and the family, before
+    /// the address's own.
+    pub const EGRESS_KEY_FIXED_BITS: u32 = 96;
+    /// `PortSegment::allow` bits.
+    pub const ALLOW_TCP: u32 = 1;
+    pub const ALLOW_UDP: u32 = 2;
+    pub const ALLOW_OTHER: u32 = 4;
+    /// The FNV-1a 64 offset basis of a whole path's hash, and of a final
+    /// component's (distinct, so a name never matches a path).
+    pub const PATH_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    pub const NAME_BASIS: u64 = 0xcbf2_9ce4_8422_2325 ^ 0x6e61_6d65;
+    pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// FNV-1a 64 of `bytes` from `basis`: the hash the exec hook takes of
+    /// the kernel's filename (whole, and from after its last `/`).
+    pub const fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
+        let mut h = basis;
+        let mut i = 0;
+        while i < bytes.len() {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        h
+    }
+}
+
+/// Ports `lo..=hi` (host order) where the protocols in `allow` may go.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSegment {
+    pub lo: u16,
+    pub hi: u16,
+    pub allow: u32,
+}
+
+/// What an enforced container may reach below one address prefix: a port
+/// absent from every segment is denied.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressVerdict {
+    pub count: u32,
+    pub _pad: u32,
+    pub segments: [PortSegment; enforce::SEGMENTS],
+}
+
+/// A kill-on-exec entry: an enforced cgroup and the hash of an executable
+/// path or file name (`enforce::fnv1a`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExecKey {
+    pub cgroup_id: u64,
+    pub hash: u64,
 }
 
 /// Cgroup operations, `CgroupEvent::op`.
@@ -168,6 +252,9 @@ pub struct ExecEvent {
     pub argc: u32,
     /// 1 when argv had more than [`MAX_ARGS`] entries or did not fit.
     pub args_truncated: u32,
+    /// What enforcement did ([`action`]).
+    pub action: u32,
+    pub _pad: u32,
     /// The kernel's copy of the filename (`bprm->filename`).
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
@@ -288,6 +375,9 @@ pub struct NetEvent {
     pub dport: u32,
     /// Destination address, network byte order; IPv4 uses the first 4 bytes.
     pub daddr: [u8; 16],
+    /// What enforcement did ([`action`]).
+    pub action: u32,
+    pub _pad: u32,
 }
 
 /// A cgroup directory made or removed in the v2 hierarchy.
@@ -437,6 +527,9 @@ pub struct Settings {
     /// 1: successful read-only opens whose file name is in `SENSITIVE_NAMES`
     /// are reported (as `open` with `O_RDONLY`).
     pub sensitive_reads: u32,
+    /// 1: `--enforce`: the exec hook kills what `KILL_EXECS` names.
+    pub enforce: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -444,6 +537,9 @@ mod user {
     // SAFETY: plain-old-data records with explicit padding and no pointers.
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::PortSegment {}
+    unsafe impl aya::Pod for super::EgressVerdict {}
+    unsafe impl aya::Pod for super::ExecKey {}
 }
 
 #[cfg(test)]

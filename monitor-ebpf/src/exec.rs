@@ -5,19 +5,27 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal},
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, MAX_ARGS, PATH_LEN, kind, loss};
+use monitor_common::{
+    ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, ExecKey, MAX_ARGS, PATH_LEN, action,
+    enforce::{FNV_PRIME, NAME_BASIS, PATH_BASIS},
+    kind, loss,
+};
 
 use crate::{
     context,
     kmem::{read_ptr, read_u32},
-    maps::{ARGS_SCRATCH, EXEC_SCRATCH, PENDING_ARGS, counted, offset, send_now},
+    maps::{
+        ARGS_SCRATCH, EXEC_SCRATCH, KILL_EXECS, PENDING_ARGS, counted, offset, send_now, setting,
+    },
     path::walk_dirfd,
 };
+
+const SIGKILL: u32 = 9;
 
 const ARGS_LIMIT: u32 = (ARGS_LEN / 2) as u32;
 
@@ -137,6 +145,19 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
         }
     }
 
+    ev.action = action::NONE;
+    ev._pad = 0;
+    // A constant to the verifier: without --enforce none of this is explored.
+    if setting!(enforce) != 0 && kill_due(task.cgroup_id, &ev.filename, ev.filename_len) {
+        // Delivered on the way back to user space: the new program never
+        // runs an instruction.
+        ev.action = if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+            action::KILLED
+        } else {
+            action::KILL_FAILED
+        };
+    }
+
     let size = if ev.filename[0] != b'/' {
         walk_dirfd(AT_FDCWD, &mut ev.cwd);
         size_of::<ExecEvent>()
@@ -145,8 +166,41 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
     };
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const ExecEvent).cast::<u8>(), size) };
-    send_now(bytes, kind::EXEC);
+    send_now(bytes, kind::EXEC, ev.action != action::NONE);
     Ok(())
+}
+
+/// Whether the enforced container `cgroup_id` kills this executable: the
+/// FNV-1a hash of the kernel's filename, whole or from after its last `/`,
+/// is in `KILL_EXECS` for the cgroup.
+#[inline(always)]
+fn kill_due(cgroup_id: u64, filename: &[u8; PATH_LEN], len: u32) -> bool {
+    let mut whole = PATH_BASIS;
+    let mut name = NAME_BASIS;
+    for i in 0..PATH_LEN {
+        if i as u32 >= len {
+            break;
+        }
+        let c = filename[i];
+        whole = (whole ^ c as u64).wrapping_mul(FNV_PRIME);
+        name = if c == b'/' {
+            NAME_BASIS
+        } else {
+            (name ^ c as u64).wrapping_mul(FNV_PRIME)
+        };
+    }
+    let by_path = ExecKey {
+        cgroup_id,
+        hash: whole,
+    };
+    if unsafe { KILL_EXECS.get(&by_path) }.is_some() {
+        return true;
+    }
+    let by_name = ExecKey {
+        cgroup_id,
+        hash: name,
+    };
+    unsafe { KILL_EXECS.get(&by_name) }.is_some()
 }
 
 /// A failed exec leaves its argv behind; the thread's exit drops it.

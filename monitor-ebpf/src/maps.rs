@@ -1,11 +1,11 @@
 //! Maps and globals shared by every program.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    ExecArgs, ExecEvent, FileEvent, KernelOffsets, SENSITIVE_NAME_LEN, Settings, SyscallEvent,
-    kind, loss,
+    EgressVerdict, ExecArgs, ExecEvent, ExecKey, FileEvent, KernelOffsets, SENSITIVE_NAME_LEN,
+    Settings, SyscallEvent, enforce::EGRESS_KEY_LEN, kind, loss,
 };
 
 /// The one channel to userspace. Userspace may resize it before load.
@@ -50,6 +50,32 @@ pub static PENDING_SYSCALL: HashMap<u32, crate::syscall::Call> = HashMap::with_m
 pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u32> =
     HashMap::with_max_entries(256, 0);
 
+/// The containers under enforcement (`--enforce`), by the cgroup id of the
+/// container's own cgroup; the enforcing socket programs are attached there
+/// and nowhere else.
+#[map]
+pub static ENFORCED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// What each enforced container may reach: the longest prefix of
+/// (cgroup id, family, address) gives the ports open below it. No entry for
+/// an address (the agent writes both families' /0 for every container)
+/// denies it.
+#[map]
+pub static EGRESS_VERDICTS: LpmTrie<[u8; EGRESS_KEY_LEN], EgressVerdict> =
+    LpmTrie::with_max_entries(65536, 0);
+
+/// Executables an enforced container's exec is killed for, by cgroup id and
+/// the hash of the whole filename or of its final component.
+#[map]
+pub static KILL_EXECS: HashMap<ExecKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// The connect or sendmsg an enforcing program just denied and reported, per
+/// CPU: the reporting program on the root runs next in the same hook
+/// invocation (descendants' programs run first), sees it here and does not
+/// report the call a second time.
+#[map]
+pub static DENIED_MARK: PerCpuArray<crate::net::DeniedMark> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU room to build records larger than the 512-byte stack.
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -70,6 +96,8 @@ pub static SETTINGS: Settings = Settings {
     nr_clone3: 0,
     nr_socket: 0,
     sensitive_reads: 0,
+    enforce: 0,
+    _pad: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -129,11 +157,16 @@ pub fn send<T: ?Sized>(record: &T, kind: u32) {
 
 /// Sends a record and wakes the reader at once: for execs, rare next to file
 /// events, and read best while their parents still live (userspace may read
-/// an unknown parent from /proc).
+/// an unknown parent from /proc); and for records of enforcement actions.
+/// A record of an action (`acted`) that cannot be sent is counted under
+/// `kind::ACTION` too: an action is never taken without a trace.
 #[inline(always)]
-pub fn send_now<T: ?Sized>(record: &T, kind: u32) {
+pub fn send_now<T: ?Sized>(record: &T, kind: u32, acted: bool) {
     if EVENTS.output::<T>(record, BPF_RB_FORCE_WAKEUP).is_err() {
         count_lost(kind, loss::RING_FULL);
+        if acted {
+            count_lost(kind::ACTION, loss::RING_FULL);
+        }
     }
 }
 

@@ -278,6 +278,8 @@ fn exec_record(a: &Actor, t: u64, exe: &str, args: &[&str], ppid: u32) -> Vec<u8
     let mut buf = [0u8; monitor_common::ARGS_LEN];
     buf[..raw.len()].copy_from_slice(&raw);
     let ev = ExecEvent {
+        action: 0,
+        _pad: 0,
         header: header(kind::EXEC, a, t),
         ppid,
         old_pid: a.pid,
@@ -329,6 +331,8 @@ fn connect_record(a: &Actor, t: u64, ip: [u8; 4], port: u16) -> Vec<u8> {
     let mut daddr = [0u8; 16];
     daddr[..4].copy_from_slice(&ip);
     let ev = NetEvent {
+        action: 0,
+        _pad: 0,
         header: header(kind::NET, a, t),
         op: net_op::CONNECT,
         family: libc::AF_INET as u32,

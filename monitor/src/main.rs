@@ -141,6 +141,7 @@ impl SourceArgs {
             cgroups: self.cgroups.clone(),
             ring_buffer_bytes: self.ring_buffer_bytes,
             btf: self.btf.clone(),
+            enforce: false,
         }
     }
 }
@@ -223,6 +224,11 @@ struct RunArgs {
     /// Do not write alerts to stdout.
     #[arg(long, env = "MONITOR_NO_STDOUT")]
     no_stdout: bool,
+    /// Act on rules with `action: deny` or `action: kill` (deny the
+    /// connection, kill the exec) instead of only reporting them
+    /// (`would_deny`). Off by default.
+    #[arg(long, env = "MONITOR_ENFORCE")]
+    enforce: bool,
     /// Where undelivered alerts wait for their endpoint, across restarts.
     #[arg(
         long,
@@ -274,6 +280,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("output_file", "output_file"),
     ("format", "format"),
     ("no_stdout", "no_stdout"),
+    ("enforce", "enforce"),
     ("spool_dir", "spool_dir"),
     ("listen", "listen"),
     ("listen_ip", "listen_ip"),
@@ -378,6 +385,9 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         if let (true, Some(v)) = (wants("no_stdout"), f.no_stdout) {
             args.no_stdout = v;
         }
+        if let (true, Some(v)) = (wants("enforce"), f.enforce) {
+            args.enforce = v;
+        }
         if let (true, Some(v)) = (wants("spool_dir"), f.spool_dir) {
             args.spool_dir = v;
         }
@@ -440,6 +450,7 @@ impl Resolved {
             "cgroup": opts.source.cgroups,
             "ring_buffer_bytes": opts.source.ring_buffer_bytes,
             "rules": opts.rules,
+            "enforce": opts.source.enforce,
             "spool_dir": opts.spool_dir,
             "listen": opts.listen.map(|a| a.to_string()),
             "dedup_window": humantime::format_duration(opts.pipeline.dedup_window).to_string(),
@@ -553,7 +564,10 @@ impl RunArgs {
             );
         }
         Ok(run::RunOptions {
-            source: self.source.options(),
+            source: SourceOptions {
+                enforce: self.enforce,
+                ..self.source.options()
+            },
             rules: self.rules.clone(),
             host_root: self.source.host_root.clone(),
             sinks,
@@ -685,6 +699,7 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
                 opts.ring_buffer_bytes,
                 !opts.cgroups.is_empty(),
                 opts.btf.as_deref(),
+                false,
                 false,
             )?;
             let report = monitor::bpf::load::report(&started.kernel);

@@ -129,6 +129,14 @@ fn the_schema_refuses_what_breaks_the_contract() {
             }),
         ),
         (
+            "unknown action",
+            Box::new(|a| a["action_taken"] = "blocked".into()),
+        ),
+        (
+            "would_deny not a boolean",
+            Box::new(|a| a["would_deny"] = "yes".into()),
+        ),
+        (
             "address not an IP",
             Box::new(|a| {
                 a["kind"] = "network".into();

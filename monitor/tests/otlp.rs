@@ -120,6 +120,7 @@ fn alerts() -> Vec<Alert> {
     });
     out[3].kind = AlertKind::Network;
     out[3].network = Some(NetworkInfo {
+        action: None,
         op: NetOp::Connect,
         protocol: Protocol::Tcp,
         family: Family::Ipv6,

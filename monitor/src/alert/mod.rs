@@ -21,7 +21,7 @@ pub use scanfold::ScanFolder;
 
 use crate::{
     context::{ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{FileInfo, NetworkInfo, SyscallInfo},
+    event::{ActionTaken, FileInfo, NetworkInfo, SyscallInfo},
 };
 
 pub const SCHEMA: &str = "monitor.alert/v1";
@@ -110,6 +110,15 @@ pub struct Alert {
     /// egress alerts folded into it; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan: Option<ScanSummary>,
+    /// Added field: what enforcement (`--enforce`) did to the operation:
+    /// `denied` (a connect or sendmsg refused with EPERM), `killed` (the
+    /// exec'd process killed before it ran), `kill_failed`; `null` when
+    /// nothing was done.
+    pub action_taken: Option<ActionTaken>,
+    /// Added field: the rule's `action` is `deny` or `kill` and nothing was
+    /// done: the agent runs without `--enforce` (a dry run), or the container
+    /// was not under enforcement yet.
+    pub would_deny: bool,
 }
 
 /// The alert record's `scan` object: one port scan, the destinations it tried
@@ -187,6 +196,8 @@ impl Alert {
             tags: Vec::new(),
             attempt: false,
             scan: None,
+            action_taken: None,
+            would_deny: false,
         }
     }
 
@@ -286,6 +297,8 @@ impl Alert {
         alert.tags = finding.tags.to_vec();
         alert.attempt = finding.attempt;
         alert.scan.clone_from(&finding.scan);
+        alert.action_taken = finding.action_taken;
+        alert.would_deny = finding.would_deny;
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -324,6 +337,7 @@ mod tests {
                     comm: "sshd".into(),
                 },
                 body: EventBody::Exec(ExecInfo {
+                    action: None,
                     filename: "/usr/sbin/sshd".into(),
                     args: vec!["/usr/sbin/sshd".into()],
                     args_truncated: false,
@@ -353,6 +367,9 @@ mod tests {
             tags: Arc::from(vec!["T1021.004".to_owned()]),
             attempt: false,
             scan: None,
+            action: crate::policy::Action::Alert,
+            action_taken: None,
+            would_deny: false,
         }
     }
 

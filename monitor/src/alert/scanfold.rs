@@ -176,6 +176,7 @@ mod tests {
             ..Default::default()
         });
         a.network = Some(NetworkInfo {
+            action: None,
             op: NetOp::Connect,
             protocol: Protocol::Tcp,
             family: Family::Ipv4,

@@ -312,6 +312,8 @@ pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     /// Report only the cgroups put in the monitored set.
     pub filter_cgroups: bool,
+    /// `--enforce`: load the enforcing programs and let the exec hook kill.
+    pub enforce: bool,
     pub offsets: KernelOffsets,
     /// The cgroup v2 mount, where the socket hooks attach.
     pub cgroup2_mount: std::path::PathBuf,
@@ -325,6 +327,8 @@ pub struct Kernel {
     pub hooks: Vec<HookStatus>,
     /// How the kernel programs decide the cgroup scope (`--cgroup`).
     pub scope_route: ScopeRoute,
+    /// `--enforce`: the enforcing programs, loaded, and what is in force.
+    enforcement: Option<super::enforce::EnforcementMaps>,
 }
 
 /// How a tracepoint program tells whether the task is inside a watched subtree.
@@ -399,6 +403,8 @@ impl Kernel {
             nr_clone3: libc::SYS_clone3 as u32,
             nr_socket: libc::SYS_socket as u32,
             sensitive_reads: 1,
+            enforce: opts.enforce as u32,
+            _pad: 0,
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
@@ -489,10 +495,19 @@ impl Kernel {
             (true, false) => ScopeRoute::AncestorHelper,
             (true, true) => ScopeRoute::CgroupWalk,
         };
+        let enforcement = if opts.enforce {
+            let maps = super::enforce::EnforcementMaps::load(&mut ebpf, &opts.cgroup2_mount)
+                .context("--enforce was asked for and this kernel cannot enforce")?;
+            info!("enforcement armed: deny and kill rules act on the containers they select");
+            Some(maps)
+        } else {
+            None
+        };
         Ok(Kernel {
             ebpf,
             hooks,
             scope_route,
+            enforcement,
         })
     }
 
@@ -521,6 +536,43 @@ impl Kernel {
             .take_map("SCOPE_ROOTS")
             .ok_or_else(|| anyhow!("SCOPE_ROOTS map missing"))?;
         Ok(CgroupFilter(HashMap::try_from(map)?))
+    }
+}
+
+impl Kernel {
+    /// Whether the enforcing programs are loaded (`--enforce`).
+    pub fn enforcing(&self) -> bool {
+        self.enforcement.is_some()
+    }
+
+    /// Holds the container cgroup `cgroup_id` (directory `dir`) to `plan`
+    /// (see [`super::enforce`]); an empty plan releases it.
+    pub fn enforce(
+        &mut self,
+        cgroup_id: u64,
+        dir: &std::path::Path,
+        plan: &super::enforce::KernelEnforcement,
+    ) -> anyhow::Result<()> {
+        match &mut self.enforcement {
+            Some(e) => e.apply(&mut self.ebpf, cgroup_id, dir, plan),
+            None => bail!("enforcement is off (no --enforce)"),
+        }
+    }
+
+    /// Lifts enforcement from `cgroup_id` (gone, or no longer selected).
+    pub fn release(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
+        match &mut self.enforcement {
+            Some(e) => e.release(&mut self.ebpf, cgroup_id),
+            None => Ok(()),
+        }
+    }
+
+    /// The cgroups under enforcement now.
+    pub fn enforced(&self) -> Vec<u64> {
+        self.enforcement
+            .as_ref()
+            .map(|e| e.enforced().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -723,7 +775,7 @@ fn verifier_log_level() -> VerifierLogLevel {
 }
 
 /// Keeps the verifier's log (its last lines say why) with the error.
-fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
+pub(super) fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
     if let aya::programs::ProgramError::LoadError {
         io_error,
         verifier_log,

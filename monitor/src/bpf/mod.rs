@@ -5,6 +5,7 @@
 //! cgroup v2 mount the socket hooks attach to.
 pub mod btf;
 pub mod cgroupfs;
+pub mod enforce;
 pub mod load;
 pub mod mountinfo;
 pub mod reader;
@@ -38,6 +39,7 @@ pub fn start(
     filter_cgroups: bool,
     btf: Option<&Path>,
     require_core: bool,
+    enforce: bool,
 ) -> anyhow::Result<Started> {
     let tracefs = tracefs::ensure_mounted()?;
     let cgroup2_mount = cgroupfs::cgroup2_mount()?;
@@ -45,6 +47,7 @@ pub fn start(
     let opts = LoadOptions {
         ring_buffer_bytes,
         filter_cgroups,
+        enforce,
         offsets,
         cgroup2_mount: cgroup2_mount.clone(),
         tracefs: tracefs.clone(),

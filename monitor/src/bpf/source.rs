@@ -22,6 +22,8 @@ pub struct SourceOptions {
     pub ring_buffer_bytes: u32,
     /// The kernel's BTF, where `/sys/kernel/btf/vmlinux` is missing.
     pub btf: Option<PathBuf>,
+    /// `--enforce`: load the enforcing programs.
+    pub enforce: bool,
 }
 
 /// Records of one kind the kernel programs could not send, for one reason.
@@ -59,8 +61,13 @@ pub struct EventSource {
 impl EventSource {
     pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource> {
         let filtered = !opts.cgroups.is_empty();
-        let mut started =
-            super::start(opts.ring_buffer_bytes, filtered, opts.btf.as_deref(), true)?;
+        let mut started = super::start(
+            opts.ring_buffer_bytes,
+            filtered,
+            opts.btf.as_deref(),
+            true,
+            opts.enforce,
+        )?;
         let scope = if filtered {
             let kernel_filter = started.kernel.take_cgroup_filter()?;
             Some(Scope::new(
@@ -158,6 +165,12 @@ impl EventSource {
         &self.started.cgroup2_mount
     }
 
+    /// Whether a cgroup path (relative to the cgroup2 mount) is inside the
+    /// `--cgroup` scope; every path is without `--cgroup`.
+    pub fn covers(&self, path: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.covers(path))
+    }
+
     /// Whether the reader task is still running.
     pub fn reader_alive(&self) -> bool {
         !self.reader.is_finished()
@@ -203,7 +216,7 @@ impl Scope {
         Ok(Scope { roots })
     }
 
-    fn covers(&self, path: &str) -> bool {
+    pub(crate) fn covers(&self, path: &str) -> bool {
         self.roots
             .iter()
             .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))

@@ -219,6 +219,8 @@ pub struct FileSettings {
     pub format: Option<AlertFormat>,
     /// `--no-stdout`.
     pub no_stdout: Option<bool>,
+    /// `--enforce`: act on deny and kill rules.
+    pub enforce: Option<bool>,
     /// `--spool-dir`.
     pub spool_dir: Option<PathBuf>,
     /// `--listen`.
@@ -341,6 +343,7 @@ impl FileSettings {
             output_file,
             format,
             no_stdout,
+            enforce,
             spool_dir,
             listen,
             listen_ip,
@@ -589,6 +592,7 @@ impl Validator {
             s.format = self.format(f, "format");
         }
         s.no_stdout = raw.no_stdout;
+        s.enforce = raw.enforce;
         if let Some(p) = &raw.spool_dir {
             s.spool_dir = self.nonempty_path(p, "spool_dir");
         }

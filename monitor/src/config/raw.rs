@@ -45,6 +45,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub no_stdout: Option<bool>,
     #[serde(default)]
+    pub enforce: Option<bool>,
+    #[serde(default)]
     pub spool_dir: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub listen: Option<Spanned<String>>,

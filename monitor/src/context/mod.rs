@@ -624,6 +624,7 @@ mod tests {
         Event {
             header: header(pid, cgroup_id, exe.rsplit('/').next().unwrap()),
             body: EventBody::Exec(ExecInfo {
+                action: None,
                 filename: exe.into(),
                 args: args.iter().map(|a| a.to_string()).collect(),
                 args_truncated: false,
@@ -644,6 +645,7 @@ mod tests {
         Event {
             header: header(pid, cgroup_id, "curl"),
             body: EventBody::Network(NetworkInfo {
+                action: None,
                 op: NetOp::Connect,
                 protocol: crate::event::Protocol::Tcp,
                 family: crate::event::Family::Ipv4,

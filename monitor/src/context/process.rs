@@ -475,6 +475,7 @@ mod tests {
         Event {
             header: header(pid, t, exe.rsplit('/').next().unwrap()),
             body: EventBody::Exec(ExecInfo {
+                action: None,
                 filename: exe.into(),
                 args: args.iter().map(|a| a.to_string()).collect(),
                 args_truncated: false,

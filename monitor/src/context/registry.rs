@@ -302,6 +302,14 @@ impl CgroupRegistry {
         self.entries.contains_key(&id)
     }
 
+    /// Every cgroup known that is a container's (its path names one), by id.
+    pub fn containers(&self) -> impl Iterator<Item = (u64, &CgroupEntry)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.identity.is_some())
+            .map(|(id, e)| (*id, e))
+    }
+
     /// The entry of cgroup `id`.
     pub fn entry(&self, id: u64) -> Option<&CgroupEntry> {
         self.entries.get(&id)

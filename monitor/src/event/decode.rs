@@ -11,8 +11,8 @@ use monitor_common::{
 use thiserror::Error;
 
 use super::{
-    CgroupChange, CgroupOp, Event, EventBody, EventHeader, ExecInfo, Family, FileInfo, FileOp,
-    NetOp, NetworkInfo, Protocol, SyscallInfo,
+    ActionTaken, CgroupChange, CgroupOp, Event, EventBody, EventHeader, ExecInfo, Family, FileInfo,
+    FileOp, NetOp, NetworkInfo, Protocol, SyscallInfo,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -190,6 +190,7 @@ fn exec(ev: &ExecEvent) -> ExecInfo {
         args_truncated: ev.args_truncated != 0,
         ppid: ev.ppid,
         cwd,
+        action: ActionTaken::from_code(ev.action),
     }
 }
 
@@ -351,6 +352,7 @@ fn network(ev: &NetEvent) -> Result<NetworkInfo, DecodeError> {
         daddr,
         dport: ev.dport as u16,
         dns: None,
+        action: ActionTaken::from_code(ev.action),
     })
 }
 
@@ -647,6 +649,8 @@ mod tests {
             args_len: raw.len() as u32,
             argc: 2,
             args_truncated: 0,
+            action: 0,
+            _pad: 0,
             filename: fill::<PATH_LEN>("./run"),
             args,
             cwd: walk(&["app"], walk_flags::PRESENT),
@@ -671,6 +675,8 @@ mod tests {
             protocol: 6,
             dport: 8080,
             daddr,
+            action: 0,
+            _pad: 0,
         };
         let EventBody::Network(n) = decode(&bytes(&ev)).unwrap().body else {
             panic!()

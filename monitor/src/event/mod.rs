@@ -82,6 +82,51 @@ pub enum EventKind {
     Syscall,
 }
 
+/// What the kernel programs did to an operation under enforcement
+/// (`--enforce`): the alert record's `action_taken`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionTaken {
+    /// The connect or sendmsg was refused (EPERM).
+    Denied,
+    /// The exec'd process was killed (SIGKILL) before it ran.
+    Killed,
+    /// A kill was due and failed: the program ran.
+    KillFailed,
+}
+
+impl ActionTaken {
+    /// From a record's `action` field (`monitor_common::action`).
+    pub fn from_code(code: u32) -> Option<ActionTaken> {
+        match code {
+            monitor_common::action::DENIED => Some(ActionTaken::Denied),
+            monitor_common::action::KILLED => Some(ActionTaken::Killed),
+            monitor_common::action::KILL_FAILED => Some(ActionTaken::KillFailed),
+            _ => None,
+        }
+    }
+
+    /// The record's field as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionTaken::Denied => "denied",
+            ActionTaken::Killed => "killed",
+            ActionTaken::KillFailed => "kill_failed",
+        }
+    }
+}
+
+impl Event {
+    /// What enforcement did to the operation, when it did anything.
+    pub fn action_taken(&self) -> Option<ActionTaken> {
+        match &self.body {
+            EventBody::Exec(x) => x.action,
+            EventBody::Network(n) => n.action,
+            _ => None,
+        }
+    }
+}
+
 /// A program started (`execve`/`execveat` succeeded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecInfo {
@@ -94,6 +139,8 @@ pub struct ExecInfo {
     pub ppid: u32,
     /// The working directory, when the kernel walked it.
     pub cwd: Option<String>,
+    /// Enforcement killed it (or failed to): `Killed`, `KillFailed`.
+    pub action: Option<ActionTaken>,
 }
 
 /// The alert record's `file` object.
@@ -200,6 +247,9 @@ pub struct NetworkInfo {
     pub dport: u16,
     /// The DNS name the destination was resolved from, where known.
     pub dns: Option<String>,
+    /// Enforcement refused it (`Denied`); in the alert as `action_taken`.
+    #[serde(skip)]
+    pub action: Option<ActionTaken>,
 }
 
 impl NetworkInfo {

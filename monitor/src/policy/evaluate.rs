@@ -13,7 +13,10 @@ use super::{
 use crate::{
     alert::{AlertKind, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
-    event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo, SyscallInfo},
+    event::{
+        ActionTaken, CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo,
+        SyscallInfo,
+    },
 };
 
 /// What a rule found in one event; the alert pipeline turns it into an
@@ -36,6 +39,48 @@ pub struct Finding {
     pub attempt: bool,
     /// For a port-scan finding: the ports and hosts of its window.
     pub scan: Option<ScanSummary>,
+    /// What the rule asks for beyond the alert (`action:`).
+    pub action: Action,
+    /// What the kernel did to the operation (`--enforce`), if anything.
+    pub action_taken: Option<ActionTaken>,
+    /// The rule's action is `deny` or `kill` and nothing was done: the agent
+    /// runs without `--enforce` (a dry run), or the container was not under
+    /// enforcement yet.
+    pub would_deny: bool,
+}
+
+/// What a rule does besides alerting, when the agent runs with `--enforce`
+/// (the rule's `action:`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Report only (the default).
+    #[default]
+    Alert,
+    /// Refuse the connection in the kernel (egress rules).
+    Deny,
+    /// Kill the exec'd process before it runs (process deny lists).
+    Kill,
+}
+
+impl Action {
+    /// As written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Deny => "deny",
+            Action::Kill => "kill",
+        }
+    }
+}
+
+/// What the kernel checks for a rule with `action: kill`: the exec'd file's
+/// path as given to exec, whole or its final component.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KillList {
+    /// Absolute paths, literal.
+    pub paths: Vec<String>,
+    /// File names (`exe: "**/NAME"`, `name: NAME`).
+    pub names: Vec<String>,
 }
 
 /// The file ops a file rule can watch, as bits.
@@ -157,6 +202,9 @@ pub(crate) struct Rule {
     pub severity: Severity,
     pub tags: Arc<[String]>,
     pub body: Body,
+    pub action: Action,
+    /// For `action: kill`: what the kernel kills.
+    pub kill: Option<KillList>,
 }
 
 /// A compiled exception: every condition given must hold.
@@ -621,6 +669,19 @@ fn finding(
         EventBody::Syscall(s) => s.result < 0,
         _ => false,
     };
+    let action_taken = ev.event.action_taken();
+    let would_deny = rule.action != Action::Alert && action_taken.is_none();
+    let mut summary = summary;
+    match (action_taken, would_deny) {
+        (Some(ActionTaken::Denied), _) => summary.push_str(" (denied)"),
+        (Some(ActionTaken::Killed), _) => summary.push_str(" (killed before it ran)"),
+        (Some(ActionTaken::KillFailed), _) => summary.push_str(" (the kill failed)"),
+        (None, true) => summary.push_str(match rule.action {
+            Action::Kill => " (would be killed: not enforced)",
+            _ => " (would be denied: not enforced)",
+        }),
+        (None, false) => {}
+    }
     Finding {
         rule: rule.name.clone(),
         policy: rule.policy.clone(),
@@ -630,6 +691,9 @@ fn finding(
         tags: rule.tags.clone(),
         attempt,
         scan: None,
+        action: rule.action,
+        action_taken,
+        would_deny,
     }
 }
 

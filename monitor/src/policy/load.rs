@@ -74,6 +74,7 @@ pub(crate) struct MergedRule {
     pub description: Option<String>,
     pub severity: Option<(usize, Spanned<String>)>,
     pub enabled: bool,
+    pub action: Option<(usize, Spanned<String>)>,
     pub tags: Option<(usize, List<String>)>,
     /// The rule text whose body (process, file, ...) is in force.
     pub body: Option<(usize, RawRule)>,
@@ -217,6 +218,7 @@ fn new_rule(file: usize, rule: RawRule) -> MergedRule {
         description: rule.description.clone(),
         severity: rule.severity.clone().map(|s| (file, s)),
         enabled: rule.enabled.unwrap_or(true),
+        action: rule.action.clone().map(|a| (file, a)),
         tags: rule.tags.clone().map(|t| (file, t)),
         body: (!rule.bodies().is_empty()).then_some((file, rule)),
     }
@@ -259,6 +261,9 @@ fn extend(base: &mut MergedPolicy, file: usize, p: RawPolicy) {
                 }
                 if let Some(e) = rule.enabled {
                     r.enabled = e;
+                }
+                if let Some(a) = &rule.action {
+                    r.action = Some((file, a.clone()));
                 }
                 if let Some(t) = &rule.tags {
                     r.tags = Some((file, t.clone()));

@@ -56,6 +56,9 @@ impl Globs {
 pub(crate) struct IpTable {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
+    /// The prefixes as given (IPv4-mapped IPv6 ones as IPv4): for the
+    /// kernel's verdict map under enforcement.
+    nets: Vec<IpNet>,
 }
 
 impl IpTable {
@@ -68,10 +71,26 @@ impl IpTable {
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
+        let nets = nets
+            .iter()
+            .map(|n| match n {
+                IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+                    Some(a) => IpNet::new(IpAddr::V4(a), v6.prefix_len() - 96).unwrap_or(*n),
+                    None => *n,
+                },
+                _ => *n,
+            })
+            .collect();
         IpTable {
             v4: merge(v4),
             v6: merge(v6),
+            nets,
         }
+    }
+
+    /// The prefixes, IPv4-mapped ones as IPv4.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -141,6 +160,11 @@ impl PortSet {
     pub fn contains(&self, port: u16) -> bool {
         lookup(&self.0, port)
     }
+
+    /// The ranges, inclusive, sorted and disjoint.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
+    }
 }
 
 /// A set of transport protocols; empty means any.
@@ -153,6 +177,11 @@ impl Protocols {
 
     pub fn with(self, bit: u8) -> Self {
         Protocols(self.0 | bit)
+    }
+
+    /// Whether the set is empty, which means any protocol.
+    pub fn is_any(self) -> bool {
+        self.0 == 0
     }
 
     pub fn contains(self, p: Protocol) -> bool {
@@ -432,6 +461,7 @@ mod tests {
     #[test]
     fn dest() {
         let net = |daddr: &str, dport: u16, protocol: Protocol, dns: Option<&str>| NetworkInfo {
+            action: None,
             op: NetOp::Connect,
             protocol,
             family: Family::Ipv4,

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 mod compile;
 mod detect;
+mod enforce;
 mod evaluate;
 mod load;
 mod matcher;
@@ -38,7 +39,8 @@ pub use detect::{
     DetectorLimits, DriftDetector, PortScanDetector, ScanParams, ScanReport, is_fileless_exec,
     is_write,
 };
-pub use evaluate::{Evaluator, Finding, RuleSet};
+pub use enforce::{EgressPrefix, Enforcement};
+pub use evaluate::{Action, Evaluator, Finding, RuleSet};
 pub use selector::{Labels, NoLabels, Workload};
 
 /// Loads and compiles rule directories (or files) for `monitor rules check`:

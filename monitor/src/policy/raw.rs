@@ -73,6 +73,9 @@ pub(crate) struct RawRule {
     pub severity: Option<Spanned<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// `alert` (the default), `deny` or `kill`: what the rule does under `--enforce`.
+    #[serde(default)]
+    pub action: Option<Spanned<String>>,
     /// ATT&CK technique ids (`T1059.004`).
     #[serde(default)]
     pub tags: Option<List<String>>,

@@ -2,7 +2,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::matcher::Globs;
-use crate::context::{EnrichedEvent, MetadataStatus};
+use crate::context::{EnrichedEvent, MetadataStatus, RuntimeMetadata};
 
 /// Looks up a container's labels (Kubernetes pod labels, Docker/OCI labels).
 ///
@@ -88,6 +88,26 @@ impl<'a> Workload<'a> {
                 },
             },
             _ => Workload::host(),
+        }
+    }
+
+    /// The workload of a container the registry knows, from its `container`
+    /// object and runtime metadata (for its labels).
+    pub fn container(
+        c: &'a crate::context::ContainerInfo,
+        metadata: Option<&'a RuntimeMetadata>,
+    ) -> Self {
+        Workload {
+            host: false,
+            image: c.image.as_deref(),
+            name: c.name.as_deref(),
+            namespace: c.namespace.as_deref(),
+            pod: c.pod.as_deref(),
+            runtime: c.runtime.as_deref(),
+            labels: match metadata {
+                Some(m) => &m.labels,
+                None => &NoLabels,
+            },
         }
     }
 

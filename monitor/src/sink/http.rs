@@ -881,6 +881,7 @@ mod tests {
             truncated: false,
         };
         let net = |protocol, dns: Option<&str>| NetworkInfo {
+            action: None,
             op: NetOp::Connect,
             protocol,
             family: Family::Ipv6,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use monitor::{
     alert::{Alert, AlertKind, AlertPipeline, PipelineConfig, RateLimitConfig, Severity},
     context::{Ancestor, ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{Family, FileInfo, FileOp, NetOp, NetworkInfo, Protocol},
+    event::{ActionTaken, Family, FileInfo, FileOp, NetOp, NetworkInfo, Protocol},
 };
 
 pub fn container() -> ContainerInfo {
@@ -128,9 +128,21 @@ pub fn alerts() -> Vec<Alert> {
             daddr,
             dport: [443, 53, 0, 65535][i],
             dns: (i == 0).then(|| "example.com".to_owned()),
+            action: None,
         });
         out.push(a);
     }
+    // Enforcement: a denied connect, a killed exec, a dry run's finding.
+    let mut denied = out.iter().find(|a| a.network.is_some()).cloned().unwrap();
+    denied.summary = "denied".into();
+    denied.action_taken = Some(ActionTaken::Denied);
+    out.push(denied);
+    let mut killed = mk(AlertKind::Process, "miner", "killed".into());
+    killed.action_taken = Some(ActionTaken::Killed);
+    out.push(killed);
+    let mut dry = mk(AlertKind::Process, "miner", "would be killed".into());
+    dry.would_deny = true;
+    out.push(dry);
     for refused in [false, true] {
         let mut a = mk(AlertKind::Syscall, "namespace-change", "setns".into());
         let args = (!refused).then_some([3, 0x4000_0000, 0, 0, 0, 0]);
