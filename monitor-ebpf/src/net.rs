@@ -4,7 +4,10 @@
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use monitor_common::{NetEvent, kind, net_op};
 
-use crate::{context, maps::send};
+use crate::{
+    context,
+    maps::{count_lost, send, within_budget},
+};
 
 const ALLOW: i32 = 1;
 const AF_INET: u32 = 2;
@@ -51,6 +54,10 @@ fn report(ctx: &SockAddrContext, op: u32, family: u32) {
     let Some(task) = context::current_socket() else {
         return;
     };
+    if let Err(reason) = within_budget(kind::NET) {
+        count_lost(kind::NET, reason);
+        return;
+    }
     // Context fields must be read directly (no probe_read on the context).
     let sa = unsafe { &*ctx.sock_addr };
     let mut daddr = [0u8; 16];

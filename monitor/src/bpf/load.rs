@@ -310,6 +310,8 @@ pub struct HookStatus {
 pub struct LoadOptions {
     /// Ring buffer size in bytes: a power of two, a multiple of the page size.
     pub ring_buffer_bytes: u32,
+    /// Each cgroup's share of the ring buffer.
+    pub fairness: super::Fairness,
     /// Report only the cgroups put in the monitored set.
     pub filter_cgroups: bool,
     pub offsets: KernelOffsets,
@@ -399,6 +401,9 @@ impl Kernel {
             nr_clone3: libc::SYS_clone3 as u32,
             nr_socket: libc::SYS_socket as u32,
             sensitive_reads: 1,
+            _pad: 0,
+            fair_interval_ns: opts.fairness.interval_ns(),
+            fair_burst_ns: opts.fairness.burst_ns(),
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
@@ -512,6 +517,17 @@ impl Kernel {
             .take_map("LOST")
             .ok_or_else(|| anyhow!("LOST map missing"))?;
         Ok(LostCounters(PerCpuArray::try_from(map)?))
+    }
+
+    /// The kernel's losses by cgroup, kind and reason. Call once.
+    pub fn take_cgroup_losses(&mut self) -> anyhow::Result<super::CgroupLossMap> {
+        let map = self
+            .ebpf
+            .take_map("CGROUP_LOST")
+            .ok_or_else(|| anyhow!("CGROUP_LOST map missing"))?;
+        Ok(super::CgroupLossMap(aya::maps::PerCpuHashMap::try_from(
+            map,
+        )?))
     }
 
     /// The roots of the watched cgroup subtrees (used when `filter_cgroups` is set). Call once.

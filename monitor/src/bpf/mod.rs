@@ -6,6 +6,7 @@
 pub mod btf;
 pub mod cgroupfs;
 pub mod load;
+pub mod losses;
 pub mod mountinfo;
 pub mod reader;
 pub mod source;
@@ -19,6 +20,7 @@ use anyhow::Context as _;
 use monitor_common::KernelOffsets;
 
 pub use load::{CgroupFilter, HookStatus, Kernel, LoadOptions, LostCounters, ScopeRoute};
+pub use losses::{CgroupLoss, CgroupLossMap, Fairness};
 
 /// Everything the agent needs from the kernel side, ready to read.
 pub struct Started {
@@ -35,6 +37,7 @@ pub struct Started {
 /// reporting what it offers (`monitor hooks`).
 pub fn start(
     ring_buffer_bytes: u32,
+    fairness: Fairness,
     filter_cgroups: bool,
     btf: Option<&Path>,
     require_core: bool,
@@ -44,6 +47,7 @@ pub fn start(
     let offsets = kernel_offsets(&tracefs, btf)?;
     let opts = LoadOptions {
         ring_buffer_bytes,
+        fairness,
         filter_cgroups,
         offsets,
         cgroup2_mount: cgroup2_mount.clone(),

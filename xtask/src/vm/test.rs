@@ -25,7 +25,12 @@ use super::{
 
 /// The suites that load the agent's kernel programs and need no network or
 /// Docker engine.
-const SUITES: &[&str] = &["kernel_trace", "kernel_policy", "kernel_context"];
+const SUITES: &[&str] = &[
+    "kernel_trace",
+    "kernel_policy",
+    "kernel_context",
+    "kernel_fairness",
+];
 
 /// How long the hook report may take at least (the agent loads every program).
 const HOOKS_LIMIT_SECS: u64 = 300;
