@@ -28,9 +28,10 @@ pub struct Fairness {
 }
 
 impl Fairness {
-    /// 20,000 records a second per cgroup. The agent is measured to keep up
-    /// with some 200,000 file events a second (`cargo xtask bench`'s
-    /// lossless target), so ten containers at their full budget still fit;
+    /// 20,000 records a second per cgroup. Ten containers at their full
+    /// budget make 200,000 a second, the agent's throughput target (the
+    /// bench measured it lossless up to the 160,000-178,000 a second its
+    /// generators reached, `BENCHMARKS.md`);
     /// the existing tests' largest burst from one cgroup is 2,000 opens
     /// (`kernel_trace`'s zero-loss test), a tenth of it. One open-write-close
     /// loop makes about 350,000 a second (`KERNEL-NOTES.md`): a flood is
