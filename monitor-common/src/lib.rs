@@ -71,7 +71,10 @@ pub mod loss {
     pub const READ_FAULT: u32 = 2;
     /// The per-CPU scratch space could not be had.
     pub const NO_SCRATCH: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// The cgroup had used its share of the ring buffer ([`super::Settings`]
+    /// `fair_*`): one container's flood may not push out everyone's events.
+    pub const RATE_LIMITED: u32 = 4;
+    pub const COUNT: u32 = 5;
 
     /// Name used in logs and metrics.
     pub fn name(reason: u32) -> &'static str {
@@ -80,6 +83,7 @@ pub mod loss {
             MAP_FULL => "stash_full",
             READ_FAULT => "read_fault",
             NO_SCRATCH => "no_scratch",
+            RATE_LIMITED => "rate_limited",
             _ => "unknown",
         }
     }
@@ -225,6 +229,29 @@ pub struct Header {
     /// cgroup v2 id: the inode number of the cgroup directory.
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the per-cgroup loss counters (`CGROUP_LOST`): the records of one
+/// kind a cgroup's tasks could not send, for one reason ([`loss`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CgroupLossKey {
+    /// cgroup v2 id of the task whose record was lost.
+    pub cgroup_id: u64,
+    pub kind: u32,
+    pub reason: u32,
+}
+
+/// The per-cgroup budget's state (`FAIR_BUCKETS`), as in the generic cell
+/// rate algorithm: the time at which the cgroup's budget would be whole
+/// again. Each record sent moves it on by `Settings::fair_interval_ns`; a
+/// record is over budget when it lies more than `fair_burst_ns` ahead of now.
+/// One number, no multiplication or division in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FairBucket {
+    /// `bpf_ktime_get_ns()` at which the budget is full again.
+    pub tat_ns: u64,
 }
 
 /// A directory the kernel walked from dentries, leaf component first.
@@ -530,6 +557,12 @@ pub struct Settings {
     /// 1: `--enforce`: the exec hook kills what `KILL_EXECS` names.
     pub enforce: u32,
     pub _pad: u32,
+    /// Per-cgroup fairness: the ring buffer time one budgeted record (file,
+    /// network, syscall) costs its cgroup, `1e9 / rate`; 0 switches the
+    /// budget off. Exec, fork, exit and cgroup records are never budgeted.
+    pub fair_interval_ns: u64,
+    /// How far ahead of now a cgroup's budget may run: `burst * interval`.
+    pub fair_burst_ns: u64,
 }
 
 #[cfg(feature = "user")]
@@ -540,6 +573,8 @@ mod user {
     unsafe impl aya::Pod for super::PortSegment {}
     unsafe impl aya::Pod for super::EgressVerdict {}
     unsafe impl aya::Pod for super::ExecKey {}
+    unsafe impl aya::Pod for super::CgroupLossKey {}
+    unsafe impl aya::Pod for super::FairBucket {}
 }
 
 #[cfg(test)]
@@ -559,6 +594,8 @@ mod tests {
         assert_eq!(size_of::<ForkEvent>() % 8, 0);
         assert_eq!(size_of::<SyscallEvent>() % 8, 0);
         assert_eq!(size_of::<KernelOffsets>() % 8, 0);
+        assert_eq!(size_of::<Settings>() % 8, 0);
+        assert_eq!(size_of::<CgroupLossKey>(), 16);
     }
 
     #[test]

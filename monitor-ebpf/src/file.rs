@@ -14,7 +14,7 @@ use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op,
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, SENSITIVE_NAMES, counted, send, setting},
+    maps::{FILE_SCRATCH, PENDING_FILE, SENSITIVE_NAMES, counted, send, setting, within_budget},
     path::{fd_name, walk_dirfd, walk_opened},
 };
 
@@ -101,6 +101,8 @@ fn stash(call: Call) -> Result<(), u32> {
 /// Builds the record for a finished call and sends as much of it as is used.
 #[inline(always)]
 fn complete(call: &Call, ret: i64) -> Result<(), u32> {
+    // Before any work: a flooding cgroup's records cost it no path walks.
+    within_budget(kind::FILE)?;
     let ev = FILE_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let ev: &mut FileEvent = unsafe { &mut *ev };
     // Filtered at enter already: the call was stashed only when in scope.

@@ -1,11 +1,12 @@
 //! Maps and globals shared by every program.
 use aya_ebpf::{
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    EgressVerdict, ExecArgs, ExecEvent, ExecKey, FileEvent, KernelOffsets, SENSITIVE_NAME_LEN,
-    Settings, SyscallEvent, enforce::EGRESS_KEY_LEN, kind, loss,
+    CgroupLossKey, EgressVerdict, ExecArgs, ExecEvent, ExecKey, FairBucket, FileEvent,
+    KernelOffsets, SENSITIVE_NAME_LEN, Settings, SyscallEvent, enforce::EGRESS_KEY_LEN, kind, loss,
 };
 
 /// The one channel to userspace. Userspace may resize it before load.
@@ -16,6 +17,21 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 /// reason (`kind * loss::COUNT + reason`, see `monitor_common::loss`).
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT * loss::COUNT, 0);
+
+/// The same losses by cgroup (the task's whose record was lost), kind and
+/// reason: which container lost what. Per CPU, as `LOST` is, so that CPUs
+/// never race on a count (this target has no atomic add); userspace sums.
+/// Not an LRU: userspace removes a cgroup's keys when the cgroup goes, and a
+/// full map only leaves a loss unattributed, never uncounted (it is in
+/// `LOST` all the same). 4096 keys of 8 bytes a CPU: 4 MiB on 128 CPUs.
+#[map]
+pub static CGROUP_LOST: PerCpuHashMap<CgroupLossKey, u64> =
+    PerCpuHashMap::with_max_entries(4096, 0);
+
+/// Each cgroup's share of the ring buffer (see [`within_budget`]). An LRU: a
+/// bucket evicted or never stored only gives its cgroup a whole budget again.
+#[map]
+pub static FAIR_BUCKETS: LruHashMap<u64, FairBucket> = LruHashMap::with_max_entries(16384, 0);
 
 /// The roots of the watched cgroup subtrees (when `Settings::filter_cgroups`
 /// is set): a task is reported when its cgroup or an ancestor is here.
@@ -98,6 +114,8 @@ pub static SETTINGS: Settings = Settings {
     sensitive_reads: 0,
     enforce: 0,
     _pad: 0,
+    fair_interval_ns: 0,
+    fair_burst_ns: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -177,6 +195,84 @@ pub fn count_lost(kind: u32, reason: u32) {
     if let Some(counter) = LOST.get_ptr_mut(kind * loss::COUNT + reason) {
         unsafe { *counter += 1 };
     }
+    // A cgroup record's current task is whoever made or removed the cgroup
+    // (a runtime, systemd), not the cgroup it names: not attributed.
+    if kind != kind::CGROUP {
+        count_lost_in_cgroup(kind, reason);
+    }
+}
+
+const BPF_NOEXIST: u64 = 1;
+
+/// Attributes a loss to the current task's cgroup in [`CGROUP_LOST`].
+#[inline(always)]
+fn count_lost_in_cgroup(kind: u32, reason: u32) {
+    let key = CgroupLossKey {
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        kind,
+        reason,
+    };
+    if let Some(counter) = CGROUP_LOST.get_ptr_mut(&key) {
+        unsafe { *counter += 1 };
+        return;
+    }
+    // The cgroup's first loss of this kind and reason (this CPU's slot is 1,
+    // the others 0). Another CPU may insert the same key first: then this one
+    // adds to its own slot of that entry. If the map is full, the loss stays
+    // counted in LOST, unattributed.
+    if CGROUP_LOST.insert(&key, &1, BPF_NOEXIST).is_err()
+        && let Some(counter) = CGROUP_LOST.get_ptr_mut(&key)
+    {
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Which records the per-cgroup budget applies to: the ones a workload can
+/// make by the hundred thousand a second (file, network, rare syscalls).
+/// Exec, fork and exit records build the process table every later alert's
+/// process and ancestry come from, and cgroup records the container map:
+/// dropping one would misattribute a container's events long after the
+/// flood, and a process cannot fork or exec fast enough to crowd out the
+/// ring buffer the way an open loop does (each costs the kernel far more).
+#[inline(always)]
+pub fn budgeted(kind: u32) -> bool {
+    kind == kind::FILE || kind == kind::NET || kind == kind::SYSCALL
+}
+
+/// Per-cgroup fairness: whether the current task's cgroup may send one more
+/// record of `kind`, taking it from the cgroup's budget. Call before
+/// anything is reserved or built; a refusal is returned as
+/// `loss::RATE_LIMITED`, for `counted` to count (globally and per cgroup).
+///
+/// The budget is the generic cell rate algorithm on one timestamp per
+/// cgroup: a cgroup sends `rate` records a second, and up to `burst` at
+/// once after a quiet spell. Two CPUs of one cgroup may race on the bucket
+/// and both pass; the budget is then a little generous, never stricter.
+#[inline(always)]
+pub fn within_budget(kind: u32) -> Result<(), u32> {
+    let interval = setting!(fair_interval_ns);
+    if interval == 0 || !budgeted(kind) {
+        return Ok(());
+    }
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(bucket) = FAIR_BUCKETS.get_ptr_mut(&cgroup_id) else {
+        // The cgroup's first budgeted record (or its bucket was evicted): a
+        // whole budget.
+        let fresh = FairBucket {
+            tat_ns: now + interval,
+        };
+        // Failing to store it only gives the next record a whole budget too.
+        let _ = FAIR_BUCKETS.insert(&cgroup_id, &fresh, 0);
+        return Ok(());
+    };
+    let tat = unsafe { (*bucket).tat_ns };
+    let next = if tat > now { tat } else { now } + interval;
+    if next - now > setting!(fair_burst_ns) {
+        return Err(loss::RATE_LIMITED);
+    }
+    unsafe { (*bucket).tat_ns = next };
+    Ok(())
 }
 
 /// Counts the failure a program's `try_` function returned, if any: every

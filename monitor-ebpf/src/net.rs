@@ -20,7 +20,9 @@ use monitor_common::{
 
 use crate::{
     context,
-    maps::{DENIED_MARK, EGRESS_VERDICTS, ENFORCED_CGROUPS, send, send_now},
+    maps::{
+        DENIED_MARK, EGRESS_VERDICTS, ENFORCED_CGROUPS, count_lost, send, send_now, within_budget,
+    },
 };
 
 const ALLOW: i32 = 1;
@@ -147,6 +149,10 @@ fn report(ctx: &SockAddrContext, op: u32, family: u32) {
     let Some(task) = context::current_socket() else {
         return;
     };
+    if let Err(reason) = within_budget(kind::NET) {
+        count_lost(kind::NET, reason);
+        return;
+    }
     let mut daddr = [0u8; 16];
     if family == AF_INET {
         daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());

@@ -17,7 +17,7 @@ use monitor_common::{SyscallEvent, kind, loss, syscall_flags};
 
 use crate::{
     context,
-    maps::{PENDING_SYSCALL, SYSCALL_SCRATCH, counted, send, setting},
+    maps::{PENDING_SYSCALL, SYSCALL_SCRATCH, counted, send, setting, within_budget},
 };
 
 /// What `sys_enter` kept for `sys_exit`, per thread.
@@ -118,6 +118,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
             }
         }
     };
+    within_budget(kind::SYSCALL)?;
     let ev = SYSCALL_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let ev: &mut SyscallEvent = unsafe { &mut *ev };
     task.write_header(kind::SYSCALL, &mut ev.header);

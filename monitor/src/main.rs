@@ -120,6 +120,16 @@ struct SourceArgs {
     /// Ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = 8 * 1024 * 1024, value_name = "BYTES")]
     ring_buffer_bytes: u32,
+    /// Per-cgroup fairness: the file, network and syscall records each
+    /// cgroup may send a second; over it they are dropped in the kernel and
+    /// counted as `rate_limited` (0: no budget). Exec, fork, exit and cgroup
+    /// records are never dropped for it.
+    #[arg(long, env = "MONITOR_FAIR_RATE", default_value_t = monitor::bpf::Fairness::DEFAULT_RATE, value_name = "PER_SECOND")]
+    fair_rate: u32,
+    /// Per-cgroup fairness: how many such records a cgroup may send at once
+    /// after a quiet spell.
+    #[arg(long, env = "MONITOR_FAIR_BURST", default_value_t = monitor::bpf::Fairness::DEFAULT_BURST, value_name = "RECORDS")]
+    fair_burst: u32,
     /// The host's `/` as the agent sees it (`/host` in a DaemonSet): runtime
     /// state and `/proc` are read below it.
     #[arg(
@@ -140,6 +150,10 @@ impl SourceArgs {
         SourceOptions {
             cgroups: self.cgroups.clone(),
             ring_buffer_bytes: self.ring_buffer_bytes,
+            fairness: monitor::bpf::Fairness {
+                rate: self.fair_rate,
+                burst: self.fair_burst,
+            },
             btf: self.btf.clone(),
             enforce: false,
         }
@@ -449,6 +463,8 @@ impl Resolved {
             "host_root": opts.host_root,
             "cgroup": opts.source.cgroups,
             "ring_buffer_bytes": opts.source.ring_buffer_bytes,
+            "fair_rate": opts.source.fairness.rate,
+            "fair_burst": opts.source.fairness.burst,
             "rules": opts.rules,
             "enforce": opts.source.enforce,
             "spool_dir": opts.spool_dir,
@@ -697,6 +713,7 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
             let opts = source.options();
             let started = monitor::bpf::start(
                 opts.ring_buffer_bytes,
+                opts.fairness,
                 !opts.cgroups.is_empty(),
                 opts.btf.as_deref(),
                 false,

@@ -12,13 +12,14 @@ use anyhow::Context as _;
 use tracing::{error, info, warn};
 
 use crate::{
-    alert::{Alert, AlertPipeline, PipelineConfig, Severity, host_name},
+    alert::{Alert, AlertPipeline, LostCount, LostSummary, PipelineConfig, Severity, host_name},
     bpf::{
+        CgroupLoss, Fairness,
         enforce::KernelEnforcement,
         source::{EventSource, SourceOptions},
     },
     clock::WallClock,
-    context::{EnrichedEvent, Enricher, EnricherConfig},
+    context::{ContainerInfo, EnrichedEvent, Enricher, EnricherConfig, MetadataStatus},
     metrics::{self, Metrics},
     policy::{self, Evaluator, Finding},
     sink::{SinkConfig, Sinks, SinksOptions},
@@ -41,6 +42,10 @@ pub struct RunOptions {
     /// How often rule files are checked for changes (SIGHUP reloads at once).
     pub reload_interval: Duration,
 }
+
+/// How often the kernel's per-cgroup loss counters are read, and each
+/// cgroup with new losses alerted on (one alert per cgroup per read).
+const CGROUP_LOSS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -92,6 +97,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     info!("running; alerts go to {}", sinks.names().join(", "));
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut cgroup_loss_tick = tokio::time::interval(CGROUP_LOSS_INTERVAL);
     let mut reload_tick = tokio::time::interval(opts.reload_interval);
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -144,6 +150,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 metrics.set_containers_tracked(enricher.registry().stats().containers as u64);
                 metrics.set_processes_tracked(enricher.processes().len() as u64);
             }
+            _ = cgroup_loss_tick.tick() => {
+                report_cgroup_losses(&mut source, &enricher, &metrics, &sinks, &host, opts.source.fairness);
+            }
             _ = reload_tick.tick() => {
                 if watcher.changed() {
                     reload(&opts.rules, &mut evaluator, &metrics, "rule files changed");
@@ -186,6 +195,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     for out in pipeline.flush(now) {
         sinks.dispatch(&out);
     }
+    report_cgroup_losses(
+        &mut source,
+        &enricher,
+        &metrics,
+        &sinks,
+        &host,
+        opts.source.fairness,
+    );
     sinks.shutdown(opts.shutdown_grace).await;
     if let Some(l) = listener {
         let _ = l.shutdown().await;
@@ -196,6 +213,98 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// Reads the kernel's losses by cgroup: an `events-lost` alert naming each
+/// container (or host cgroup) with new losses, its metric series, and the
+/// cgroups gone since forgotten (kernel keys and series).
+fn report_cgroup_losses(
+    source: &mut EventSource,
+    enricher: &Enricher,
+    metrics: &Metrics,
+    sinks: &Sinks,
+    host: &str,
+    fairness: Fairness,
+) {
+    let registry = enricher.registry();
+    for loss in source.newly_lost_by_cgroup() {
+        let (container, status) = registry.container_info(loss.cgroup_id);
+        let path = registry.entry(loss.cgroup_id).map(|e| e.path.as_str());
+        let alert = cgroup_loss_alert(host, &loss, container, status, path, fairness);
+        let label = loss_label(alert.container.as_ref(), path, loss.cgroup_id);
+        for c in &loss.counts {
+            metrics.container_events_lost(loss.cgroup_id, &label, c.kind, c.reason, c.count);
+        }
+        warn!(cgroup_id = loss.cgroup_id, container = %label, "{}", alert.summary);
+        sinks.dispatch(&alert);
+    }
+    for id in source.forget_lost_cgroups(|id| registry.contains(id)) {
+        metrics.forget_container_losses(id);
+    }
+}
+
+/// The metric label of a cgroup's losses: the container's name, else its id,
+/// else the cgroup path, else the cgroup id.
+fn loss_label(container: Option<&ContainerInfo>, path: Option<&str>, cgroup_id: u64) -> String {
+    container
+        .and_then(|c| c.name.clone().or_else(|| c.id.clone()))
+        .or_else(|| path.map(str::to_owned))
+        .unwrap_or_else(|| format!("cgroup:{cgroup_id}"))
+}
+
+/// The `events-lost` alert about one cgroup's losses.
+fn cgroup_loss_alert(
+    host: &str,
+    loss: &CgroupLoss,
+    container: Option<ContainerInfo>,
+    status: MetadataStatus,
+    path: Option<&str>,
+    fairness: Fairness,
+) -> Alert {
+    let place = match (&container, path) {
+        (Some(c), _) => {
+            let who = c.name.as_deref().or(c.id.as_deref()).unwrap_or("(unnamed)");
+            match &c.image {
+                Some(image) => format!("container {who} ({image})"),
+                None => format!("container {who}"),
+            }
+        }
+        (None, Some(p)) => format!("host cgroup {p}"),
+        (None, None) => format!("cgroup {} (no longer known)", loss.cgroup_id),
+    };
+    let counts: Vec<String> = loss
+        .counts
+        .iter()
+        .map(|c| format!("{} {} {}", c.count, c.kind, c.reason))
+        .collect();
+    let mut summary = format!(
+        "the kernel dropped {} events of {place}: {}",
+        loss.count(),
+        counts.join(", ")
+    );
+    if loss.counts.iter().any(|c| c.reason == "rate_limited") {
+        summary.push_str(&format!(
+            " (over its share of {} events a second, {} at once)",
+            fairness.rate, fairness.burst
+        ));
+    }
+    let mut alert = Alert::agent(host, "events-lost", Severity::High, summary);
+    alert.container = container;
+    alert.metadata_status = Some(status);
+    alert.lost = Some(LostSummary {
+        cgroup_id: loss.cgroup_id,
+        counts: loss
+            .counts
+            .iter()
+            .map(|c| LostCount {
+                kind: c.kind.to_owned(),
+                reason: c.reason.to_owned(),
+                count: c.count,
+                total: c.total,
+            })
+            .collect(),
+    });
+    alert
 }
 
 /// Matches every event in `ready` and delivers its alerts.
@@ -491,4 +600,110 @@ fn unmatched_action(enriched: &EnrichedEvent, at: SystemTime, host: &str) -> Opt
     }
     alert.action_taken = Some(taken);
     Some(alert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::losses::LossCount;
+
+    fn web() -> ContainerInfo {
+        ContainerInfo {
+            id: Some("c".repeat(64)),
+            runtime: Some("docker".into()),
+            name: Some("web".into()),
+            image: Some("nginx:1.27".into()),
+            pod: None,
+            namespace: None,
+            cgroup: Some("/docker/cccc".into()),
+        }
+    }
+
+    fn flood() -> CgroupLoss {
+        CgroupLoss {
+            cgroup_id: 77,
+            counts: vec![
+                LossCount {
+                    kind: "file",
+                    reason: "rate_limited",
+                    count: 9000,
+                    total: 12000,
+                },
+                LossCount {
+                    kind: "network",
+                    reason: "ring_buffer_full",
+                    count: 3,
+                    total: 3,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_containers_losses_alert_names_it_with_counts_by_kind_and_reason() {
+        let fair = Fairness {
+            rate: 500,
+            burst: 100,
+        };
+        let a = cgroup_loss_alert(
+            "node-1",
+            &flood(),
+            Some(web()),
+            MetadataStatus::Complete,
+            Some("/docker/cccc"),
+            fair,
+        );
+        assert_eq!(
+            (a.rule.as_str(), a.severity),
+            ("events-lost", Severity::High)
+        );
+        assert_eq!(a.container.as_ref().unwrap().name.as_deref(), Some("web"));
+        assert_eq!(a.metadata_status, Some(MetadataStatus::Complete));
+        assert_eq!(
+            a.summary,
+            "the kernel dropped 9003 events of container web (nginx:1.27): 9000 file rate_limited, \
+             3 network ring_buffer_full (over its share of 500 events a second, 100 at once)"
+        );
+        let lost = a.lost.unwrap();
+        assert_eq!(lost.cgroup_id, 77);
+        assert_eq!(
+            lost.counts[0],
+            LostCount {
+                kind: "file".into(),
+                reason: "rate_limited".into(),
+                count: 9000,
+                total: 12000
+            }
+        );
+        assert_eq!(lost.counts.len(), 2);
+    }
+
+    #[test]
+    fn a_host_cgroups_losses_name_its_path() {
+        let mut loss = flood();
+        loss.counts.remove(0);
+        let a = cgroup_loss_alert(
+            "node-1",
+            &loss,
+            None,
+            MetadataStatus::Host,
+            Some("/system.slice/cron.service"),
+            Fairness::default(),
+        );
+        assert_eq!(
+            a.summary,
+            "the kernel dropped 3 events of host cgroup /system.slice/cron.service: 3 network ring_buffer_full"
+        );
+        assert!(a.container.is_none());
+    }
+
+    #[test]
+    fn the_metric_label_is_the_name_else_the_id_else_the_path() {
+        let mut c = web();
+        assert_eq!(loss_label(Some(&c), Some("/p"), 7), "web");
+        c.name = None;
+        assert_eq!(loss_label(Some(&c), Some("/p"), 7), "c".repeat(64));
+        assert_eq!(loss_label(None, Some("/p"), 7), "/p");
+        assert_eq!(loss_label(None, None, 7), "cgroup:7");
+    }
 }

@@ -119,6 +119,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
 
     let clock = WallClock::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Lines are buffered and flushed whenever the queue is drained: one write
     // per burst instead of one per event, and no added latency when idle.
@@ -144,6 +145,10 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 report_lost(&mut source);
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    report_cgroup_losses(&mut source, &enricher);
+                }
                 enricher.retry_pending(std::time::Instant::now());
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -151,6 +156,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
         }
     }
     report_lost(&mut source);
+    report_cgroup_losses(&mut source, &enricher);
     info!(
         records = source.records(),
         decode_errors = source
@@ -175,6 +181,32 @@ fn report_lost(source: &mut EventSource) {
             lost.describe()
         );
     }
+}
+
+/// Logs each cgroup's new losses (every five seconds and at the end), named
+/// as the registry knows it, and forgets the cgroups gone.
+fn report_cgroup_losses(source: &mut EventSource, enricher: &Enricher) {
+    let registry = enricher.registry();
+    for loss in source.newly_lost_by_cgroup() {
+        let (container, _) = registry.container_info(loss.cgroup_id);
+        let path = registry.entry(loss.cgroup_id).map(|e| e.path.clone());
+        let name = container
+            .as_ref()
+            .and_then(|c| c.name.clone().or(c.id.clone()));
+        for c in &loss.counts {
+            warn!(
+                cgroup_id = loss.cgroup_id,
+                cgroup = path.as_deref().unwrap_or("?"),
+                container = name.as_deref().unwrap_or("-"),
+                kind = c.kind,
+                reason = c.reason,
+                lost = c.count,
+                total = c.total,
+                "kernel dropped events of a cgroup"
+            );
+        }
+    }
+    source.forget_lost_cgroups(|id| registry.contains(id));
 }
 
 /// The trace line of an enriched event.

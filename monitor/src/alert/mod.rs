@@ -119,6 +119,34 @@ pub struct Alert {
     /// done: the agent runs without `--enforce` (a dry run), or the container
     /// was not under enforcement yet.
     pub would_deny: bool,
+    /// Added field: for an `events-lost` alert about one container (or host
+    /// cgroup), what the kernel programs could not send of its events;
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostSummary>,
+}
+
+/// The alert record's `lost` object: one cgroup's events the kernel programs
+/// dropped since the last such alert, by kind and reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LostSummary {
+    /// The cgroup v2 id of the tasks whose events were lost.
+    pub cgroup_id: u64,
+    /// By kind, then reason; only those with new losses.
+    pub counts: Vec<LostCount>,
+}
+
+/// One kind and reason of [`LostSummary`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LostCount {
+    /// `exec`, `fork`, `exit`, `file`, `network`, `syscall`.
+    pub kind: String,
+    /// `ring_buffer_full`, `stash_full`, `read_fault`, `no_scratch`, `rate_limited`.
+    pub reason: String,
+    /// Lost since the last alert about this cgroup.
+    pub count: u64,
+    /// Lost since the agent started (or the cgroup's first loss).
+    pub total: u64,
 }
 
 /// The alert record's `scan` object: one port scan, the destinations it tried
@@ -198,6 +226,7 @@ impl Alert {
             scan: None,
             action_taken: None,
             would_deny: false,
+            lost: None,
         }
     }
 

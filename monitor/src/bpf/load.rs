@@ -310,6 +310,8 @@ pub struct HookStatus {
 pub struct LoadOptions {
     /// Ring buffer size in bytes: a power of two, a multiple of the page size.
     pub ring_buffer_bytes: u32,
+    /// Each cgroup's share of the ring buffer.
+    pub fairness: super::Fairness,
     /// Report only the cgroups put in the monitored set.
     pub filter_cgroups: bool,
     /// `--enforce`: load the enforcing programs and let the exec hook kill.
@@ -405,6 +407,8 @@ impl Kernel {
             sensitive_reads: 1,
             enforce: opts.enforce as u32,
             _pad: 0,
+            fair_interval_ns: opts.fairness.interval_ns(),
+            fair_burst_ns: opts.fairness.burst_ns(),
         };
         let mut ebpf = EbpfLoader::new()
             .verifier_log_level(verifier_log_level())
@@ -527,6 +531,17 @@ impl Kernel {
             .take_map("LOST")
             .ok_or_else(|| anyhow!("LOST map missing"))?;
         Ok(LostCounters(PerCpuArray::try_from(map)?))
+    }
+
+    /// The kernel's losses by cgroup, kind and reason. Call once.
+    pub fn take_cgroup_losses(&mut self) -> anyhow::Result<super::CgroupLossMap> {
+        let map = self
+            .ebpf
+            .take_map("CGROUP_LOST")
+            .ok_or_else(|| anyhow!("CGROUP_LOST map missing"))?;
+        Ok(super::CgroupLossMap(aya::maps::PerCpuHashMap::try_from(
+            map,
+        )?))
     }
 
     /// The roots of the watched cgroup subtrees (used when `filter_cgroups` is set). Call once.

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod cgroupfs;
 pub mod enforce;
 pub mod load;
+pub mod losses;
 pub mod mountinfo;
 pub mod reader;
 pub mod source;
@@ -20,6 +21,7 @@ use anyhow::Context as _;
 use monitor_common::KernelOffsets;
 
 pub use load::{CgroupFilter, HookStatus, Kernel, LoadOptions, LostCounters, ScopeRoute};
+pub use losses::{CgroupLoss, CgroupLossMap, Fairness};
 
 /// Everything the agent needs from the kernel side, ready to read.
 pub struct Started {
@@ -36,6 +38,7 @@ pub struct Started {
 /// reporting what it offers (`monitor hooks`).
 pub fn start(
     ring_buffer_bytes: u32,
+    fairness: Fairness,
     filter_cgroups: bool,
     btf: Option<&Path>,
     require_core: bool,
@@ -46,6 +49,7 @@ pub fn start(
     let offsets = kernel_offsets(&tracefs, btf)?;
     let opts = LoadOptions {
         ring_buffer_bytes,
+        fairness,
         filter_cgroups,
         enforce,
         offsets,

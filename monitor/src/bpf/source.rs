@@ -10,7 +10,10 @@ use monitor_common::{kind, loss};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
-use super::{CgroupFilter, LostCounters, Started, cgroupfs, load::LostTotals, reader};
+use super::{
+    CgroupFilter, CgroupLoss, CgroupLossMap, Fairness, LostCounters, Started, cgroupfs,
+    load::LostTotals, losses::CgroupLossTracker, reader,
+};
 use crate::event::{Event, EventBody};
 
 /// What to watch.
@@ -20,6 +23,8 @@ pub struct SourceOptions {
     /// with its descendants. Empty: the whole machine.
     pub cgroups: Vec<PathBuf>,
     pub ring_buffer_bytes: u32,
+    /// Each cgroup's share of the ring buffer.
+    pub fairness: Fairness,
     /// The kernel's BTF, where `/sys/kernel/btf/vmlinux` is missing.
     pub btf: Option<PathBuf>,
     /// `--enforce`: load the enforcing programs.
@@ -42,6 +47,7 @@ impl Lost {
             "stash_full" => "the per-thread argument stash was full",
             "read_fault" => "a read of the event's data faulted",
             "no_scratch" => "no per-CPU scratch space",
+            "rate_limited" => "a cgroup sent more than its share (the per-cgroup budget)",
             _ => "an unknown failure",
         }
     }
@@ -54,6 +60,8 @@ pub struct EventSource {
     pub stats: Arc<reader::ReaderStats>,
     lost: LostCounters,
     lost_seen: LostTotals,
+    cgroup_lost: CgroupLossMap,
+    cgroup_lost_seen: CgroupLossTracker,
     scope: Option<Scope>,
     reader: JoinHandle<anyhow::Result<()>>,
 }
@@ -63,6 +71,7 @@ impl EventSource {
         let filtered = !opts.cgroups.is_empty();
         let mut started = super::start(
             opts.ring_buffer_bytes,
+            opts.fairness,
             filtered,
             opts.btf.as_deref(),
             true,
@@ -80,6 +89,7 @@ impl EventSource {
         };
         let ring = started.kernel.take_events()?;
         let lost = started.kernel.take_lost_counters()?;
+        let cgroup_lost = started.kernel.take_cgroup_losses()?;
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(reader::ReaderStats::default());
         let reader = tokio::spawn(reader::run(ring, tx, stats.clone()));
@@ -89,6 +99,8 @@ impl EventSource {
             stats,
             lost,
             lost_seen: Default::default(),
+            cgroup_lost,
+            cgroup_lost_seen: Default::default(),
             scope,
             reader,
         })
@@ -148,6 +160,28 @@ impl EventSource {
                     });
                 }
             }
+        }
+        out
+    }
+
+    /// The kernel's losses by cgroup since the last call: every cgroup with
+    /// new ones, by kind and reason.
+    pub fn newly_lost_by_cgroup(&mut self) -> Vec<CgroupLoss> {
+        self.cgroup_lost_seen.update(self.cgroup_lost.snapshot())
+    }
+
+    /// Forgets the cgroups gone since the last call (`known` says which the
+    /// registry still has): their keys leave the kernel map. Returns their ids.
+    pub fn forget_lost_cgroups(&mut self, known: impl Fn(u64) -> bool) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, keys) in self.cgroup_lost_seen.retire(known) {
+            for key in keys {
+                if let Err(e) = self.cgroup_lost.remove(key) {
+                    // Already gone (never stored, or removed): nothing left to free.
+                    tracing::debug!(cgroup_id = id, "removing a loss counter: {e:#}");
+                }
+            }
+            out.push(id);
         }
         out
     }

@@ -34,6 +34,15 @@ struct LostLabels {
     reason: String,
 }
 
+/// A container's losses: only cgroups that lost something get a series, and
+/// it goes when the cgroup does, so the label set stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLostLabels {
+    container: String,
+    kind: String,
+    reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     rule: String,
@@ -72,6 +81,10 @@ pub struct Metrics {
 
     events: Family<KindLabel, Counter>,
     events_lost: Family<LostLabels, Counter>,
+    container_events_lost: Family<ContainerLostLabels, Counter>,
+    /// The series of [`Metrics::container_events_lost`] by cgroup id, to remove them.
+    container_lost_series:
+        std::sync::Mutex<std::collections::HashMap<u64, Vec<ContainerLostLabels>>>,
     alerts: Family<AlertLabels, Counter>,
     alerts_suppressed: Family<ReasonLabel, Counter>,
     sink_delivered: Family<SinkLabel, Counter>,
@@ -103,6 +116,8 @@ impl Metrics {
             rules_ready: AtomicBool::new(false),
             events: Family::default(),
             events_lost: Family::default(),
+            container_events_lost: Family::default(),
+            container_lost_series: Default::default(),
             alerts: Family::default(),
             alerts_suppressed: Family::default(),
             sink_delivered: Family::default(),
@@ -123,8 +138,13 @@ impl Metrics {
         r.register("events", "Kernel events decoded, by kind", m.events.clone());
         r.register(
             "events_lost",
-            "Events the kernel programs could not send, by kind and reason (ring_buffer_full, stash_full, read_fault, no_scratch)",
+            "Events the kernel programs could not send, by kind and reason (ring_buffer_full, stash_full, read_fault, no_scratch, rate_limited)",
             m.events_lost.clone(),
+        );
+        r.register(
+            "container_events_lost",
+            "Events the kernel programs could not send, by the container (or host cgroup) whose task made them, kind and reason; only cgroups with losses, removed when the cgroup goes",
+            m.container_events_lost.clone(),
         );
         r.register(
             "alerts",
@@ -218,6 +238,43 @@ impl Metrics {
             reason: reason.to_owned(),
         };
         self.events_lost.get_or_create(&labels).inc_by(n);
+    }
+
+    /// `n` events of `kind` the kernel lost for `reason` in cgroup `cgroup_id`,
+    /// labelled `container` (its name, else id, else the cgroup path).
+    pub fn container_events_lost(
+        &self,
+        cgroup_id: u64,
+        container: &str,
+        kind: &str,
+        reason: &str,
+        n: u64,
+    ) {
+        let labels = ContainerLostLabels {
+            container: container.to_owned(),
+            kind: kind.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.container_events_lost.get_or_create(&labels).inc_by(n);
+        let mut series = self
+            .container_lost_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let of_cgroup = series.entry(cgroup_id).or_default();
+        if !of_cgroup.contains(&labels) {
+            of_cgroup.push(labels);
+        }
+    }
+
+    /// Removes the loss series of a cgroup that went away.
+    pub fn forget_container_losses(&self, cgroup_id: u64) {
+        let mut series = self
+            .container_lost_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for labels in series.remove(&cgroup_id).unwrap_or_default() {
+            self.container_events_lost.remove(&labels);
+        }
     }
 
     /// One alert emitted to the sinks.
@@ -400,6 +457,7 @@ mod tests {
         let m = Metrics::new(Duration::from_secs(10));
         m.event("exec");
         m.events_lost("file", "ring_buffer_full", 3);
+        m.container_events_lost(77, "web", "file", "rate_limited", 5);
         m.alert("unexpected-process", "high");
         let s = m.sink("hook");
         s.delivered(2);
@@ -414,6 +472,15 @@ mod tests {
         assert!(
             text.contains("monitor_events_lost_total{kind=\"file\",reason=\"ring_buffer_full\"} 3"),
             "{text}"
+        );
+        assert!(
+            text.contains("monitor_container_events_lost_total{container=\"web\",kind=\"file\",reason=\"rate_limited\"} 5"),
+            "{text}"
+        );
+        m.forget_container_losses(77);
+        assert!(
+            !m.encode().contains("monitor_container_events_lost_total{"),
+            "the series goes with its cgroup"
         );
         assert!(
             text.contains("monitor_alerts_total{rule=\"unexpected-process\",severity=\"high\"} 1")

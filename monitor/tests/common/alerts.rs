@@ -165,6 +165,25 @@ pub fn alerts() -> Vec<Alert> {
         Severity::High,
         "12 events lost",
     ));
+    // One container's losses: named, with counts by kind and reason.
+    let mut lost = Alert::agent(
+        "node-1",
+        "events-lost",
+        Severity::High,
+        "the kernel dropped 9000 events of container web (nginx:1.27): 9000 file rate_limited",
+    );
+    lost.container = Some(container());
+    lost.metadata_status = Some(MetadataStatus::Complete);
+    lost.lost = Some(monitor::alert::LostSummary {
+        cgroup_id: 4242,
+        counts: vec![monitor::alert::LostCount {
+            kind: "file".into(),
+            reason: "rate_limited".into(),
+            count: 9000,
+            total: 12000,
+        }],
+    });
+    out.push(lost);
     out
 }
 

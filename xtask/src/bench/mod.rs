@@ -199,6 +199,10 @@ impl Ctx {
                 .arg("--host-root")
                 .arg(&self.host_root)
                 .args(&extra)
+                // The bench measures what the agent can take from one
+                // cgroup: the per-cgroup budget would cap it (older agents
+                // ignore the variable).
+                .env("MONITOR_FAIR_RATE", "0")
                 .env("MONITOR_LOG", "info"),
             Ready::Stderr(ready),
             Duration::from_secs(120),

@@ -30,6 +30,7 @@ const SUITES: &[&str] = &[
     "kernel_policy",
     "kernel_context",
     "kernel_enforce",
+    "kernel_fairness",
 ];
 
 /// How long the hook report may take at least (the agent loads every program).
