@@ -110,6 +110,23 @@ pub struct Alert {
     /// egress alerts folded into it; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan: Option<ScanSummary>,
+    /// Added field: for a posture alert (kind `posture`), the practice the
+    /// container's start-up breaks and the fact read; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<PostureInfo>,
+}
+
+/// The alert record's `posture` object: which practice a container's start-up
+/// breaks, and what its runtime's files (or its sockets) said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PostureInfo {
+    /// The finding id (`privileged`, `host-network`, `unused-port`, ...).
+    pub finding: String,
+    /// The practice, in words (`no privileged containers`).
+    pub practice: String,
+    /// What was read, briefly (`Privileged: true`, `SYS_ADMIN, NET_ADMIN`,
+    /// `/var/run/docker.sock`).
+    pub fact: String,
 }
 
 /// The alert record's `scan` object: one port scan, the destinations it tried
@@ -187,6 +204,7 @@ impl Alert {
             tags: Vec::new(),
             attempt: false,
             scan: None,
+            posture: None,
         }
     }
 
@@ -286,6 +304,7 @@ impl Alert {
         alert.tags = finding.tags.to_vec();
         alert.attempt = finding.attempt;
         alert.scan.clone_from(&finding.scan);
+        alert.posture.clone_from(&finding.posture);
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -293,6 +312,31 @@ impl Alert {
             EventBody::Syscall(s) => alert.syscall = Some(s.clone()),
             _ => {}
         }
+        alert
+    }
+
+    /// The alert for a posture finding about the container `container`: no
+    /// process, file or network; its `posture` object says what was found.
+    pub fn from_posture(
+        finding: &crate::policy::Finding,
+        container: ContainerInfo,
+        status: MetadataStatus,
+        at: SystemTime,
+        host: &str,
+    ) -> Alert {
+        let mut alert = Alert::at(
+            at,
+            host,
+            &*finding.rule,
+            &*finding.policy,
+            finding.severity,
+            finding.kind,
+            finding.summary.clone(),
+        );
+        alert.container = Some(container);
+        alert.metadata_status = Some(status);
+        alert.tags = finding.tags.to_vec();
+        alert.posture.clone_from(&finding.posture);
         alert
     }
 }
@@ -353,6 +397,7 @@ mod tests {
             tags: Arc::from(vec!["T1021.004".to_owned()]),
             attempt: false,
             scan: None,
+            posture: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod held;
 pub mod process;
 pub mod registry;
 pub mod runtime;
+pub mod sockets;
 
 pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
 pub use held::{HeldEvents, HoldLimits, HoldStats};
@@ -43,6 +44,7 @@ pub use runtime::{
     DEFAULT_CAPABILITIES, ExposedPort, HostMount, Limit, MetadataError, Posture, RuntimeMetadata,
     RuntimePaths, capability_name, read_metadata,
 };
+pub use sockets::ListenedPort;
 
 /// The alert record's `container` object. Unknown parts are `None` (JSON `null`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -307,6 +307,14 @@ impl CgroupRegistry {
         self.entries.get(&id)
     }
 
+    /// Every container cgroup the registry knows, by id (in no order).
+    pub fn containers(&self) -> impl Iterator<Item = (u64, &CgroupEntry)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.identity.is_some())
+            .map(|(&id, e)| (id, e))
+    }
+
     /// The runtime metadata of the container in cgroup `id`, once read.
     pub fn metadata(&self, id: u64) -> Option<Arc<RuntimeMetadata>> {
         self.entries.get(&id)?.metadata.clone()

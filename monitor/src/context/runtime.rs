@@ -592,12 +592,10 @@ fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
         })
         .collect();
     let opt = |key: &str, value: &str| opts.iter().any(|(k, v)| k == key && v == value);
-    p.seccomp_unconfined = Some(
-        opt("seccomp", "unconfined") || c.seccomp_profile.as_deref() == Some("unconfined"),
-    );
-    p.apparmor_unconfined = Some(
-        opt("apparmor", "unconfined") || c.app_armor_profile.as_deref() == Some("unconfined"),
-    );
+    p.seccomp_unconfined =
+        Some(opt("seccomp", "unconfined") || c.seccomp_profile.as_deref() == Some("unconfined"));
+    p.apparmor_unconfined =
+        Some(opt("apparmor", "unconfined") || c.app_armor_profile.as_deref() == Some("unconfined"));
     p.selinux_disabled = Some(opt("label", "disable"));
     p.mounts = Some(
         c.mount_points

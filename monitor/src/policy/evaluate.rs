@@ -11,7 +11,7 @@ use super::{
     selector::{Selector, Workload},
 };
 use crate::{
-    alert::{AlertKind, SCAN_LIST_CAP, ScanSummary, Severity},
+    alert::{AlertKind, PostureInfo, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
     event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo, SyscallInfo},
 };
@@ -36,6 +36,8 @@ pub struct Finding {
     pub attempt: bool,
     /// For a port-scan finding: the ports and hosts of its window.
     pub scan: Option<ScanSummary>,
+    /// For a posture finding: the practice and the fact.
+    pub posture: Option<PostureInfo>,
 }
 
 /// The file ops a file rule can watch, as bits.
@@ -110,6 +112,8 @@ pub(crate) enum Body {
     Read(PathRule),
     /// A connect to a unix socket whose path matches.
     RuntimeSocket(PathRule),
+    /// How a container was started ([`super::posture`]); never matches an event.
+    Posture(super::posture::PostureRule),
 }
 
 /// A compiled syscall rule.
@@ -630,6 +634,7 @@ fn finding(
         tags: rule.tags.clone(),
         attempt,
         scan: None,
+        posture: None,
     }
 }
 

@@ -78,6 +78,7 @@ fn shipped_pack_loads_cleanly() {
             "default/files",
             "default/container-engine",
             "default/host-access",
+            "default/posture",
             "default/processes",
             "default/tools",
             "default/syscalls",
@@ -131,13 +132,16 @@ fn shipped_pack_loads_cleanly() {
         "credential-read",
         "service-account-token-read",
         "runtime-socket",
+        "privileged",
+        "engine-socket-mount",
+        "unused-port",
     ] {
         assert!(rules.contains(&want), "{want} missing from {rules:?}");
     }
-    assert_eq!(set.files().len(), 7);
+    assert_eq!(set.files().len(), 8);
     assert_eq!(
         check_summary(&result),
-        format!("ok: 7 files, 9 policies, {} rules", set.rule_count())
+        format!("ok: 8 files, 10 policies, {} rules", set.rule_count())
     );
 }
 
@@ -843,6 +847,7 @@ fn sshd_in_a_container() {
             tags: Arc::from(vec!["T1021.004".to_owned(), "T1133".to_owned()]),
             attempt: false,
             scan: None,
+            posture: None,
         }]
     );
     // On the host sshd is at home.
