@@ -166,13 +166,7 @@ fn alerts() -> Vec<Alert> {
         a.syscall = Some(call);
         out.push(a);
     }
-    let mut posture = mk(
-        AlertKind::Posture,
-        "privileged-container",
-        "privileged".into(),
-    );
-    posture.process = None;
-    out.push(posture);
+    out.extend(posture_alerts());
     out.push(Alert::agent(
         "node-1",
         "events-lost",
@@ -180,6 +174,47 @@ fn alerts() -> Vec<Alert> {
         "12 events lost",
     ));
     out
+}
+
+/// Posture alerts as the agent raises them: the shipped pack's posture rules
+/// over a real dockerd's files of a container started every wrong way, through
+/// the watch that `monitor run` uses (its grace over, nothing listening).
+fn posture_alerts() -> Vec<Alert> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = monitor::policy::check_dir(&[manifest.join("../rules")]).unwrap();
+    let mut registry = monitor::context::CgroupRegistry::new(
+        monitor::context::RuntimePaths::with_host_root(manifest.join("testdata/runtime/host")),
+    );
+    let t0 = Instant::now();
+    registry.on_mkdir(
+        7,
+        "/docker/2978717dda3c653752a539e9d36d2be99b073d48bafe49383f91e2b5d0f1e489",
+        t0,
+    );
+    let mut watch = monitor::policy::PostureWatch::new();
+    let mut raised = Vec::new();
+    let nothing = |_: &str| Some(Vec::new());
+    watch.tick(&rules, &registry, t0, &nothing, &mut raised);
+    watch.tick(
+        &rules,
+        &registry,
+        t0 + Duration::from_secs(60),
+        &nothing,
+        &mut raised,
+    );
+    assert_eq!(raised.len(), 16, "every finding but ssh-port");
+    raised
+        .into_iter()
+        .map(|p| {
+            Alert::from_posture(
+                &p.finding,
+                p.container,
+                p.status,
+                std::time::SystemTime::now(),
+                "node-1",
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,6 +353,39 @@ fn the_schema_refuses_what_breaks_the_contract() {
     ];
     for (what, breakit) in broken {
         let mut a = good.clone();
+        breakit(&mut a);
+        assert!(!errors(&v, &a).is_empty(), "accepted: {what}: {a}");
+    }
+    let posture = serde_json::to_value(&posture_alerts()[0]).unwrap();
+    assert!(
+        errors(&v, &posture).is_empty(),
+        "{:?}",
+        errors(&v, &posture)
+    );
+    let broken: Vec<(&str, Breakage)> = vec![
+        (
+            "posture alert without posture",
+            Box::new(|a| {
+                a.as_object_mut().unwrap().remove("posture");
+            }),
+        ),
+        (
+            "posture without a finding",
+            Box::new(|a| {
+                a["posture"].as_object_mut().unwrap().remove("finding");
+            }),
+        ),
+        (
+            "posture with an empty fact",
+            Box::new(|a| a["posture"]["fact"] = "".into()),
+        ),
+        (
+            "posture alert with a process",
+            Box::new(|a| a["process"] = serde_json::json!({"pid": 1})),
+        ),
+    ];
+    for (what, breakit) in broken {
+        let mut a = posture.clone();
         breakit(&mut a);
         assert!(!errors(&v, &a).is_empty(), "accepted: {what}: {a}");
     }
