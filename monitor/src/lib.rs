@@ -10,6 +10,7 @@ pub mod context;
 pub mod event;
 pub mod metrics;
 pub mod policy;
+pub mod posture;
 pub mod run;
 pub mod sink;
 pub mod trace;

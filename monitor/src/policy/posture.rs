@@ -530,6 +530,8 @@ pub struct PostureWatch {
     watched: HashMap<u64, Watched>,
     /// (container id, policy, rule) already raised.
     raised: HashSet<(String, Arc<str>, Arc<str>)>,
+    /// The first tick is over: containers found later started after the agent.
+    ticked: bool,
 }
 
 #[derive(Debug)]
@@ -541,6 +543,8 @@ struct Watched {
     bound: Vec<ListenedPort>,
     /// How many of the `unused-port` graces have been judged.
     graces_done: usize,
+    /// Running before the agent started: binds before then were not seen.
+    preexisting: bool,
 }
 
 impl PostureWatch {
@@ -575,11 +579,13 @@ impl PostureWatch {
             let Some(meta) = entry.metadata.as_deref() else {
                 continue;
             };
+            let preexisting = !self.ticked;
             let w = self.watched.entry(id).or_insert_with(|| Watched {
                 first_seen: entry.first_seen.min(now),
                 judged: false,
                 bound: Vec::new(),
                 graces_done: 0,
+                preexisting,
             });
             let age = now.saturating_duration_since(w.first_seen);
             let start = !w.judged;
@@ -593,12 +599,21 @@ impl PostureWatch {
             let mut seen = w.bound.clone();
             let ports = if settle {
                 w.graces_done = graces.iter().filter(|g| **g <= age).count();
-                seen.extend(listening(&entry.path).unwrap_or_default());
+                let sockets = listening(&entry.path);
+                // Without socket tables of its own (the host's network
+                // namespace) and with binds from before the agent unseen, a
+                // port cannot be called unused.
+                let complete = sockets.is_some() || !w.preexisting;
+                seen.extend(sockets.unwrap_or_default());
                 seen.sort_unstable();
                 seen.dedup();
-                PortsSeen::Settled {
-                    listening: &seen,
-                    age,
+                if complete {
+                    PortsSeen::Settled {
+                        listening: &seen,
+                        age,
+                    }
+                } else {
+                    PortsSeen::Listening(&seen)
                 }
             } else if rules.has_listening_checks() {
                 // Ports listened on before the agent saw the container.
@@ -616,6 +631,7 @@ impl PostureWatch {
             rules.evaluate_posture(&workload(&container, meta), &subject, &mut found);
             Self::keep_new(&mut self.raised, found, &container, status, out);
         }
+        self.ticked = true;
     }
 
     /// Learns from one event: a bind in a container (its port counts as
@@ -638,6 +654,7 @@ impl PostureWatch {
                         judged: false,
                         bound: Vec::new(),
                         graces_done: 0,
+                        preexisting: false,
                     });
                 let port = ListenedPort {
                     port: n.dport,
@@ -959,10 +976,29 @@ policies:
     fn the_watch_raises_each_finding_once_per_container() {
         let rules = shipped();
         let (reg, _) = registry(DOCKER_BAD);
-        let mut watch = PostureWatch::new();
         let t0 = Instant::now();
         let no_sockets = |_: &str| None;
         let mut out = Vec::new();
+        // Running when the agent started, in the host's network namespace:
+        // binds before the agent are unseen, so no port is called unused.
+        let mut watch = PostureWatch::new();
+        watch.tick(&rules, &reg, t0, &no_sockets, &mut out);
+        assert_eq!(out.len(), 15);
+        out.clear();
+        watch.tick(
+            &rules,
+            &reg,
+            t0 + Duration::from_secs(31),
+            &no_sockets,
+            &mut out,
+        );
+        assert!(out.is_empty());
+
+        // Started after the agent: every bind of it was seen.
+        let mut watch = PostureWatch::new();
+        let empty = CgroupRegistry::new(RuntimePaths::with_host_root(fixture_root()));
+        watch.tick(&rules, &empty, t0, &no_sockets, &mut out);
+        assert!(out.is_empty());
         watch.tick(&rules, &reg, t0, &no_sockets, &mut out);
         assert_eq!(out.len(), 15);
         assert!(
