@@ -184,7 +184,10 @@ pub fn judge(
         let (Some(container), _) = registry.container_info(id) else {
             continue;
         };
-        let sockets = listening_ports(&dir, proc_root);
+        // The host's network namespace has no tables of the container's own.
+        let sockets = (meta.posture.host_network != Some(true))
+            .then(|| listening_ports(&dir, proc_root))
+            .flatten();
         let ports = match &sockets {
             Some(listening) => PortsSeen::Settled {
                 listening,

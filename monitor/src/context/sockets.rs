@@ -36,13 +36,19 @@ pub fn first_pid(cgroup_dir: &Path) -> Option<u32> {
 /// The ports the container in `cgroup_dir` listens on, from the socket
 /// tables of its network namespace under `proc_root`. `None` when no process
 /// is in the cgroup, its tables cannot be read, or it is in the network
-/// namespace of `proc_root`'s pid 1 (the host's).
+/// namespace of `proc_root`'s pid 1 (the host's). Callers must not ask for a
+/// container whose runtime says it shares the host's network, since pid 1's
+/// namespace cannot always be read.
 pub fn listening_ports(cgroup_dir: &Path, proc_root: &Path) -> Option<Vec<ListenedPort>> {
     let pid = first_pid(cgroup_dir)?;
     let proc = proc_root.join(pid.to_string());
     let netns = fs::metadata(proc.join("ns/net")).ok()?;
-    let host = fs::metadata(proc_root.join("1/ns/net")).ok()?;
-    if netns.ino() == host.ino() && netns.dev() == host.dev() {
+    // Pid 1 may be out of reach (a sandboxed agent): callers also skip
+    // containers whose runtime says they use the host's network.
+    if let Ok(host) = fs::metadata(proc_root.join("1/ns/net"))
+        && netns.ino() == host.ino()
+        && netns.dev() == host.dev()
+    {
         return None;
     }
     let mut ports = Vec::new();

@@ -599,7 +599,9 @@ impl PostureWatch {
             let mut seen = w.bound.clone();
             let ports = if settle {
                 w.graces_done = graces.iter().filter(|g| **g <= age).count();
-                let sockets = listening(&entry.path);
+                let sockets = (meta.posture.host_network != Some(true))
+                    .then(|| listening(&entry.path))
+                    .flatten();
                 // Without socket tables of its own (the host's network
                 // namespace) and with binds from before the agent unseen, a
                 // port cannot be called unused.
@@ -617,7 +619,9 @@ impl PostureWatch {
                 }
             } else if rules.has_listening_checks() {
                 // Ports listened on before the agent saw the container.
-                seen.extend(listening(&entry.path).unwrap_or_default());
+                if meta.posture.host_network != Some(true) {
+                    seen.extend(listening(&entry.path).unwrap_or_default());
+                }
                 PortsSeen::Listening(&seen)
             } else {
                 PortsSeen::Unknown
