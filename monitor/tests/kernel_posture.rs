@@ -2,7 +2,9 @@
 //! following every practice but one (`--privileged`, `--network host`, `--pid
 //! host`, no limits, a writable root filesystem, uid 0, `--restart always`,
 //! the engine's socket mounted, an exposed port nothing listens on, a process
-//! listening on an SSH port), and a benign twin follows them all (it listens
+//! listening on an SSH port, the host's IPC namespace, an added capability,
+//! seccomp, AppArmor or SELinux switched off, the host's /etc mounted), and a
+//! benign twin follows them all (it listens
 //! on the port it exposes). `monitor run` must raise exactly the findings of
 //! each, once, as posture alerts; an agent started when they are already
 //! running must find the same; `monitor posture --json` must list the same,
@@ -133,6 +135,49 @@ const CASES: &[Case] = &[
         expect: &["ssh-port"],
     },
     Case {
+        name: "host-ipc",
+        add: &["--network", "none", "--ipc", "host"],
+        drop: &[],
+        cmd: SLEEP,
+        // As for the host's pid namespace, Docker writes `label=disable`.
+        expect: &["host-ipc", "selinux-disabled"],
+    },
+    Case {
+        name: "added-capability",
+        add: &["--network", "none", "--cap-add", "SYS_PTRACE"],
+        drop: &[],
+        cmd: SLEEP,
+        expect: &["added-capabilities"],
+    },
+    Case {
+        name: "seccomp-off",
+        add: &["--network", "none", "--security-opt", "seccomp=unconfined"],
+        drop: &[],
+        cmd: SLEEP,
+        expect: &["seccomp-unconfined"],
+    },
+    Case {
+        name: "apparmor-off",
+        add: &["--network", "none", "--security-opt", "apparmor=unconfined"],
+        drop: &[],
+        cmd: SLEEP,
+        expect: &["apparmor-unconfined"],
+    },
+    Case {
+        name: "selinux-off",
+        add: &["--network", "none", "--security-opt", "label=disable"],
+        drop: &[],
+        cmd: SLEEP,
+        expect: &["selinux-disabled"],
+    },
+    Case {
+        name: "host-etc",
+        add: &["--network", "none", "-v", "/etc:/host-etc:ro"],
+        drop: &[],
+        cmd: SLEEP,
+        expect: &["sensitive-mount"],
+    },
+    Case {
         name: "benign-twin",
         add: &["--network", "none", "--expose", "8080"],
         drop: &[],
@@ -190,6 +235,21 @@ fn posture_findings_on_real_containers() {
         assert!(!required, "the posture test needs Docker: {install}");
         eprintln!("SKIPPED posture_findings_on_real_containers: Docker is missing ({install})");
         return;
+    }
+    // Every posture rule of the pack has a row that raises it.
+    let pack =
+        monitor::policy::check_dir(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")])
+            .unwrap();
+    for (policy, rules) in pack.policies() {
+        if policy != "default/posture" {
+            continue;
+        }
+        for r in rules {
+            assert!(
+                CASES.iter().any(|c| c.expect.contains(&r)),
+                "no row raises posture rule `{r}`"
+            );
+        }
     }
     let mut d = docker::Dockerd::start();
     d.import_busybox();
