@@ -186,14 +186,16 @@ fn posture_alerts() -> Vec<Alert> {
         monitor::context::RuntimePaths::with_host_root(manifest.join("testdata/runtime/host")),
     );
     let t0 = Instant::now();
+    let mut watch = monitor::policy::PostureWatch::new();
+    let mut raised = Vec::new();
+    let nothing = |_: &str| Some(Vec::new());
+    // The agent's first tick, then the container starts (every bind of it is seen).
+    watch.tick(&rules, &registry, t0, &nothing, &mut raised);
     registry.on_mkdir(
         7,
         "/docker/2978717dda3c653752a539e9d36d2be99b073d48bafe49383f91e2b5d0f1e489",
         t0,
     );
-    let mut watch = monitor::policy::PostureWatch::new();
-    let mut raised = Vec::new();
-    let nothing = |_: &str| Some(Vec::new());
     watch.tick(&rules, &registry, t0, &nothing, &mut raised);
     watch.tick(
         &rules,

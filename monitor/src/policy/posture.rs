@@ -186,6 +186,8 @@ pub enum PortsSeen<'a> {
     Unknown,
     /// Ports seen bound or listened on so far: `ssh-port` runs.
     Listening(&'a [ListenedPort]),
+    /// Ports a bind just showed: `ssh-port` alone runs.
+    Bound(&'a [ListenedPort]),
     /// Every port bound or listened on up to `age` after the container was
     /// first seen: `ssh-port` runs, and the `unused-port` rules whose grace
     /// is at most `age`.
@@ -334,7 +336,9 @@ fn check(rule: &PostureRule, s: &PostureSubject<'_>) -> Vec<Item> {
                 .collect()
         }
         PostureCheck::SshPort => {
-            let (PortsSeen::Listening(l) | PortsSeen::Settled { listening: l, .. }) = s.ports
+            let (PortsSeen::Listening(l)
+            | PortsSeen::Bound(l)
+            | PortsSeen::Settled { listening: l, .. }) = s.ports
             else {
                 return Vec::new();
             };
@@ -430,6 +434,9 @@ impl RuleSet {
                 let Body::Posture(pr) = &rule.body else {
                     continue;
                 };
+                if matches!(s.ports, PortsSeen::Bound(_)) && pr.check.phase() != Phase::Listening {
+                    continue;
+                }
                 let items: Vec<Item> = check(pr, s)
                     .into_iter()
                     .filter(|i| !excepted(policy, ri, w, i))
@@ -646,7 +653,7 @@ impl PostureWatch {
                 self.watched.remove(&c.id);
             }
             EventBody::Network(n) if n.op == NetOp::Bind && n.dport != 0 => {
-                let (Some(container), Some(meta)) = (&ev.container, ev.metadata.as_deref()) else {
+                let Some(container) = &ev.container else {
                     return;
                 };
                 // The bind may come before the tick that first judges the container.
@@ -667,10 +674,14 @@ impl PostureWatch {
                 if !w.bound.contains(&port) {
                     w.bound.push(port);
                 }
+                // Its files not read yet: the port is remembered for the grace.
+                let Some(meta) = ev.metadata.as_deref() else {
+                    return;
+                };
                 let subject = PostureSubject {
                     container,
                     metadata: meta,
-                    ports: PortsSeen::Listening(std::slice::from_ref(&port)),
+                    ports: PortsSeen::Bound(std::slice::from_ref(&port)),
                 };
                 let mut found = Vec::new();
                 rules.evaluate_posture(&workload(container, meta), &subject, &mut found);
@@ -1070,6 +1081,83 @@ policies:
             out.is_empty(),
             "{:?}",
             out.iter().map(|a| &a.finding.rule).collect::<Vec<_>>()
+        );
+    }
+
+    fn bind(cgroup_id: u64, port: u16, meta: Option<Arc<RuntimeMetadata>>) -> EnrichedEvent {
+        use crate::event::{Event, EventHeader, Family, NetworkInfo};
+        EnrichedEvent {
+            event: Event {
+                header: EventHeader {
+                    ktime_ns: 1,
+                    pid: 7,
+                    tid: 7,
+                    uid: 0,
+                    gid: 0,
+                    cgroup_id,
+                    comm: "nc".into(),
+                },
+                body: EventBody::Network(NetworkInfo {
+                    op: NetOp::Bind,
+                    protocol: Protocol::Tcp,
+                    family: Family::Ipv4,
+                    daddr: "0.0.0.0".parse().unwrap(),
+                    dport: port,
+                    dns: None,
+                }),
+            },
+            process: Default::default(),
+            container: Some(ContainerInfo {
+                id: Some(DOCKER_BAD.into()),
+                name: Some("bad".into()),
+                ..Default::default()
+            }),
+            metadata_status: if meta.is_some() {
+                MetadataStatus::Complete
+            } else {
+                MetadataStatus::Pending
+            },
+            metadata: meta,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn binds_count_as_listening_and_ssh_binds_are_raised_once() {
+        let rules = shipped();
+        let (reg, cg) = registry(DOCKER_BAD);
+        let meta = reg.metadata(cg).unwrap();
+        let t0 = Instant::now();
+        let no_sockets = |_: &str| None;
+        let mut watch = PostureWatch::new();
+        let mut out = Vec::new();
+        // The agent's first tick is over before this container appears.
+        let empty = CgroupRegistry::new(RuntimePaths::with_host_root(fixture_root()));
+        watch.tick(&rules, &empty, t0, &no_sockets, &mut out);
+        // A bind before the container's files were read is remembered.
+        watch.observe(&rules, &bind(cg, 8080, None), &mut out);
+        assert!(out.is_empty());
+        watch.observe(&rules, &bind(cg, 22, Some(meta.clone())), &mut out);
+        let raised: Vec<&str> = out.iter().map(|a| &*a.finding.rule).collect();
+        assert_eq!(raised, ["ssh-port"]);
+        assert_eq!(out[0].finding.posture.as_ref().unwrap().fact, "22/tcp");
+        out.clear();
+        watch.observe(&rules, &bind(cg, 22, Some(meta)), &mut out);
+        assert!(out.is_empty(), "once");
+        watch.tick(&rules, &reg, t0, &no_sockets, &mut out);
+        assert_eq!(out.len(), 15);
+        out.clear();
+        watch.tick(
+            &rules,
+            &reg,
+            t0 + Duration::from_secs(31),
+            &no_sockets,
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "8080 was bound: {:?}",
+            out.iter().map(|a| &a.finding.summary).collect::<Vec<_>>()
         );
     }
 
