@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod event;
 pub mod metrics;
 pub mod policy;
+pub mod posture;
 pub mod run;
 pub mod sink;
 pub mod trace;

@@ -68,6 +68,80 @@ enum Command {
     },
     /// Install the agent on this host: binary, unit, configuration, rules.
     Install(InstallArgs),
+    /// Judge the running containers against the posture rules and print a
+    /// table (or JSON); exit 1 when a finding at or above `--fail-on` is
+    /// present, 2 when the rules or the containers cannot be read.
+    Posture(PostureArgs),
+}
+
+#[derive(Args)]
+struct PostureArgs {
+    /// Rule directories, later ones extending earlier ones.
+    #[arg(
+        long = "rules",
+        default_value = "/etc/monitor/rules",
+        value_name = "DIR"
+    )]
+    rules: Vec<PathBuf>,
+    /// The host's `/` as the agent sees it: runtime state and `/proc` are read below it.
+    #[arg(
+        long,
+        env = "MONITOR_HOST_ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    host_root: PathBuf,
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when a finding of this severity or above is present
+    /// (info, low, medium, high, critical).
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    fail_on: Option<monitor::alert::Severity>,
+}
+
+fn parse_severity(s: &str) -> Result<monitor::alert::Severity, String> {
+    use monitor::alert::Severity;
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "info" => Severity::Info,
+        "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        _ => return Err("use one of: info, low, medium, high, critical".into()),
+    })
+}
+
+fn posture(a: PostureArgs) -> ExitCode {
+    let result = monitor::bpf::cgroupfs::cgroup2_mount().and_then(|cgroup2_mount| {
+        monitor::posture::report(&monitor::posture::PostureOptions {
+            rules: a.rules.clone(),
+            host_root: a.host_root.clone(),
+            cgroup2_mount,
+        })
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("monitor posture: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if a.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("monitor posture: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    match (a.fail_on, report.highest()) {
+        (Some(limit), Some(worst)) if worst >= limit => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 #[derive(Subcommand)]
@@ -763,6 +837,7 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Posture(a) => return Ok(posture(a)),
         Command::Health { url, timeout } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

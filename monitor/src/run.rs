@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -21,7 +21,7 @@ use crate::{
     clock::WallClock,
     context::{ContainerInfo, EnrichedEvent, Enricher, EnricherConfig, MetadataStatus},
     metrics::{self, Metrics},
-    policy::{self, Evaluator, Finding},
+    policy::{self, Evaluator, Finding, PostureAlert, PostureWatch},
     sink::{SinkConfig, Sinks, SinksOptions},
 };
 
@@ -85,6 +85,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut enforcer = Enforcer::default();
     enforcer.reconcile(&mut source, &enricher, &rules, &sinks, &host);
     let mut evaluator = Evaluator::new(rules);
+    let mut posture = PostureWatch::new();
+    let mut posture_out: Vec<PostureAlert> = Vec::new();
     let mut pipeline = AlertPipeline::new(opts.pipeline.clone(), &host, Some(metrics.clone()));
     let mut watcher = RuleWatcher::new(&opts.rules);
     let clock = WallClock::new();
@@ -116,7 +118,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if cgroup_change {
                     enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                 }
-                judge(&mut ready, &mut evaluator, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                judge(&mut ready, &mut evaluator, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
             }
             _ = tick.tick() => {
                 event_counts.flush_to(&metrics);
@@ -136,7 +138,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 enricher.retry_pending(now);
                 enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                 enricher.expire_held(now, &mut ready);
-                judge(&mut ready, &mut evaluator, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                judge(&mut ready, &mut evaluator, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                // Containers whose metadata was read since the last tick
+                // (and, on the first tick, every container already running),
+                // and those whose unused-port grace ended.
+                let registry = enricher.registry();
+                let proc_root = enricher.config().proc_root.clone();
+                let mount = registry.cgroup2_mount().map(Path::to_path_buf);
+                let listening = |path: &str| {
+                    let dir = mount.as_ref()?.join(path.trim_start_matches('/'));
+                    crate::context::sockets::listening_ports(&dir, &proc_root)
+                };
+                posture.tick(evaluator.rules(), registry, now, &listening, &mut posture_out);
+                send_posture(&mut posture_out, &mut pipeline, &sinks, &host, now);
                 let dropped = enricher.hold_stats().dropped;
                 if dropped > held_dropped {
                     let n = dropped - held_dropped;
@@ -157,12 +171,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if watcher.changed() {
                     reload(&opts.rules, &mut evaluator, &metrics, "rule files changed");
                     enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
+                    posture.rules_replaced();
                 }
             }
             _ = sighup.recv() => {
                 watcher.changed();
                 reload(&opts.rules, &mut evaluator, &metrics, "SIGHUP");
                 enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
+                posture.rules_replaced();
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -177,6 +193,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     judge(
         &mut ready,
         &mut evaluator,
+        &mut posture,
         &mut findings,
         &mut pipeline,
         &sinks,
@@ -315,6 +332,7 @@ fn cgroup_loss_alert(
 fn judge(
     ready: &mut Vec<EnrichedEvent>,
     evaluator: &mut Evaluator,
+    posture: &mut PostureWatch,
     findings: &mut Vec<Finding>,
     pipeline: &mut AlertPipeline,
     sinks: &Sinks,
@@ -337,6 +355,25 @@ fn judge(
             for out in pipeline.push(alert, now) {
                 sinks.dispatch(&out);
             }
+        }
+        let mut raised = Vec::new();
+        posture.observe(evaluator.rules(), &enriched, &mut raised);
+        send_posture(&mut raised, pipeline, sinks, host, now);
+    }
+}
+
+/// Posture findings to alerts, through the pipeline to the sinks.
+fn send_posture(
+    raised: &mut Vec<PostureAlert>,
+    pipeline: &mut AlertPipeline,
+    sinks: &Sinks,
+    host: &str,
+    now: Instant,
+) {
+    for p in raised.drain(..) {
+        let alert = Alert::from_posture(&p.finding, p.container, p.status, SystemTime::now(), host);
+        for out in pipeline.push(alert, now) {
+            sinks.dispatch(&out);
         }
     }
 }

@@ -150,6 +150,39 @@ fn the_schema_refuses_what_breaks_the_contract() {
         breakit(&mut a);
         assert!(!errors(&v, &a).is_empty(), "accepted: {what}: {a}");
     }
+    let posture = serde_json::to_value(&common::alerts::posture_alerts()[0]).unwrap();
+    assert!(
+        errors(&v, &posture).is_empty(),
+        "{:?}",
+        errors(&v, &posture)
+    );
+    let broken: Vec<(&str, Breakage)> = vec![
+        (
+            "posture alert without posture",
+            Box::new(|a| {
+                a.as_object_mut().unwrap().remove("posture");
+            }),
+        ),
+        (
+            "posture without a finding",
+            Box::new(|a| {
+                a["posture"].as_object_mut().unwrap().remove("finding");
+            }),
+        ),
+        (
+            "posture with an empty fact",
+            Box::new(|a| a["posture"]["fact"] = "".into()),
+        ),
+        (
+            "posture alert with a process",
+            Box::new(|a| a["process"] = serde_json::json!({"pid": 1})),
+        ),
+    ];
+    for (what, breakit) in broken {
+        let mut a = posture.clone();
+        breakit(&mut a);
+        assert!(!errors(&v, &a).is_empty(), "accepted: {what}: {a}");
+    }
     // What a colleague's branch adds (ATT&CK tags, attempt, scan) and any
     // future additive field pass.
     let mut a = good.clone();

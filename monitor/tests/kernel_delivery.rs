@@ -106,11 +106,15 @@ impl Fleet {
     /// loopback port of its choosing, no stdout, and `extra` flags.
     fn agent(&self, extra: &[&str]) -> Monitor {
         let rules = shipped_rules();
+        let posture_off = self.scratch.join("rules.d");
+        common::write_posture_off(&posture_off);
         let mut cmd = Command::new(monitor_bin());
         cmd.args([
             "run",
             "--rules",
             rules.to_str().unwrap(),
+            "--rules",
+            posture_off.to_str().unwrap(),
             "--cgroup",
             self.parent.path.to_str().unwrap(),
             "--host-root",

@@ -131,6 +131,7 @@ impl Harness {
             )
             .unwrap();
         }
+        common::write_posture_off(&user_rules);
         let tree = TestCgroupTree::new();
         // State files first, then the cgroup: the agent finds both at its start.
         let make = |name: &str, image: &str| {

@@ -124,6 +124,10 @@ pub struct Alert {
     /// absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<LostSummary>,
+    /// Added field: for a posture alert (kind `posture`), the practice the
+    /// container's start-up breaks and the fact read; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<PostureInfo>,
 }
 
 /// The alert record's `lost` object: one cgroup's events the kernel programs
@@ -147,6 +151,19 @@ pub struct LostCount {
     pub count: u64,
     /// Lost since the agent started (or the cgroup's first loss).
     pub total: u64,
+}
+
+/// The alert record's `posture` object: which practice a container's start-up
+/// breaks, and what its runtime's files (or its sockets) said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PostureInfo {
+    /// The finding id (`privileged`, `host-network`, `unused-port`, ...).
+    pub finding: String,
+    /// The practice, in words (`no privileged containers`).
+    pub practice: String,
+    /// What was read, briefly (`Privileged: true`, `SYS_ADMIN, NET_ADMIN`,
+    /// `/var/run/docker.sock`).
+    pub fact: String,
 }
 
 /// The alert record's `scan` object: one port scan, the destinations it tried
@@ -227,6 +244,7 @@ impl Alert {
             action_taken: None,
             would_deny: false,
             lost: None,
+            posture: None,
         }
     }
 
@@ -328,6 +346,7 @@ impl Alert {
         alert.scan.clone_from(&finding.scan);
         alert.action_taken = finding.action_taken;
         alert.would_deny = finding.would_deny;
+        alert.posture.clone_from(&finding.posture);
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -335,6 +354,31 @@ impl Alert {
             EventBody::Syscall(s) => alert.syscall = Some(s.clone()),
             _ => {}
         }
+        alert
+    }
+
+    /// The alert for a posture finding about the container `container`: no
+    /// process, file or network; its `posture` object says what was found.
+    pub fn from_posture(
+        finding: &crate::policy::Finding,
+        container: ContainerInfo,
+        status: MetadataStatus,
+        at: SystemTime,
+        host: &str,
+    ) -> Alert {
+        let mut alert = Alert::at(
+            at,
+            host,
+            &*finding.rule,
+            &*finding.policy,
+            finding.severity,
+            finding.kind,
+            finding.summary.clone(),
+        );
+        alert.container = Some(container);
+        alert.metadata_status = Some(status);
+        alert.tags = finding.tags.to_vec();
+        alert.posture.clone_from(&finding.posture);
         alert
     }
 }
@@ -399,6 +443,7 @@ mod tests {
             action: crate::policy::Action::Alert,
             action_taken: None,
             would_deny: false,
+            posture: None,
         }
     }
 

@@ -32,6 +32,7 @@ rule_pack!(
     "egress.yaml",
     "files.yaml",
     "host.yaml",
+    "posture.yaml",
     "processes.yaml",
     "syscalls.yaml",
 );

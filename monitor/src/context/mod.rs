@@ -34,12 +34,17 @@ pub mod held;
 pub mod process;
 pub mod registry;
 pub mod runtime;
+pub mod sockets;
 
 pub use cgroup_path::{CgroupDriver, CgroupIdentity, Qos, Runtime, parse_cgroup_path};
 pub use held::{HeldEvents, HoldLimits, HoldStats};
 pub use process::{ProcessEntry, ProcessTable};
 pub use registry::{CgroupEntry, CgroupRegistry, RegistryStats, RetryPolicy};
-pub use runtime::{Limit, MetadataError, Posture, RuntimeMetadata, RuntimePaths, read_metadata};
+pub use runtime::{
+    DEFAULT_CAPABILITIES, ExposedPort, HostMount, Limit, MetadataError, Posture, RuntimeMetadata,
+    RuntimePaths, capability_name, read_metadata,
+};
+pub use sockets::ListenedPort;
 
 /// The alert record's `container` object. Unknown parts are `None` (JSON `null`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

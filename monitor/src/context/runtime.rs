@@ -145,6 +145,78 @@ pub struct Posture {
     pub user: Option<String>,
     /// The numeric uid, where the files give it.
     pub uid: Option<u32>,
+    /// Shares the host's pid namespace (Docker `--pid host`, a pod's
+    /// `hostPID`: an OCI spec without a pid namespace).
+    pub host_pid: Option<bool>,
+    /// Shares the host's IPC namespace (Docker `--ipc host`, a pod's `hostIPC`).
+    pub host_ipc: Option<bool>,
+    /// Capabilities added to the runtime's default set, without `CAP_`
+    /// (`SYS_ADMIN`; `ALL` for Docker's `--cap-add ALL`): Docker's `CapAdd`
+    /// as written, for OCI runtimes the bounding set minus the default set
+    /// Docker, containerd and CRI-O give a container.
+    pub capabilities_added: Option<Vec<String>>,
+    /// The seccomp filter is off (Docker `--security-opt seccomp=unconfined`;
+    /// an OCI spec without `linux.seccomp`).
+    pub seccomp_unconfined: Option<bool>,
+    /// AppArmor confinement is off (`apparmor=unconfined`, or the spec's
+    /// profile is `unconfined`). `None` when the files do not say (an OCI
+    /// spec without a profile, on a host without AppArmor).
+    pub apparmor_unconfined: Option<bool>,
+    /// SELinux labelling is off (Docker `--security-opt label=disable`).
+    pub selinux_disabled: Option<bool>,
+    /// Host paths mounted into the container (bind mounts).
+    pub mounts: Option<Vec<HostMount>>,
+    /// Ports the container exposes or publishes (Docker: the image's and
+    /// `--expose`'s `ExposedPorts`, and `-p`'s `PortBindings`).
+    pub exposed_ports: Option<Vec<ExposedPort>>,
+}
+
+/// A host path mounted into a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostMount {
+    /// The host path.
+    pub source: String,
+    /// Where the container sees it.
+    pub destination: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A port a container exposes (and perhaps publishes on the host).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ExposedPort {
+    /// The container's port.
+    pub port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// The host port it is published on (`-p 8080:80`), if any.
+    pub published: Option<u16>,
+}
+
+/// The capabilities Docker, containerd and CRI-O give a container by default
+/// (moby's `oci/caps/defaults.go`; CRI-O's default lacks a few of them,
+/// none dangerous).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// `cap_sys_admin`, `CAP_SYS_ADMIN` and `SYS_ADMIN` to `SYS_ADMIN`.
+pub fn capability_name(c: &str) -> String {
+    let up = c.trim().to_ascii_uppercase();
+    up.strip_prefix("CAP_").map(str::to_owned).unwrap_or(up)
 }
 
 /// What the runtime's state files say about one container.
@@ -365,6 +437,21 @@ struct DockerContainer {
     id: String,
     name: Option<String>,
     config: Option<DockerConfig>,
+    #[serde(default)]
+    mount_points: Option<BTreeMap<String, DockerMountPoint>>,
+    app_armor_profile: Option<String>,
+    seccomp_profile: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerMountPoint {
+    source: Option<String>,
+    destination: Option<String>,
+    #[serde(rename = "RW")]
+    rw: Option<bool>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +460,7 @@ struct DockerConfig {
     image: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     user: Option<String>,
+    exposed_ports: Option<BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 /// `hostconfig.json`.
@@ -387,6 +475,23 @@ struct DockerHostConfig {
     cpu_quota: Option<i64>,
     cpu_period: Option<i64>,
     restart_policy: Option<DockerRestartPolicy>,
+    pid_mode: Option<String>,
+    ipc_mode: Option<String>,
+    cap_add: Option<Vec<String>>,
+    security_opt: Option<Vec<String>>,
+    port_bindings: Option<BTreeMap<String, Option<Vec<DockerPortBinding>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerPortBinding {
+    host_port: Option<String>,
+}
+
+/// `80/tcp` to (80, "tcp").
+fn port_key(key: &str) -> Option<(u16, String)> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    Some((port.parse().ok()?, proto.to_ascii_lowercase()))
 }
 
 #[derive(Deserialize)]
@@ -424,6 +529,7 @@ fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
         image: None,
         labels: None,
         user: None,
+        exposed_ports: None,
     });
     m.image = non_empty(config.image.as_ref());
     m.labels = config.labels.unwrap_or_default();
@@ -466,6 +572,71 @@ fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
         (None, None) => None,
         _ => Some(Limit::Unlimited),
     };
+    p.host_pid = h.pid_mode.as_deref().map(|m| m == "host");
+    p.host_ipc = h.ipc_mode.as_deref().map(|m| m == "host");
+    p.capabilities_added = Some(
+        h.cap_add
+            .iter()
+            .flatten()
+            .map(|c| capability_name(c))
+            .collect(),
+    );
+    // `seccomp=unconfined` (also the old `seccomp:unconfined`), as written.
+    let opts: Vec<(String, String)> = h
+        .security_opt
+        .iter()
+        .flatten()
+        .filter_map(|o| {
+            let (k, v) = o.split_once(['=', ':'])?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        })
+        .collect();
+    let opt = |key: &str, value: &str| opts.iter().any(|(k, v)| k == key && v == value);
+    p.seccomp_unconfined =
+        Some(opt("seccomp", "unconfined") || c.seccomp_profile.as_deref() == Some("unconfined"));
+    p.apparmor_unconfined =
+        Some(opt("apparmor", "unconfined") || c.app_armor_profile.as_deref() == Some("unconfined"));
+    p.selinux_disabled = Some(opt("label", "disable"));
+    p.mounts = Some(
+        c.mount_points
+            .iter()
+            .flatten()
+            .filter(|(_, m)| m.kind.as_deref().is_none_or(|k| k == "bind"))
+            .filter_map(|(dest, m)| {
+                Some(HostMount {
+                    source: m.source.clone().filter(|s| !s.is_empty())?,
+                    destination: m.destination.clone().unwrap_or_else(|| dest.clone()),
+                    read_only: !m.rw.unwrap_or(true),
+                })
+            })
+            .collect(),
+    );
+    let mut ports: BTreeMap<(u16, String), Option<u16>> = BTreeMap::new();
+    for key in config.exposed_ports.iter().flat_map(|e| e.keys()) {
+        if let Some(k) = port_key(key) {
+            ports.entry(k).or_default();
+        }
+    }
+    for (key, bindings) in h.port_bindings.iter().flatten() {
+        if let Some(k) = port_key(key) {
+            let host = bindings
+                .iter()
+                .flatten()
+                .find_map(|b| b.host_port.as_deref()?.parse().ok());
+            let slot = ports.entry(k).or_default();
+            *slot = slot.or(host);
+        }
+    }
+    p.exposed_ports = Some(
+        ports
+            .into_iter()
+            .map(|((port, protocol), published)| ExposedPort {
+                port,
+                protocol,
+                published,
+            })
+            .collect(),
+    );
     p.restart_policy = h.restart_policy.map(|r| {
         let name = r
             .name
@@ -490,14 +661,18 @@ struct OciSpec {
     process: Option<OciProcess>,
     root: Option<OciRoot>,
     #[serde(default)]
+    mounts: Vec<OciMount>,
+    #[serde(default)]
     annotations: BTreeMap<String, String>,
     linux: Option<OciLinux>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct OciProcess {
     user: Option<OciUser>,
     capabilities: Option<OciCapabilities>,
+    apparmor_profile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -513,6 +688,16 @@ struct OciCapabilities {
 }
 
 #[derive(Deserialize)]
+struct OciMount {
+    destination: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    source: Option<String>,
+    #[serde(default)]
+    options: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct OciRoot {
     readonly: Option<bool>,
 }
@@ -525,6 +710,8 @@ struct OciLinux {
     namespaces: Vec<OciNamespace>,
     #[serde(default)]
     masked_paths: Vec<String>,
+    /// Present (whatever it holds) when a seccomp filter is applied.
+    seccomp: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -569,8 +756,43 @@ fn oci_posture(spec: &OciSpec) -> Posture {
         });
     }
     p.read_only_rootfs = Some(spec.root.as_ref().and_then(|r| r.readonly).unwrap_or(false));
+    p.mounts = Some(
+        spec.mounts
+            .iter()
+            .filter(|m| {
+                m.kind.as_deref() == Some("bind")
+                    || m.options.iter().any(|o| o == "bind" || o == "rbind")
+            })
+            .filter_map(|m| {
+                Some(HostMount {
+                    source: m.source.clone()?,
+                    destination: m.destination.clone(),
+                    read_only: m.options.iter().any(|o| o == "ro"),
+                })
+            })
+            .collect(),
+    );
+    if let Some(process) = &spec.process {
+        p.apparmor_unconfined = process
+            .apparmor_profile
+            .as_deref()
+            .map(|a| a == "unconfined");
+        if let Some(caps) = &process.capabilities {
+            p.capabilities_added = Some(
+                caps.bounding
+                    .iter()
+                    .map(|c| capability_name(c))
+                    .filter(|c| !DEFAULT_CAPABILITIES.contains(&c.as_str()))
+                    .collect(),
+            );
+        }
+    }
     if let Some(linux) = &spec.linux {
-        p.host_network = Some(!linux.namespaces.iter().any(|ns| ns.kind == "network"));
+        let shares = |kind: &str| !linux.namespaces.iter().any(|ns| ns.kind == kind);
+        p.host_network = Some(shares("network"));
+        p.host_pid = Some(shares("pid"));
+        p.host_ipc = Some(shares("ipc"));
+        p.seccomp_unconfined = Some(linux.seccomp.is_none());
         if let Some(caps) = spec.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
             let sys_admin = caps.bounding.iter().any(|c| c == "CAP_SYS_ADMIN");
             p.privileged = Some(sys_admin && linux.masked_paths.is_empty());
@@ -742,6 +964,20 @@ pub(crate) mod tests {
         "8ad700d1f7115aba42de87ce088d3f16808a1ac54e2d7f562c499bdef8d0a0d4";
     pub(crate) const DOCKER_PRIV: &str =
         "43f0f7a7161b170c4666003296a36c6faae295016849ff5416d67a524e17703c";
+    /// Real files of Docker 20.10 on this kind of machine: `docker run
+    /// --privileged --network host --pid host --ipc host --cap-add SYS_ADMIN
+    /// --cap-add NET_ADMIN --restart always --security-opt seccomp=unconfined
+    /// --security-opt apparmor=unconfined --security-opt label=disable -v
+    /// <sock>:/var/run/docker.sock -v /etc:/host/etc:ro -v /:/host --expose 8080`.
+    pub(crate) const DOCKER_BAD: &str =
+        "2978717dda3c653752a539e9d36d2be99b073d48bafe49383f91e2b5d0f1e489";
+    /// `docker run --read-only --user 1000:1000 --memory 64m --cpus 0.5
+    /// --restart no --cap-drop ALL --network none --security-opt no-new-privileges`.
+    pub(crate) const DOCKER_GOOD: &str =
+        "1be9239cd6ebb0e1ec90f915f9c32c33aaaa6b63ff1a9ac307007e63cf2b77e2";
+    /// `docker run --restart on-failure --network none --expose 9000/udp -p 127.0.0.1:8081:80`.
+    pub(crate) const DOCKER_ONFAIL: &str =
+        "df87e56387b4547bcee6f521c353ece885f93712a4cfebfddf7dbbe34640ff55";
     pub(crate) const CONTAINERD_APP: &str =
         "7be7ca56452ce0f69575654683e3b8cdc61d8898d06caf92fbf5ffffcd856bd7";
     pub(crate) const CONTAINERD_SANDBOX: &str =
@@ -798,6 +1034,129 @@ pub(crate) mod tests {
         assert_eq!(p.restart_policy.as_deref(), Some("always"));
         assert_eq!(p.user.as_deref(), Some("0"));
         assert_eq!(p.uid, Some(0));
+    }
+
+    #[test]
+    fn docker_every_unsafe_practice_from_real_files() {
+        let m = read(&format!("/docker/{DOCKER_BAD}")).unwrap();
+        assert_eq!(m.name.as_deref(), Some("bad"));
+        let p = m.posture;
+        assert_eq!(p.privileged, Some(true));
+        assert_eq!(p.host_network, Some(true));
+        assert_eq!(p.host_pid, Some(true));
+        assert_eq!(p.host_ipc, Some(true));
+        assert_eq!(
+            p.capabilities_added,
+            Some(vec!["SYS_ADMIN".into(), "NET_ADMIN".into()])
+        );
+        assert_eq!(p.seccomp_unconfined, Some(true));
+        assert_eq!(p.apparmor_unconfined, Some(true));
+        assert_eq!(p.selinux_disabled, Some(true));
+        assert_eq!(p.read_only_rootfs, Some(false));
+        assert_eq!(p.memory_limit, Some(Limit::Unlimited));
+        assert_eq!(p.cpu_limit, Some(Limit::Unlimited));
+        assert_eq!(p.restart_policy.as_deref(), Some("always"));
+        assert_eq!(p.uid, Some(0));
+        let mounts = p.mounts.unwrap();
+        let m = |src: &str, dst: &str, ro: bool| HostMount {
+            source: src.into(),
+            destination: dst.into(),
+            read_only: ro,
+        };
+        assert_eq!(
+            mounts,
+            vec![
+                m("/", "/host", false),
+                m("/etc", "/host/etc", true),
+                m("/tmp/pd/docker.sock", "/var/run/docker.sock", false),
+            ]
+        );
+        assert_eq!(
+            p.exposed_ports,
+            Some(vec![ExposedPort {
+                port: 8080,
+                protocol: "tcp".into(),
+                published: None
+            }])
+        );
+    }
+
+    #[test]
+    fn docker_every_practice_followed_from_real_files() {
+        let p = read(&format!("/docker/{DOCKER_GOOD}")).unwrap().posture;
+        assert_eq!(p.privileged, Some(false));
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.network_mode.as_deref(), Some("none"));
+        assert_eq!(p.host_pid, Some(false));
+        assert_eq!(p.host_ipc, Some(false));
+        assert_eq!(p.capabilities_added, Some(vec![]));
+        assert_eq!(p.seccomp_unconfined, Some(false));
+        assert_eq!(p.apparmor_unconfined, Some(false));
+        assert_eq!(p.selinux_disabled, Some(false));
+        assert_eq!(p.read_only_rootfs, Some(true));
+        assert_eq!(p.memory_limit, Some(Limit::Set(64 << 20)));
+        assert_eq!(p.cpu_limit, Some(Limit::Set(500)));
+        assert_eq!(p.restart_policy.as_deref(), Some("no"));
+        assert_eq!(p.uid, Some(1000));
+        assert_eq!(p.mounts, Some(vec![]));
+        assert_eq!(p.exposed_ports, Some(vec![]));
+    }
+
+    #[test]
+    fn docker_on_failure_without_cap_and_published_ports() {
+        let p = read(&format!("/docker/{DOCKER_ONFAIL}")).unwrap().posture;
+        assert_eq!(p.restart_policy.as_deref(), Some("on-failure"));
+        let port = |port, protocol: &str, published| ExposedPort {
+            port,
+            protocol: protocol.into(),
+            published,
+        };
+        assert_eq!(
+            p.exposed_ports,
+            Some(vec![port(80, "tcp", Some(8081)), port(9000, "udp", None)])
+        );
+        // The older fixture: published 80/tcp, capped retries.
+        let web = read(&format!("/docker/{DOCKER_WEB}")).unwrap().posture;
+        assert_eq!(web.exposed_ports, Some(vec![port(80, "tcp", Some(8080))]));
+        assert_eq!(web.seccomp_unconfined, Some(false));
+        assert_eq!(web.apparmor_unconfined, Some(false));
+    }
+
+    #[test]
+    fn oci_namespaces_capabilities_seccomp_and_binds() {
+        let spec: OciSpec = serde_json::from_str(
+            r#"{"ociVersion":"1.1.0",
+                "process":{"apparmorProfile":"unconfined","capabilities":{"bounding":["CAP_CHOWN","CAP_KILL","CAP_SYS_PTRACE","CAP_BPF"]}},
+                "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+                          {"destination":"/var/run/docker.sock","type":"bind","source":"/run/docker.sock","options":["rbind","rw"]},
+                          {"destination":"/host","source":"/etc","options":["rbind","ro"]}],
+                "linux":{"maskedPaths":["/proc/kcore"],"namespaces":[{"type":"network"},{"type":"mount"}]}}"#,
+        )
+        .unwrap();
+        let p = oci_posture(&spec);
+        assert_eq!(p.host_network, Some(false));
+        assert_eq!(p.host_pid, Some(true));
+        assert_eq!(p.host_ipc, Some(true));
+        assert_eq!(p.seccomp_unconfined, Some(true));
+        assert_eq!(p.apparmor_unconfined, Some(true));
+        assert_eq!(
+            p.capabilities_added,
+            Some(vec!["SYS_PTRACE".into(), "BPF".into()])
+        );
+        let mounts = p.mounts.unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].source, "/run/docker.sock");
+        assert!(!mounts[0].read_only);
+        assert_eq!(mounts[1].destination, "/host");
+        assert!(mounts[1].read_only);
+        // containerd's real spec of a Kubernetes container: its namespaces
+        // are the pod's and a filter is set.
+        let m = read(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod01b4b887_7635_4346_9c20_58a294bbb034.slice/cri-containerd-{CONTAINERD_APP}.scope"
+        ))
+        .unwrap();
+        assert_eq!(m.posture.host_pid, Some(false));
+        assert_eq!(m.posture.host_ipc, Some(false));
     }
 
     #[test]

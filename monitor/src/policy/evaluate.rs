@@ -11,7 +11,7 @@ use super::{
     selector::{Selector, Workload},
 };
 use crate::{
-    alert::{AlertKind, SCAN_LIST_CAP, ScanSummary, Severity},
+    alert::{AlertKind, PostureInfo, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
     event::{
         ActionTaken, CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo,
@@ -47,6 +47,8 @@ pub struct Finding {
     /// runs without `--enforce` (a dry run), or the container was not under
     /// enforcement yet.
     pub would_deny: bool,
+    /// For a posture finding: the practice and the fact.
+    pub posture: Option<PostureInfo>,
 }
 
 /// What a rule does besides alerting, when the agent runs with `--enforce`
@@ -155,6 +157,8 @@ pub(crate) enum Body {
     Read(PathRule),
     /// A connect to a unix socket whose path matches.
     RuntimeSocket(PathRule),
+    /// How a container was started ([`super::posture`]); never matches an event.
+    Posture(super::posture::PostureRule),
 }
 
 /// A compiled syscall rule.
@@ -694,6 +698,7 @@ fn finding(
         action: rule.action,
         action_taken,
         would_deny,
+        posture: None,
     }
 }
 

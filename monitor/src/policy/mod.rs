@@ -27,6 +27,7 @@ mod enforce;
 mod evaluate;
 mod load;
 mod matcher;
+mod posture;
 pub(crate) mod raw;
 mod selector;
 #[cfg(test)]
@@ -41,6 +42,9 @@ pub use detect::{
 };
 pub use enforce::{EgressPrefix, Enforcement};
 pub use evaluate::{Action, Evaluator, Finding, RuleSet};
+pub use posture::{
+    DEFAULT_GRACE, PortsSeen, PostureAlert, PostureCheck, PostureSubject, PostureWatch, workload,
+};
 pub use selector::{Labels, NoLabels, Workload};
 
 /// Loads and compiles rule directories (or files) for `monitor rules check`:

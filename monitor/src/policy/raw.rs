@@ -99,6 +99,8 @@ pub(crate) struct RawRule {
     pub read: Option<RawReadRule>,
     #[serde(default)]
     pub runtime_socket: Option<RawReadRule>,
+    #[serde(default)]
+    pub posture: Option<Spanned<RawPostureRule>>,
 }
 
 impl RawRule {
@@ -134,6 +136,9 @@ impl RawRule {
         }
         if self.runtime_socket.is_some() {
             v.push("runtime_socket");
+        }
+        if self.posture.is_some() {
+            v.push("posture");
         }
         v
     }
@@ -201,6 +206,27 @@ pub(crate) struct RawReadRule {
     pub paths: List<String>,
     #[serde(default)]
     pub allow: List<String>,
+}
+
+/// How a container was started (`policy::posture`): one practice per rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPostureRule {
+    /// The finding id (`privileged`, `host-network`, ...).
+    pub check: Spanned<String>,
+    /// `added-capabilities`: the capabilities that are dangerous.
+    #[serde(default)]
+    pub capabilities: List<String>,
+    /// `engine-socket-mount`, `sensitive-mount`: host paths (or where the
+    /// container sees them) that must not be mounted.
+    #[serde(default)]
+    pub paths: List<String>,
+    /// `ssh-port`: the ports.
+    #[serde(default)]
+    pub ports: List<RawPort>,
+    /// `unused-port`: how long after the container starts a port may stay unused.
+    #[serde(default)]
+    pub grace: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -78,6 +78,7 @@ fn shipped_pack_loads_cleanly() {
             "default/files",
             "default/container-engine",
             "default/host-access",
+            "default/posture",
             "default/processes",
             "default/tools",
             "default/syscalls",
@@ -131,13 +132,16 @@ fn shipped_pack_loads_cleanly() {
         "credential-read",
         "service-account-token-read",
         "runtime-socket",
+        "privileged",
+        "engine-socket-mount",
+        "unused-port",
     ] {
         assert!(rules.contains(&want), "{want} missing from {rules:?}");
     }
-    assert_eq!(set.files().len(), 7);
+    assert_eq!(set.files().len(), 8);
     assert_eq!(
         check_summary(&result),
-        format!("ok: 7 files, 9 policies, {} rules", set.rule_count())
+        format!("ok: 8 files, 10 policies, {} rules", set.rule_count())
     );
 }
 
@@ -848,6 +852,7 @@ fn sshd_in_a_container() {
             action: Action::Alert,
             action_taken: None,
             would_deny: false,
+            posture: None,
         }]
     );
     // On the host sshd is at home.

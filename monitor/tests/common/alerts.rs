@@ -1,7 +1,10 @@
 //! One alert of every kind and shape the agent emits, through the real
 //! alert pipeline: the corpus the alert-contract and output-format tests
 //! hold to their schemas.
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use monitor::{
     alert::{Alert, AlertKind, AlertPipeline, PipelineConfig, RateLimitConfig, Severity},
@@ -152,13 +155,7 @@ pub fn alerts() -> Vec<Alert> {
         a.syscall = Some(call);
         out.push(a);
     }
-    let mut posture = mk(
-        AlertKind::Posture,
-        "privileged-container",
-        "privileged".into(),
-    );
-    posture.process = None;
-    out.push(posture);
+    out.extend(posture_alerts());
     out.push(Alert::agent(
         "node-1",
         "events-lost",
@@ -221,4 +218,47 @@ pub fn emitted() -> Vec<Alert> {
     }
 
     emitted
+}
+
+/// Posture alerts as the agent raises them: the shipped pack's posture rules
+/// over a real dockerd's files of a container started every wrong way, through
+/// the watch that `monitor run` uses (its grace over, nothing listening).
+pub fn posture_alerts() -> Vec<Alert> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = monitor::policy::check_dir(&[manifest.join("../rules")]).unwrap();
+    let mut registry = monitor::context::CgroupRegistry::new(
+        monitor::context::RuntimePaths::with_host_root(manifest.join("testdata/runtime/host")),
+    );
+    let t0 = Instant::now();
+    let mut watch = monitor::policy::PostureWatch::new();
+    let mut raised = Vec::new();
+    let nothing = |_: &str| Some(Vec::new());
+    // The agent's first tick, then the container starts (every bind of it is seen).
+    watch.tick(&rules, &registry, t0, &nothing, &mut raised);
+    registry.on_mkdir(
+        7,
+        "/docker/2978717dda3c653752a539e9d36d2be99b073d48bafe49383f91e2b5d0f1e489",
+        t0,
+    );
+    watch.tick(&rules, &registry, t0, &nothing, &mut raised);
+    watch.tick(
+        &rules,
+        &registry,
+        t0 + Duration::from_secs(60),
+        &nothing,
+        &mut raised,
+    );
+    assert_eq!(raised.len(), 16, "every finding but ssh-port");
+    raised
+        .into_iter()
+        .map(|p| {
+            Alert::from_posture(
+                &p.finding,
+                p.container,
+                p.status,
+                std::time::SystemTime::now(),
+                "node-1",
+            )
+        })
+        .collect()
 }

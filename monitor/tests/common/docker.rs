@@ -21,6 +21,90 @@ use std::{
 /// The image the tests run, imported from a local busybox root filesystem.
 pub const IMAGE: &str = "monitor-test/busybox:1";
 
+/// The runtime (`docker run --runtime`) a private daemon has for
+/// `--privileged` containers: runc, with the capabilities this machine's
+/// bounding set lacks taken out of the spec first (a sandbox without
+/// CAP_SYS_RESOURCE cannot give it, and runc refuses to start a privileged
+/// container then). Everything else about the container is as Docker made it.
+pub const PRIVILEGED_RUNTIME: &str = "monitor-test-privileged";
+
+/// capabilities(7) by number.
+const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// A shell script that runs runc after deleting from the bundle's
+/// `config.json` every capability this process's bounding set lacks.
+fn privileged_runtime_script() -> String {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    let sed: Vec<String> = CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) == 0)
+        .flat_map(|(_, name)| {
+            [
+                format!("-e 's/\"CAP_{name}\",//g'"),
+                format!("-e 's/,\"CAP_{name}\"//g'"),
+                format!("-e 's/\"CAP_{name}\"//g'"),
+            ]
+        })
+        .collect();
+    let edit = if sed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  if [ \"$prev\" = --bundle ] || [ \"$prev\" = -b ]; then sed -i {} \"$a/config.json\"; fi\n",
+            sed.join(" ")
+        )
+    };
+    format!("#!/bin/sh\nprev=\nfor a in \"$@\"; do\n{edit}  prev=\"$a\"\ndone\nexec runc \"$@\"\n")
+}
+
 /// What this machine lacks to run Docker, if anything.
 pub fn missing() -> Option<String> {
     let missing: Vec<&str> = [("dockerd", "docker.io"), ("busybox", "busybox-static")]
@@ -93,8 +177,19 @@ impl Dockerd {
         let log = fs::File::create(d.join("dockerd.log")).unwrap();
         let host = format!("unix://{}", d.join("docker.sock").display());
         let data_root = d.join("data");
+        let wrapper = d.join("runc-privileged");
+        fs::write(&wrapper, privileged_runtime_script()).unwrap();
+        fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let daemon = Command::new(which("dockerd").expect("dockerd (apt-get install docker.io)"))
             .args(["--bridge=none", "--iptables=false", "--ip-forward=false"])
+            .arg(format!(
+                "--add-runtime={PRIVILEGED_RUNTIME}={}",
+                wrapper.display()
+            ))
             .arg("--config-file")
             .arg(d.join("daemon.json"))
             .arg("--data-root")
@@ -134,6 +229,11 @@ impl Dockerd {
             thread::sleep(Duration::from_millis(200));
         }
         docker
+    }
+
+    /// The daemon's socket path (`host` without `unix://`).
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(self.host.trim_start_matches("unix://"))
     }
 
     /// The daemon's log, when this test started it.

@@ -439,6 +439,25 @@ impl Drop for Monitor {
     }
 }
 
+/// A rule file that silences the shipped posture rules for every container.
+/// The suites whose containers are cgroups with state files copied from
+/// fixtures (not what posture is about: `kernel_posture` tests it on real
+/// containers) load it after the shipped pack, so the alerts they count are
+/// only the ones they cause.
+pub const POSTURE_OFF: &str = "policies:
+  - name: default/posture
+    extend: true
+    exceptions:
+      - reason: the test's containers are fixtures; kernel_posture tests posture
+        selector: {containers: true}
+";
+
+/// Writes [`POSTURE_OFF`] into the rule directory `dir`.
+pub fn write_posture_off(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("99-posture-off.yaml"), POSTURE_OFF).unwrap();
+}
+
 /// A fresh temporary directory (removed when dropped).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
