@@ -358,6 +358,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("host_root", "host_root"),
     ("cgroups", "cgroup"),
     ("ring_buffer_bytes", "ring_buffer_bytes"),
+    ("fair_rate", "fair_rate"),
+    ("fair_burst", "fair_burst"),
     ("rules", "rules"),
     ("webhooks", "webhook"),
     ("webhook_secret_file", "webhook_secret_file"),
@@ -439,6 +441,12 @@ fn resolve(mut args: RunArgs, m: &ArgMatches) -> Result<Resolved, Vec<policy::Di
         }
         if let (true, Some(v)) = (wants("ring_buffer_bytes"), f.ring_buffer_bytes) {
             args.source.ring_buffer_bytes = v;
+        }
+        if let (true, Some(v)) = (wants("fair_rate"), f.fair_rate) {
+            args.source.fair_rate = v;
+        }
+        if let (true, Some(v)) = (wants("fair_burst"), f.fair_burst) {
+            args.source.fair_burst = v;
         }
         if let (true, Some(v)) = (wants("rules"), f.rules) {
             args.rules = v;

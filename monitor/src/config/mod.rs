@@ -196,6 +196,10 @@ pub struct FileSettings {
     pub cgroup: Option<Vec<PathBuf>>,
     /// `--ring-buffer-bytes`.
     pub ring_buffer_bytes: Option<u32>,
+    /// `--fair-rate`.
+    pub fair_rate: Option<u32>,
+    /// `--fair-burst`.
+    pub fair_burst: Option<u32>,
     /// `--rules`.
     pub rules: Option<Vec<PathBuf>>,
     /// `--webhook` (repeatable).
@@ -332,6 +336,8 @@ impl FileSettings {
             host_root,
             cgroup,
             ring_buffer_bytes,
+            fair_rate,
+            fair_burst,
             rules,
             webhook,
             webhook_secret_file,
@@ -519,6 +525,21 @@ impl Validator {
                 );
             } else {
                 s.ring_buffer_bytes = Some(v as u32);
+            }
+        }
+        for (raw_value, slot, key) in [
+            (&raw.fair_rate, &mut s.fair_rate, "fair_rate"),
+            (&raw.fair_burst, &mut s.fair_burst, "fair_burst"),
+        ] {
+            if let Some(r) = raw_value {
+                match u32::try_from(r.value) {
+                    Ok(v) => *slot = Some(v),
+                    Err(_) => self.err(
+                        r.referenced,
+                        format!("`{key}` is {}: it must be at most {}", r.value, u32::MAX),
+                        "use e.g. 20000 (the default); `fair_rate: 0` turns the budget off",
+                    ),
+                }
             }
         }
         if let Some(list) = &raw.rules {

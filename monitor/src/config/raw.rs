@@ -23,6 +23,10 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub ring_buffer_bytes: Option<Spanned<u64>>,
     #[serde(default)]
+    pub fair_rate: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub fair_burst: Option<Spanned<u64>>,
+    #[serde(default)]
     pub rules: Option<Spanned<OneOrMany<PathBuf>>>,
     #[serde(default)]
     pub webhook: Option<Spanned<OneOrMany<Value>>>,

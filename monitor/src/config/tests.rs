@@ -28,6 +28,8 @@ fn every_setting_parses() {
 host_root: /host
 cgroup: [/kubepods.slice]
 ring_buffer_bytes: 16777216
+fair_rate: 5000
+fair_burst: 0
 rules: [rules, /etc/monitor/rules.d]
 webhook:
   - https://hooks.example.com/a
@@ -47,6 +49,7 @@ log: monitor=debug,info
     assert_eq!(s.host_root.as_deref(), Some(Path::new("/host")));
     assert_eq!(s.cgroup, Some(vec![PathBuf::from("/kubepods.slice")]));
     assert_eq!(s.ring_buffer_bytes, Some(16 << 20));
+    assert_eq!((s.fair_rate, s.fair_burst), (Some(5000), Some(0)));
     // Relative paths are relative to the file's directory.
     assert_eq!(
         s.rules,
@@ -74,7 +77,16 @@ log: monitor=debug,info
     assert_eq!(s.dedup_window, Some(Duration::from_secs(120)));
     assert_eq!(s.shutdown_grace, Some(Duration::from_secs(10)));
     assert_eq!(s.log.as_deref(), Some("monitor=debug,info"));
-    assert_eq!(s.keys_set().len(), 15);
+    assert_eq!(s.keys_set().len(), 17);
+}
+
+#[test]
+fn a_fair_rate_beyond_u32_is_refused_with_its_position() {
+    let e = one_error("fair_rate: 5000000000\n");
+    assert!(
+        e.starts_with("/etc/monitor/monitor.yaml:1:12: error: `fair_rate` is 5000000000"),
+        "{e}"
+    );
 }
 
 #[test]
