@@ -145,6 +145,38 @@ fn technique(id: &str) -> (&str, Option<&str>) {
 /// The agent's version, as every format's product metadata says it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The native facts a target format has no field for: `top` (top-level
+/// keys, which differ per format), the file's operation details, the network
+/// operation and the container's cgroup. Unknown (`null`) parts are left out.
+fn native_extras(a: &Value, top: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for &k in top {
+        put(&mut m, k, at(a, &[k]).clone());
+    }
+    if let Some(f) = a.get("file").filter(|f| f.is_object()) {
+        let mut file = serde_json::Map::new();
+        for k in [
+            "op",
+            "flags",
+            "result",
+            "target",
+            "mode",
+            "requested_path",
+            "truncated",
+        ] {
+            put(&mut file, k, at(f, &[k]).clone());
+        }
+        m.insert("file".into(), file.into());
+    }
+    if let Some(op) = text(a, &["network", "op"]) {
+        m.insert("network".into(), serde_json::json!({"op": op}));
+    }
+    if let Some(cg) = text(a, &["container", "cgroup"]) {
+        m.insert("container".into(), serde_json::json!({"cgroup": cg}));
+    }
+    Value::Object(m)
+}
+
 /// Inserts `value` under `key` unless it is null (formats leave unknown
 /// parts out rather than writing nulls).
 fn put(map: &mut serde_json::Map<String, Value>, key: &str, value: impl Into<Value>) {

@@ -304,42 +304,20 @@ fn container(c: &Value) -> Value {
 }
 
 fn unmapped(a: &Value) -> Value {
-    let mut m = Map::new();
-    for k in [
-        "schema",
-        "rule",
-        "policy",
-        "kind",
-        "metadata_status",
-        "attempt",
-        "action_taken",
-        "would_deny",
-        "syscall",
-        "scan",
-        "lost",
-    ] {
-        put(&mut m, k, at(a, &[k]).clone());
-    }
-    if let Some(f) = a.get("file").filter(|f| f.is_object()) {
-        let mut file = Map::new();
-        for k in [
-            "op",
-            "flags",
-            "result",
-            "target",
-            "mode",
-            "requested_path",
-            "truncated",
-        ] {
-            put(&mut file, k, at(f, &[k]).clone());
-        }
-        m.insert("file".into(), file.into());
-    }
-    if let Some(op) = text(a, &["network", "op"]) {
-        m.insert("network".into(), json!({"op": op}));
-    }
-    if let Some(cg) = text(a, &["container", "cgroup"]) {
-        m.insert("container".into(), json!({"cgroup": cg}));
-    }
-    Value::Object(m)
+    super::native_extras(
+        a,
+        &[
+            "schema",
+            "rule",
+            "policy",
+            "kind",
+            "metadata_status",
+            "attempt",
+            "action_taken",
+            "would_deny",
+            "syscall",
+            "scan",
+            "lost",
+        ],
+    )
 }
