@@ -330,23 +330,9 @@ impl Alert {
         host: &str,
     ) -> Alert {
         use crate::event::EventBody;
-        let mut alert = Alert::at(
-            at,
-            host,
-            &*finding.rule,
-            &*finding.policy,
-            finding.severity,
-            finding.kind,
-            finding.summary.clone(),
-        );
+        let mut alert = Alert::of_finding(finding, at, host);
         alert.container = event.container.clone();
         alert.metadata_status = Some(event.metadata_status);
-        alert.tags = finding.tags.to_vec();
-        alert.attempt = finding.attempt;
-        alert.scan.clone_from(&finding.scan);
-        alert.action_taken = finding.action_taken;
-        alert.would_deny = finding.would_deny;
-        alert.posture.clone_from(&finding.posture);
         alert.process = Some(event.process.clone());
         match &event.event.body {
             EventBody::File(f) => alert.file = Some(f.clone()),
@@ -366,6 +352,15 @@ impl Alert {
         at: SystemTime,
         host: &str,
     ) -> Alert {
+        let mut alert = Alert::of_finding(finding, at, host);
+        alert.container = Some(container);
+        alert.metadata_status = Some(status);
+        alert
+    }
+
+    /// What every alert for a finding carries from the finding itself; the
+    /// callers add the context (container, process, file, network).
+    fn of_finding(finding: &crate::policy::Finding, at: SystemTime, host: &str) -> Alert {
         let mut alert = Alert::at(
             at,
             host,
@@ -375,9 +370,11 @@ impl Alert {
             finding.kind,
             finding.summary.clone(),
         );
-        alert.container = Some(container);
-        alert.metadata_status = Some(status);
         alert.tags = finding.tags.to_vec();
+        alert.attempt = finding.attempt;
+        alert.scan.clone_from(&finding.scan);
+        alert.action_taken = finding.action_taken;
+        alert.would_deny = finding.would_deny;
         alert.posture.clone_from(&finding.posture);
         alert
     }
