@@ -9,6 +9,8 @@ pub mod config;
 pub mod context;
 pub mod diagnostic;
 pub mod event;
+pub mod host;
+pub mod install;
 pub mod metrics;
 pub mod policy;
 pub mod posture;

@@ -746,7 +746,7 @@ enum Prepared {
 /// Joins the host's namespaces where the host root asks for it, before any
 /// thread starts, and logs what it did.
 fn prepare_host(host_root: &std::path::Path) -> anyhow::Result<()> {
-    let report = config::host::prepare(host_root)?;
+    let report = monitor::host::prepare(host_root)?;
     for n in &report.notes {
         tracing::info!("{n}");
     }
@@ -854,7 +854,7 @@ fn run_command(command: Prepared) -> anyhow::Result<ExitCode> {
         }
         Command::Install(a) => {
             let binary = std::env::current_exe().context("finding the running binary")?;
-            let done = config::install::install_systemd(&config::install::InstallOptions {
+            let done = monitor::install::install_systemd(&monitor::install::InstallOptions {
                 root: a.root.clone(),
                 prefix: a.prefix,
                 binary,

@@ -1,5 +1,5 @@
 //! The agent's configuration file (`monitor run --config FILE`), its checker
-//! (`monitor config check FILE`), the host-root preflight and the installer.
+//! (`monitor config check FILE`).
 //!
 //! Every key of the file except `sinks` is also a flag of `monitor run` and an
 //! environment variable: `spool_dir:` is `--spool-dir` is `MONITOR_SPOOL_DIR`.
@@ -16,8 +16,6 @@
 //! the file's directory, except `cgroup` (relative to the cgroup2 mount).
 // Users write this file: every public item says what it is.
 #![warn(missing_docs)]
-pub mod host;
-pub mod install;
 mod raw;
 
 use std::{
