@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod diagnostic;
 pub mod event;
+pub mod health;
 pub mod host;
 pub mod install;
 pub mod metrics;

@@ -375,7 +375,13 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            return rt.block_on(health(&url, timeout));
+            let answer = rt.block_on(monitor::health::ask(&url, timeout))?;
+            println!("{}", answer.line);
+            return Ok(if answer.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Command::Install(a) => {
             let binary = std::env::current_exe().context("finding the running binary")?;
@@ -396,29 +402,4 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `monitor health`: 0 on a 2xx answer, 1 otherwise, the answer on stdout.
-async fn health(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    match client.get(url).send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            println!("{} {}", status.as_u16(), body.trim());
-            Ok(if status.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Err(e) => {
-            println!("unreachable: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
 }
