@@ -1,6 +1,8 @@
 //! `monitor run`: the whole data path. Events from the kernel are enriched,
 //! matched against the rules, folded and rate-limited, and delivered to every
 //! sink. One loop owns every stage's state; each stage hands the next a value.
+//! What the loop is told comes from the settings through `options`; the one
+//! stage that writes to the kernel, enforcement, is `enforce`.
 mod enforce;
 mod options;
 

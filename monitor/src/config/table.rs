@@ -3,7 +3,7 @@
 //! force, a clap argument, a key of the file's schema, a step of the
 //! precedence merge and a key `monitor config check` reports. The macro only
 //! repeats; what a type means on the command line is [`CliValue`]'s, what a
-//! key means in the file is [`FileValue`]'s.
+//! key means in the file is [`FileValue`](super::kinds::FileValue)'s.
 use clap::{Arg, ArgMatches, parser::ValueSource};
 
 pub use super::flags::CliValue;
@@ -62,8 +62,8 @@ pub struct Setting {
     pub help: &'static [&'static str],
 }
 
-/// Which value a setting the command line or the environment may give has,
-/// and where it came from (a default, when neither gave it).
+/// A setting's value from the command line or the environment (the default
+/// when neither gave one), and where it came from.
 pub(crate) fn given<T: CliValue>(m: &ArgMatches, id: &str) -> (T, Origin) {
     let origin = match m.value_source(id) {
         Some(ValueSource::CommandLine) => Origin::Flag,
