@@ -17,7 +17,7 @@ use super::{
     SourcedText, TextSource, Validator, placed,
     raw::{OneOrMany, Value},
 };
-use crate::{policy::Diagnostic, sink::AlertFormat};
+use crate::{diagnostic::Diagnostic, sink::AlertFormat};
 
 /// A kind of value in the file: what it is once checked.
 pub trait FileValue {

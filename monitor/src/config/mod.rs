@@ -40,7 +40,7 @@ pub use self::{
     sinks::SinkSpec,
     table::{Origin, Scope, Setting},
 };
-use crate::{policy::Diagnostic, sink::AlertFormat};
+use crate::{diagnostic::Diagnostic, sink::AlertFormat};
 
 /// Where the configuration format is documented (said in every hint that needs it).
 const DOC: &str = "deploy/README.md (\"Configuration\")";
@@ -203,6 +203,7 @@ pub(crate) fn placed(inner: Location, outer: Location) -> Location {
     if inner.line() == 0 { outer } else { inner }
 }
 
+/// A parser position as a [`SourcedText`] keeps it.
 fn n(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -216,13 +217,8 @@ pub(crate) struct Validator {
 
 impl Validator {
     fn err(&mut self, at: Location, message: impl Into<String>, hint: impl Into<String>) {
-        self.diags.push(Diagnostic::new(
-            &self.file,
-            n(at.line()),
-            n(at.column()),
-            message,
-            hint,
-        ));
+        self.diags
+            .push(Diagnostic::at(&self.file, at, message, hint));
     }
 
     /// Relative paths are relative to the configuration file's directory.

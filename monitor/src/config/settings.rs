@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     bpf::{Fairness, source::SourceOptions},
-    policy::Diagnostic,
+    diagnostic::Diagnostic,
     sink::{AlertFormat, SinkConfig},
 };
 

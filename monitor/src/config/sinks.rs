@@ -6,7 +6,7 @@ use serde_saphyr::Location;
 
 use super::{SourcedText, TextSource, Validator, raw::RawSink, settings::RawConfig};
 use crate::{
-    policy::Diagnostic,
+    diagnostic::Diagnostic,
     sink::{AlertFormat, FileConfig, HttpConfig, HttpSinkConfig, SinkConfig, SinkKind},
 };
 

@@ -339,7 +339,7 @@ macro_rules! settings {
                 &mut self,
                 origins: &mut [(&'static str, $crate::config::table::Origin)],
                 file: &mut FileSettings,
-                diags: &mut Vec<$crate::policy::Diagnostic>,
+                diags: &mut Vec<$crate::diagnostic::Diagnostic>,
             ) {
                 $( row_merge!(self.$skey, origins, file, diags, $skey, [$($skind)?]); )*
             }
@@ -367,7 +367,7 @@ macro_rules! settings {
                 &mut self,
                 origins: &mut [(&'static str, $crate::config::table::Origin)],
                 file: &mut FileSettings,
-                diags: &mut Vec<$crate::policy::Diagnostic>,
+                diags: &mut Vec<$crate::diagnostic::Diagnostic>,
             ) {
                 self.source.merge(origins, file, diags);
                 $( row_merge!(self.$rkey, origins, file, diags, $rkey, [$($rkind)?]); )*

@@ -214,3 +214,72 @@ pub fn print_config(
         "sources": resolved.sources.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, FromArgMatches as _};
+
+    use super::*;
+    use crate::config::{CommandLine, resolve};
+
+    fn options(args: &[&str]) -> anyhow::Result<RunOptions> {
+        let m = CommandLine::augment_args(clap::Command::new("run"))
+            .try_get_matches_from(std::iter::once("run").chain(args.iter().copied()))
+            .unwrap();
+        let r = resolve(CommandLine::from_arg_matches(&m).unwrap(), None).unwrap();
+        RunOptions::from_settings(&r.settings, r.file_sinks)
+    }
+
+    fn names(o: &RunOptions) -> Vec<&str> {
+        o.sinks.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_flags_name_their_sinks_in_a_fixed_order() {
+        let o = options(&[
+            "--rules",
+            "/r",
+            "--otlp",
+            "http://c:4318",
+            "--webhook",
+            "http://a/,http://b/",
+            "--output-file",
+            "/tmp/x",
+            "--format",
+            "ecs",
+        ])
+        .unwrap();
+        assert_eq!(
+            names(&o),
+            ["stdout", "file", "webhook", "webhook-2", "otlp"]
+        );
+        assert_eq!(o.sinks[0].format, crate::sink::AlertFormat::Ecs);
+        assert_eq!(o.sinks[1].format, crate::sink::AlertFormat::Ecs);
+    }
+
+    #[test]
+    fn listen_ip_replaces_the_address_and_needs_listen() {
+        let o = options(&[
+            "--rules",
+            "/r",
+            "--listen",
+            "0.0.0.0:9464",
+            "--listen-ip",
+            "10.0.0.7",
+        ]);
+        assert_eq!(o.unwrap().listen, Some("10.0.0.7:9464".parse().unwrap()));
+        let e = options(&["--rules", "/r", "--listen-ip", "10.0.0.7"]).unwrap_err();
+        assert!(e.to_string().contains("which is not set"), "{e}");
+    }
+
+    #[test]
+    fn no_rules_and_no_sink_are_refused() {
+        let e = options(&[]).unwrap_err();
+        assert!(
+            e.to_string().contains("--rules DIR, MONITOR_RULES=DIR"),
+            "{e}"
+        );
+        let e = options(&["--rules", "/r", "--no-stdout"]).unwrap_err();
+        assert!(e.to_string().contains("leaves no sink"), "{e}");
+    }
+}
