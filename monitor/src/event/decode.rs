@@ -63,6 +63,22 @@ fn read_prefix<T: Copy>(data: &[u8], min: usize, what: &'static str) -> Result<T
     }
 }
 
+/// The ring buffer reader decodes each record into an [`Event`] in place.
+impl crate::bpf::reader::FromRecord for Event {
+    type Error = DecodeError;
+
+    fn from_record(raw: &[u8]) -> Result<Event, DecodeError> {
+        decode(raw)
+    }
+
+    fn cgroup_path(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::Cgroup(c) => Some(&c.path),
+            _ => None,
+        }
+    }
+}
+
 /// Decodes one record as the kernel programs wrote it.
 pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     let header: Header = read(data, "header")?;
