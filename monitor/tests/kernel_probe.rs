@@ -194,6 +194,17 @@ fn exec_fork_and_exit_are_events() {
     p.expect("exit 0 of sh", WAIT, |e| {
         of(e, pid) && matches!(e.body, EventBody::Exit { exit_code: 0 })
     });
+
+    // fexecve is execveat(fd, "", AT_EMPTY_PATH): argv from sys_enter_execveat.
+    let script = r#"
+import os
+fd = os.open("/bin/true", os.O_RDONLY)
+os.execve(fd, ["true", "via-execveat"], {})
+"#;
+    let pid = p.run("/usr/bin/python3", &["-c", script], None);
+    p.expect("exec through execveat, with its argv", WAIT, |e| {
+        of(e, pid) && matches!(&e.body, EventBody::Exec(x) if x.args == ["true", "via-execveat"])
+    });
 }
 
 #[test]
@@ -260,6 +271,150 @@ os.unlink("hard")
     p.expect("unlink (unlinkat)", WAIT, |e| {
         file_op(e, pid, FileOp::Unlink, &base.join("hard"))
     });
+}
+
+/// Each file syscall's own tracepoints, called by number (x86_64) so that
+/// the C library cannot route one call through another: `open`, `creat`,
+/// `openat2`, `rename`, `renameat`, `renameat2`, `chmod`, `fchmodat`,
+/// `fchmodat2` (6.6 and later), `truncate`, `link`, `symlink`, `unlink`; and
+/// a credential file's read-only open and a connect to a `*.sock` socket,
+/// which the exits of the opens and `sys_enter_connect` report.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_file_syscall_is_an_event() {
+    if !kernel_tests_enabled("every_file_syscall_is_an_event") {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    std::fs::write(base.join("token"), "secret").unwrap();
+    let mut p = ProbeRunner::start("probe-file-syscalls");
+    let fchmodat2 = p.attached("tracepoint/syscalls/sys_enter_fchmodat2");
+    let script = format!(
+        r#"
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+L = ctypes.c_long
+AT = L(-100)
+def call(what, nr, *args):
+    r = libc.syscall(L(nr), *args)
+    assert r >= 0, (what, os.strerror(ctypes.get_errno()))
+    return r
+W = L(os.O_WRONLY | os.O_CREAT)
+os.close(call("open", 2, b"by-open", W, L(0o600)))
+os.close(call("creat", 85, b"by-creat", L(0o600)))
+class How(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+how = How(os.O_WRONLY | os.O_CREAT, 0o600, 0)
+os.close(call("openat2", 437, AT, b"by-openat2", ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))))
+call("rename", 82, b"by-open", b"renamed")
+call("renameat", 264, AT, b"by-creat", AT, b"renamed-at")
+call("renameat2", 316, AT, b"by-openat2", AT, b"renamed-at2", L(0))
+call("chmod", 90, b"renamed", L(0o640))
+call("fchmodat", 268, AT, b"renamed-at", L(0o640))
+if {fchmodat2}:
+    call("fchmodat2", 452, AT, b"renamed-at2", L(0o640), L(0))
+call("truncate", 76, b"renamed", L(0))
+call("link", 86, b"renamed", b"hard")
+call("symlink", 88, b"renamed", b"soft")
+call("unlink", 87, b"hard")
+open("token").read()
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind("probe.sock"); server.listen(1)
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+client.connect("probe.sock")
+"#,
+        fchmodat2 = if fchmodat2 { "True" } else { "False" }
+    );
+    let pid = p.run("/usr/bin/python3", &["-c", &script], Some(&base));
+    let file = |op: FileOp, name: &str| {
+        let path = base.join(name);
+        move |e: &Event| file_op(e, pid, op, &path)
+    };
+    let with = |e: &Event| match &e.body {
+        EventBody::File(f) => f.clone(),
+        _ => unreachable!(),
+    };
+    let open = p.expect(
+        "open (sys_enter/exit_open)",
+        WAIT,
+        file(FileOp::Open, "by-open"),
+    );
+    assert_eq!(with(&open).flags, ["O_WRONLY", "O_CREAT"]);
+    let creat = p.expect(
+        "creat (sys_enter/exit_creat)",
+        WAIT,
+        file(FileOp::Creat, "by-creat"),
+    );
+    assert_eq!(with(&creat).mode, Some(0o600));
+    p.expect(
+        "openat2 (sys_enter/exit_openat2)",
+        WAIT,
+        file(FileOp::Open, "by-openat2"),
+    );
+    for (what, from, to) in [
+        ("rename (sys_enter/exit_rename)", "by-open", "renamed"),
+        (
+            "renameat (sys_enter/exit_renameat)",
+            "by-creat",
+            "renamed-at",
+        ),
+        (
+            "renameat2 (sys_enter/exit_renameat2)",
+            "by-openat2",
+            "renamed-at2",
+        ),
+    ] {
+        let ev = p.expect(what, WAIT, file(FileOp::Rename, from));
+        assert_eq!(
+            with(&ev).target.as_deref(),
+            base.join(to).to_str(),
+            "{what}"
+        );
+    }
+    let mut chmods = vec![
+        ("chmod (sys_enter/exit_chmod)", "renamed"),
+        ("fchmodat (sys_enter/exit_fchmodat)", "renamed-at"),
+    ];
+    if fchmodat2 {
+        chmods.push(("fchmodat2 (sys_enter/exit_fchmodat2)", "renamed-at2"));
+    }
+    for (what, name) in chmods {
+        let ev = p.expect(what, WAIT, file(FileOp::Chmod, name));
+        assert_eq!(with(&ev).mode, Some(0o640), "{what}");
+    }
+    p.expect(
+        "truncate (sys_enter/exit_truncate)",
+        WAIT,
+        file(FileOp::Truncate, "renamed"),
+    );
+    p.expect(
+        "link (sys_enter/exit_link)",
+        WAIT,
+        file(FileOp::Link, "renamed"),
+    );
+    p.expect("symlink (sys_enter/exit_symlink)", WAIT, |e| {
+        of(e, pid)
+            && matches!(&e.body, EventBody::File(f) if f.op == FileOp::Symlink
+                && f.target.as_deref() == base.join("soft").to_str())
+    });
+    p.expect(
+        "unlink (sys_enter/exit_unlink)",
+        WAIT,
+        file(FileOp::Unlink, "hard"),
+    );
+    let read = p.expect(
+        "read-only open of a credential file (sys_exit_openat)",
+        WAIT,
+        file(FileOp::Open, "token"),
+    );
+    assert_eq!(with(&read).flags, ["O_RDONLY"]);
+    p.expect(
+        "connect to a *.sock socket (sys_enter/exit_connect)",
+        WAIT,
+        file(FileOp::Connect, "probe.sock"),
+    );
 }
 
 #[test]
