@@ -267,3 +267,23 @@ impl Scope {
             .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    #[test]
+    fn a_scope_covers_its_roots_and_what_is_below_them_only() {
+        let scope = Scope {
+            roots: vec!["/kubepods/pod1".to_owned()],
+        };
+        assert!(scope.covers("/kubepods/pod1"));
+        assert!(scope.covers("/kubepods/pod1/abc"));
+        assert!(!scope.covers("/kubepods/pod10"));
+        assert!(!scope.covers("/kubepods"));
+        let everything = Scope {
+            roots: vec!["/".to_owned()],
+        };
+        assert!(everything.covers("/system.slice/cron.service"));
+    }
+}

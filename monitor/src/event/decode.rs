@@ -750,6 +750,33 @@ mod tests {
     }
 
     #[test]
+    fn the_reader_decodes_through_from_record_and_scopes_cgroup_records_by_path() {
+        use crate::bpf::reader::FromRecord as _;
+        let path = "/kubepods/pod1/abc";
+        let ev = CgroupEvent {
+            header: header(kind::CGROUP),
+            op: cgroup_op::RMDIR,
+            level: 3,
+            id: 77,
+            path_len: path.len() as u32,
+            _pad: 0,
+            path: fill::<CGROUP_PATH_LEN>(path),
+        };
+        let event = Event::from_record(&bytes(&ev)).unwrap();
+        assert_eq!(event, decode(&bytes(&ev)).unwrap());
+        assert_eq!(event.cgroup_path(), Some(path));
+        let open = file_event(file_op::OPEN, "/etc/passwd", walk(&[], 0), "", walk(&[], 0));
+        assert_eq!(
+            Event::from_record(&bytes(&open)).unwrap().cgroup_path(),
+            None
+        );
+        assert_eq!(
+            Event::from_record(&bytes(&header(99))).unwrap_err(),
+            DecodeError::UnknownKind(99)
+        );
+    }
+
+    #[test]
     fn records_cut_after_the_used_part_decode_the_same() {
         let ev = file_event(file_op::OPEN, "/etc/passwd", walk(&[], 0), "", walk(&[], 0));
         let full = decode(&bytes(&ev)).unwrap();
