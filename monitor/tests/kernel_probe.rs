@@ -583,6 +583,137 @@ os.wait()
     assert_eq!(names, ["setuid", "unshare", "socket"]);
 }
 
+/// Every rare syscall's own tracepoints, called by number (x86_64) with
+/// arguments that change nothing (no-op credential changes, bad descriptors,
+/// null pointers, a UTS namespace of the caller's own): the event is sent at
+/// exit, failed or not. A call this kernel has no tracepoint for (no module
+/// support, say) cannot be hooked, and is left out with a line saying so.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_rare_syscall_is_an_event() {
+    if !kernel_tests_enabled("every_rare_syscall_is_an_event") {
+        return;
+    }
+    // name, the enter tracepoint, the call (`c(nr, args...)`, errors ignored).
+    const CALLS: &[(&str, &str, &str)] = &[
+        ("setuid", "sys_enter_setuid", "c(105, L(0))"),
+        ("setgid", "sys_enter_setgid", "c(106, L(0))"),
+        ("setreuid", "sys_enter_setreuid", "c(113, L(-1), L(-1))"),
+        ("setregid", "sys_enter_setregid", "c(114, L(-1), L(-1))"),
+        (
+            "setresuid",
+            "sys_enter_setresuid",
+            "c(117, L(-1), L(-1), L(-1))",
+        ),
+        (
+            "setresgid",
+            "sys_enter_setresgid",
+            "c(119, L(-1), L(-1), L(-1))",
+        ),
+        ("setfsuid", "sys_enter_setfsuid", "c(122, L(0))"),
+        ("setfsgid", "sys_enter_setfsgid", "c(123, L(0))"),
+        ("capset", "sys_enter_capset", "c(126, None, None)"),
+        (
+            "ptrace",
+            "sys_enter_ptrace",
+            "c(101, L(2), L(0), None, None)",
+        ),
+        (
+            "process_vm_writev",
+            "sys_enter_process_vm_writev",
+            "c(311, L(0), None, L(0), None, L(0), L(0))",
+        ),
+        ("bpf", "sys_enter_bpf", "c(321, L(0xffff), None, L(0))"),
+        (
+            "init_module",
+            "sys_enter_init_module",
+            "c(175, None, L(0), b'')",
+        ),
+        (
+            "finit_module",
+            "sys_enter_finit_module",
+            "c(313, L(-1), b'', L(0))",
+        ),
+        (
+            "delete_module",
+            "sys_enter_delete_module",
+            "c(176, b'monitor_probe_no_such_module', L(os.O_NONBLOCK))",
+        ),
+        ("userfaultfd", "sys_enter_userfaultfd", "c(323, L(0xffff))"),
+        (
+            "io_uring_setup",
+            "sys_enter_io_uring_setup",
+            "c(425, L(0), None)",
+        ),
+        (
+            "mount",
+            "sys_enter_mount",
+            "c(165, None, None, None, L(0), None)",
+        ),
+        (
+            "umount2",
+            "sys_enter_umount",
+            "c(166, b'/monitor-probe-no-such-mount', L(0))",
+        ),
+        ("fsmount", "sys_enter_fsmount", "c(432, L(-1), L(0), L(0))"),
+        (
+            "move_mount",
+            "sys_enter_move_mount",
+            "c(429, L(-1), b'', L(-1), b'', L(0))",
+        ),
+        (
+            "open_tree",
+            "sys_enter_open_tree",
+            "c(428, L(-1), b'', L(0))",
+        ),
+        ("unshare", "sys_enter_unshare", "c(272, L(0x04000000))"),
+        ("setns", "sys_enter_setns", "c(308, L(-1), L(0))"),
+        // CLONE_NEWUTS | SIGCHLD: the child leaves at once.
+        (
+            "clone",
+            "sys_enter_clone",
+            "r = c(56, L(0x04000000 | 17), None, None, None, L(0))\nif r == 0: os._exit(0)\nos.waitpid(r, 0)",
+        ),
+        (
+            "clone3",
+            "sys_enter_clone3",
+            "args = (ctypes.c_uint64 * 8)(0x04000000, 0, 0, 0, 17, 0, 0, 0)\nr = c(435, ctypes.byref(args), ctypes.c_size_t(64))\nif r == 0: os._exit(0)\nos.waitpid(r, 0)",
+        ),
+        ("socket", "sys_enter_socket", "c(41, L(17), L(3), L(0))"),
+    ];
+    let mut p = ProbeRunner::start("probe-rare-syscalls");
+    let mut script = String::from(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\nL = ctypes.c_long\ndef c(nr, *args):\n    return libc.syscall(L(nr), *args)\n",
+    );
+    let mut expected = Vec::new();
+    for (name, enter, call) in CALLS {
+        if p.attached(&format!("tracepoint/syscalls/{enter}")) {
+            script.push_str(call);
+            script.push('\n');
+            expected.push(*name);
+        } else {
+            eprintln!("{name}: this kernel has no {enter} tracepoint, so no hook to test");
+        }
+    }
+    let pid = p.run("/usr/bin/python3", &["-c", &script], None);
+    for name in &expected {
+        p.expect(&format!("{name} (sys_enter/exit_rare)"), WAIT, |e| {
+            of(e, pid) && matches!(&e.body, EventBody::Syscall(s) if s.name == *name)
+        });
+    }
+    p.drain_for(scaled(Duration::from_millis(300)));
+    let names: Vec<&str> = p
+        .seen
+        .iter()
+        .filter(|e| of(e, pid))
+        .filter_map(|e| match &e.body {
+            EventBody::Syscall(s) => Some(s.name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, expected, "one event per call, in order");
+}
+
 #[test]
 fn every_core_hook_attached_and_the_source_counts_records() {
     if !kernel_tests_enabled("every_core_hook_attached_and_the_source_counts_records") {
