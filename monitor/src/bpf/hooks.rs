@@ -94,6 +94,17 @@ const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -
 }
 
 impl Hook {
+    /// The attach point, as metric labels and `/readyz` name it:
+    /// `tracepoint/syscalls/sys_enter_openat`, `raw_tracepoint/sched_process_fork`,
+    /// `cgroup/connect4`.
+    pub(super) fn name(&self) -> String {
+        match self.attach {
+            Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
+            Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
+            Attach::CgroupRoot => format!("cgroup/{}", self.program),
+        }
+    }
+
     const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
         Hook {
             since,
@@ -292,6 +303,8 @@ pub(super) fn all_hooks() -> Vec<Hook> {
 #[derive(Clone, Debug)]
 pub struct HookStatus {
     pub program: &'static str,
+    /// The attach point ([`HookStatus::hook`]).
+    pub(super) name: String,
     /// Where it attaches, as the log says it (the cgroup hooks with the mount).
     pub target: String,
     pub concern: &'static str,
@@ -306,9 +319,7 @@ impl HookStatus {
     /// `tracepoint/syscalls/sys_enter_openat`, `raw_tracepoint/sched_process_fork`,
     /// `cgroup/connect4` (the target without the mount it is on).
     pub fn hook(&self) -> &str {
-        self.target
-            .split_once(" on ")
-            .map_or(self.target.as_str(), |(hook, _)| hook)
+        &self.name
     }
 
     pub fn attached(&self) -> bool {
@@ -485,6 +496,10 @@ mod tests {
     ) -> HookStatus {
         HookStatus {
             program: "p",
+            name: target
+                .split_once(" on ")
+                .map_or(target, |(n, _)| n)
+                .to_owned(),
             target: target.to_owned(),
             concern,
             tier: Tier::Tracepoint,
@@ -606,12 +621,10 @@ mod tests {
     fn every_hook_names_a_distinct_attach_point() {
         let mut seen = std::collections::HashSet::new();
         for h in all_hooks() {
-            let name = match h.attach {
-                Attach::Tracepoint(g, n) => format!("{g}/{n}"),
-                Attach::RawTracepoint(n) => format!("raw/{n}"),
-                Attach::CgroupRoot => format!("cgroup/{}", h.program),
-            };
+            let name = h.name();
             assert!(seen.insert(name.clone()), "{name} twice");
         }
+        assert!(seen.contains("raw_tracepoint/sched_process_fork"));
+        assert!(seen.contains("cgroup/connect4"));
     }
 }

@@ -143,14 +143,10 @@ impl Kernel {
             Default::default();
         let mut hooks = Vec::new();
         for hook in all_hooks() {
+            let name = hook.name();
             let target = match hook.attach {
-                Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
-                Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
-                Attach::CgroupRoot => format!(
-                    "cgroup/{} on {}",
-                    hook.program,
-                    opts.cgroup2_mount.display()
-                ),
+                Attach::CgroupRoot => format!("{name} on {}", opts.cgroup2_mount.display()),
+                _ => name.clone(),
             };
             let error = if let Attach::Tracepoint(g, n) = hook.attach
                 && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
@@ -174,6 +170,7 @@ impl Kernel {
             };
             hooks.push(HookStatus {
                 program: hook.program,
+                name,
                 target,
                 concern: hook.concern,
                 tier: hook.tier,
