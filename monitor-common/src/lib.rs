@@ -565,6 +565,25 @@ pub struct Settings {
     pub fair_burst_ns: u64,
 }
 
+impl Settings {
+    /// All off: what the kernel object holds until userspace writes the
+    /// agent's settings (a `const`, as a global's initialiser must be).
+    pub const ZERO: Settings = Settings {
+        agent_pid: 0,
+        filter_cgroups: 0,
+        cgroup2_root: 0,
+        scope_by_walk: 0,
+        nr_clone: 0,
+        nr_clone3: 0,
+        nr_socket: 0,
+        sensitive_reads: 0,
+        enforce: 0,
+        _pad: 0,
+        fair_interval_ns: 0,
+        fair_burst_ns: 0,
+    };
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data records with explicit padding and no pointers.
@@ -596,6 +615,16 @@ mod tests {
         assert_eq!(size_of::<KernelOffsets>() % 8, 0);
         assert_eq!(size_of::<Settings>() % 8, 0);
         assert_eq!(size_of::<CgroupLossKey>(), 16);
+    }
+
+    #[test]
+    fn the_kernel_defaults_are_the_zero_values() {
+        assert_eq!(KernelOffsets::ZERO, KernelOffsets::default());
+        let zero = Settings::ZERO;
+        assert_eq!(
+            (zero.agent_pid, zero.enforce, zero.fair_interval_ns),
+            (0, 0, 0)
+        );
     }
 
     #[test]

@@ -1,14 +1,32 @@
 //! Who is acting: the checks every program makes first, and the record header.
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid,
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_ns,
+        },
+    },
+    macros::map,
+    maps::{HashMap, LruHashMap},
 };
 use monitor_common::{COMM_LEN, Header};
 
 use crate::{
     kmem::{read_ptr, read_u32},
-    maps::{SCOPE_ROOTS, SCOPE_VERDICTS, offset, setting},
+    maps::{offset, setting},
 };
+
+/// The roots of the watched cgroup subtrees (when `Settings::filter_cgroups`
+/// is set): a task is reported when its cgroup or an ancestor is here.
+#[map]
+pub static SCOPE_ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Whether a cgroup is inside the scope (1) or not (0), cached per cgroup id.
+/// A cgroup's ancestry never changes and ids are not reused, so the verdict
+/// holds for the cgroup's life; the LRU drops those of cgroups long gone.
+#[map]
+pub static SCOPE_VERDICTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// How deep below the root a watched subtree's ancestor is looked for.
 const MAX_CGROUP_LEVEL: i32 = 16;

@@ -7,7 +7,8 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal},
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use monitor_common::{
@@ -19,11 +20,29 @@ use monitor_common::{
 use crate::{
     context,
     kmem::{read_ptr, read_u32},
-    maps::{
-        ARGS_SCRATCH, EXEC_SCRATCH, KILL_EXECS, PENDING_ARGS, counted, offset, send_now, setting,
-    },
+    maps::{counted, offset, send_now, setting},
     path::walk_dirfd,
 };
+
+/// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
+/// `sched_process_exec`). A plain hash, not an LRU: an LRU would evict
+/// another thread's entry without a word, a full hash refuses the insert,
+/// which is counted. Entries go at exec or at the thread's exit.
+#[map]
+pub static PENDING_ARGS: HashMap<u32, ExecArgs> = HashMap::with_max_entries(2048, 0);
+
+/// Executables an enforced container's exec is killed for, by cgroup id and
+/// the hash of the whole filename or of its final component.
+#[map]
+pub static KILL_EXECS: HashMap<ExecKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Per-CPU room to build argv, larger than the 512-byte stack.
+#[map]
+pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room to build the exec record.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
 
 const SIGKILL: u32 = 9;
 

@@ -7,16 +7,34 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_probe_read_user,
         generated::{bpf_get_current_cgroup_id, bpf_probe_read_user_str},
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op, kind, loss};
 
 use crate::{
     context,
-    maps::{FILE_SCRATCH, PENDING_FILE, SENSITIVE_NAMES, counted, send, setting, within_budget},
+    maps::{counted, send, setting, within_budget},
     path::{fd_name, walk_dirfd, walk_opened},
 };
+
+/// The arguments of a file syscall in flight, by thread id (kept from
+/// `sys_enter_*` to `sys_exit_*`). A plain hash, not an LRU: an LRU would
+/// evict another thread's entry without a word, a full hash refuses the
+/// insert, which is counted.
+#[map]
+pub static PENDING_FILE: HashMap<u32, Call> = HashMap::with_max_entries(16384, 0);
+
+/// File names whose read-only opens are reported (credential material):
+/// one lookup per successful read-only open, the common case a miss.
+#[map]
+pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u32> =
+    HashMap::with_max_entries(256, 0);
+
+/// Per-CPU room to build records larger than the 512-byte stack.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
 
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;

@@ -1,13 +1,12 @@
-//! Maps and globals shared by every program.
+//! Maps and globals shared by every program: the ring buffer, the loss
+//! counters, the per-cgroup budget and the settings and offsets userspace
+//! writes before load. A map one concern uses lives in that concern's module.
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use monitor_common::{
-    CgroupLossKey, EgressVerdict, ExecArgs, ExecEvent, ExecKey, FairBucket, FileEvent,
-    KernelOffsets, SENSITIVE_NAME_LEN, Settings, SyscallEvent, enforce::EGRESS_KEY_LEN, kind, loss,
-};
+use monitor_common::{CgroupLossKey, FairBucket, KernelOffsets, Settings, kind, loss};
 
 /// The one channel to userspace. Userspace may resize it before load.
 #[map]
@@ -33,90 +32,8 @@ pub static CGROUP_LOST: PerCpuHashMap<CgroupLossKey, u64> =
 #[map]
 pub static FAIR_BUCKETS: LruHashMap<u64, FairBucket> = LruHashMap::with_max_entries(16384, 0);
 
-/// The roots of the watched cgroup subtrees (when `Settings::filter_cgroups`
-/// is set): a task is reported when its cgroup or an ancestor is here.
-#[map]
-pub static SCOPE_ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
-
-/// Whether a cgroup is inside the scope (1) or not (0), cached per cgroup id.
-/// A cgroup's ancestry never changes and ids are not reused, so the verdict
-/// holds for the cgroup's life; the LRU drops those of cgroups long gone.
-#[map]
-pub static SCOPE_VERDICTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
-
-/// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
-/// `sched_process_exec`). A plain hash, not an LRU: an LRU would evict
-/// another thread's entry without a word, a full hash refuses the insert,
-/// which is counted. Entries go at exec or at the thread's exit.
-#[map]
-pub static PENDING_ARGS: HashMap<u32, ExecArgs> = HashMap::with_max_entries(2048, 0);
-
-/// The arguments of a file syscall in flight, by thread id (kept from
-/// `sys_enter_*` to `sys_exit_*`); a plain hash for the same reason.
-#[map]
-pub static PENDING_FILE: HashMap<u32, crate::file::Call> = HashMap::with_max_entries(16384, 0);
-
-/// The arguments of a rare syscall in flight, by thread id.
-#[map]
-pub static PENDING_SYSCALL: HashMap<u32, crate::syscall::Call> = HashMap::with_max_entries(4096, 0);
-
-/// File names whose read-only opens are reported (credential material):
-/// one lookup per successful read-only open, the common case a miss.
-#[map]
-pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u32> =
-    HashMap::with_max_entries(256, 0);
-
-/// The containers under enforcement (`--enforce`), by the cgroup id of the
-/// container's own cgroup; the enforcing socket programs are attached there
-/// and nowhere else.
-#[map]
-pub static ENFORCED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
-
-/// What each enforced container may reach: the longest prefix of
-/// (cgroup id, family, address) gives the ports open below it. No entry for
-/// an address (the agent writes both families' /0 for every container)
-/// denies it.
-#[map]
-pub static EGRESS_VERDICTS: LpmTrie<[u8; EGRESS_KEY_LEN], EgressVerdict> =
-    LpmTrie::with_max_entries(65536, 0);
-
-/// Executables an enforced container's exec is killed for, by cgroup id and
-/// the hash of the whole filename or of its final component.
-#[map]
-pub static KILL_EXECS: HashMap<ExecKey, u32> = HashMap::with_max_entries(16384, 0);
-
-/// The connect or sendmsg an enforcing program just denied and reported, per
-/// CPU: the reporting program on the root runs next in the same hook
-/// invocation (descendants' programs run first), sees it here and does not
-/// report the call a second time.
-#[map]
-pub static DENIED_MARK: PerCpuArray<crate::net::DeniedMark> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU room to build records larger than the 512-byte stack.
-#[map]
-pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-pub static ARGS_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
-#[map]
-pub static SYSCALL_SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
-
 #[unsafe(no_mangle)]
-pub static SETTINGS: Settings = Settings {
-    agent_pid: 0,
-    filter_cgroups: 0,
-    cgroup2_root: 0,
-    scope_by_walk: 0,
-    nr_clone: 0,
-    nr_clone3: 0,
-    nr_socket: 0,
-    sensitive_reads: 0,
-    enforce: 0,
-    _pad: 0,
-    fair_interval_ns: 0,
-    fair_burst_ns: 0,
-};
+pub static SETTINGS: Settings = Settings::ZERO;
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;

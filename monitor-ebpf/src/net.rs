@@ -8,21 +8,19 @@
 //! open, and report the denial themselves.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_ancestor_cgroup_id},
-    macros::cgroup_sock_addr,
-    maps::lpm_trie::Key,
+    macros::{cgroup_sock_addr, map},
+    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::SockAddrContext,
 };
 use monitor_common::{
-    NetEvent, action,
+    EgressVerdict, NetEvent, action,
     enforce::{ALLOW_OTHER, ALLOW_TCP, ALLOW_UDP, EGRESS_KEY_FIXED_BITS, EGRESS_KEY_LEN, SEGMENTS},
     kind, net_op,
 };
 
 use crate::{
     context,
-    maps::{
-        DENIED_MARK, EGRESS_VERDICTS, ENFORCED_CGROUPS, count_lost, send, send_now, within_budget,
-    },
+    maps::{count_lost, send, send_now, within_budget},
 };
 
 const ALLOW: i32 = 1;
@@ -42,6 +40,27 @@ pub struct DeniedMark {
     pub dport: u32,
     pub family: u32,
 }
+
+/// The containers under enforcement (`--enforce`), by the cgroup id of the
+/// container's own cgroup; the enforcing socket programs are attached there
+/// and nowhere else.
+#[map]
+pub static ENFORCED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// What each enforced container may reach: the longest prefix of
+/// (cgroup id, family, address) gives the ports open below it. No entry for
+/// an address (the agent writes both families' /0 for every container)
+/// denies it.
+#[map]
+pub static EGRESS_VERDICTS: LpmTrie<[u8; EGRESS_KEY_LEN], EgressVerdict> =
+    LpmTrie::with_max_entries(65536, 0);
+
+/// The connect or sendmsg an enforcing program just denied and reported, per
+/// CPU: the reporting program on the root runs next in the same hook
+/// invocation (descendants' programs run first), sees it here and does not
+/// report the call a second time.
+#[map]
+pub static DENIED_MARK: PerCpuArray<DeniedMark> = PerCpuArray::with_max_entries(1, 0);
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {

@@ -10,14 +10,15 @@
 //! or `setns` is a signal.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use monitor_common::{SyscallEvent, kind, loss, syscall_flags};
 
 use crate::{
     context,
-    maps::{PENDING_SYSCALL, SYSCALL_SCRATCH, counted, send, setting, within_budget},
+    maps::{counted, send, setting, within_budget},
 };
 
 /// What `sys_enter` kept for `sys_exit`, per thread.
@@ -27,6 +28,14 @@ pub struct Call {
     nr: u64,
     args: [u64; 6],
 }
+
+/// The arguments of a rare syscall in flight, by thread id.
+#[map]
+pub static PENDING_SYSCALL: HashMap<u32, Call> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU room to build the record, larger than the 512-byte stack.
+#[map]
+pub static SYSCALL_SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME.
 const CLONE_NEW_ANY: u64 = 0x0002_0000

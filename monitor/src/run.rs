@@ -21,6 +21,7 @@ use crate::{
     bpf::{CgroupLoss, Fairness, source::EventSource},
     clock::WallClock,
     context::{ContainerInfo, EnrichedEvent, Enricher, EnricherConfig, MetadataStatus},
+    event::Event,
     metrics::{self, Metrics},
     policy::{self, Evaluator, Finding, PostureAlert, PostureWatch},
     sink::{Sinks, SinksOptions},
@@ -59,7 +60,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the sinks")?;
 
-    let mut source = EventSource::start(&opts.source)?;
+    let mut source = EventSource::<Event>::start(&opts.source)?;
+    for h in &source.started.kernel.hooks {
+        metrics.set_hook(h.hook(), h.core, h.status());
+    }
     metrics.set_programs_attached(true);
     let mut enricher = Enricher::new(EnricherConfig::for_host_root(&opts.host_root));
     if let Err(e) = enricher.seed(source.cgroup2_mount()) {
@@ -109,6 +113,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 for out in pipeline.tick(now) {
                     sinks.dispatch(&out);
                 }
+                metrics.decode_errors(source.newly_undecodable());
                 for lost in source.newly_lost() {
                     metrics.events_lost(lost.kind, lost.reason, lost.count);
                     let summary = format!("the kernel dropped {} {} events: {} ({} lost since start)", lost.count, lost.kind, lost.describe(), source.lost_total());
@@ -219,7 +224,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 /// container (or host cgroup) with new losses, its metric series, and the
 /// cgroups gone since forgotten (kernel keys and series).
 fn report_cgroup_losses(
-    source: &mut EventSource,
+    source: &mut EventSource<Event>,
     enricher: &Enricher,
     metrics: &Metrics,
     sinks: &Sinks,

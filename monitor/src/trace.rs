@@ -109,7 +109,7 @@ pub struct CgroupLine<'a> {
 
 /// Runs until interrupted (SIGINT or SIGTERM).
 pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
-    let mut source = EventSource::start(&opts.source)?;
+    let mut source = EventSource::<Event>::start(&opts.source)?;
     let mut enricher = Enricher::new(EnricherConfig::for_host_root(&opts.host_root));
     // Events are already buffering, so nothing between the scan and the first event is missed.
     if let Err(e) = enricher.seed(source.cgroup2_mount()) {
@@ -170,7 +170,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
 }
 
 /// Logs every increase of the kernel's lost-record counters.
-fn report_lost(source: &mut EventSource) {
+fn report_lost(source: &mut EventSource<Event>) {
     for lost in source.newly_lost() {
         warn!(
             kind = lost.kind,
@@ -185,7 +185,7 @@ fn report_lost(source: &mut EventSource) {
 
 /// Logs each cgroup's new losses (every five seconds and at the end), named
 /// as the registry knows it, and forgets the cgroups gone.
-fn report_cgroup_losses(source: &mut EventSource, enricher: &Enricher) {
+fn report_cgroup_losses(source: &mut EventSource<Event>, enricher: &Enricher) {
     let registry = enricher.registry();
     for loss in source.newly_lost_by_cgroup() {
         let (container, _) = registry.container_info(loss.cgroup_id);

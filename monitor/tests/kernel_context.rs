@@ -16,7 +16,7 @@ use std::{
 
 use common::{
     Monitor, TestCgroup,
-    cgroups::{CgroupDir, vm_rss_kib},
+    cgroups::vm_rss_kib,
     docker,
     runtime::{Container, HostRoot, Runtime},
 };
@@ -91,7 +91,7 @@ impl Workload {
     }
 
     /// Runs the chain in `cg` to its end: `/bin/true MARKER PAD`, `count` times.
-    fn run(&self, cg: &CgroupDir, marker: &str, pad: &str, count: usize) -> Chain {
+    fn run(&self, cg: &TestCgroup, marker: &str, pad: &str, count: usize) -> Chain {
         let pidfile = self.dir.path().join(format!("{marker}.pid"));
         // Not the last command, so the shell forks for the script instead of exec'ing it.
         let outer = cg.run(
@@ -105,6 +105,7 @@ impl Workload {
                 pad,
                 &count.to_string(),
             ],
+            None,
         );
         let script = fs::read_to_string(&pidfile)
             .unwrap()
@@ -126,7 +127,7 @@ fn is_exec_of_true(v: &Value, marker: &str) -> bool {
 
 /// The chain's events name the container `c` in `cg`, completely, and each
 /// process's ancestry names its parents with their pids and programs.
-fn assert_chain(m: &mut Monitor, w: &Workload, chain: &Chain, cg: &CgroupDir, c: &Container) {
+fn assert_chain(m: &mut Monitor, w: &Workload, chain: &Chain, cg: &TestCgroup, c: &Container) {
     let ev = m.expect(&format!("exec of /bin/true {}", chain.marker), WAIT, |v| {
         is_exec_of_true(v, &chain.marker)
     });
@@ -169,7 +170,7 @@ fn is_cgroup_event(v: &Value, op: &str, id: u64) -> bool {
 }
 
 /// Waits until the agent has seen `cg` made (and so watches it).
-fn wait_mkdir(m: &mut Monitor, cg: &CgroupDir) {
+fn wait_mkdir(m: &mut Monitor, cg: &TestCgroup) {
     let ev = m.expect(&format!("mkdir of {}", cg.rel), WAIT, |v| {
         is_cgroup_event(v, "mkdir", cg.id)
     });

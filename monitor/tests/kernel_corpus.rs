@@ -32,7 +32,7 @@ use std::{
 };
 
 use common::{
-    Monitor, TestCgroupTree, docker,
+    Monitor, TestCgroup, docker,
     namespaces::{Isolation, Mount},
 };
 use serde_json::Value;
@@ -994,7 +994,7 @@ fn the_default_pack_on_real_containers() {
     // the test's own tree.
     let docker_scope = common::cgroup2_mount().join("docker");
     fs::create_dir_all(&docker_scope).unwrap();
-    let tree = TestCgroupTree::new();
+    let tree = TestCgroup::parent();
     let spool = scratch.join("spool");
     let mut m = Monitor::start(
         &[
@@ -1040,7 +1040,7 @@ fn the_default_pack_on_real_containers() {
                 id
             }
             Host { tmpfs, script } => {
-                let cg = tree.cgroup(&format!("host-{i}"));
+                let cg = tree.subdir(&format!("host-{i}"));
                 let script = script.replace("{scratch}", scratch.to_str().unwrap());
                 let isolation =
                     Isolation::mounts(tmpfs.iter().map(|t| Mount::Tmpfs((*t).into())).collect());

@@ -23,7 +23,6 @@ use std::{
 
 use common::{
     Monitor, TestCgroup,
-    cgroups::CgroupDir,
     delivery::{
         ALERTMANAGER, Alertmanager, PROMTOOL, Receiver, RefusingPort, Seen, need_tool,
         promtool_check, runtime, sample, secret_file,
@@ -54,7 +53,7 @@ fn shipped_rules() -> PathBuf {
 /// root, and scratch space for the programs they run. Dropping it kills
 /// what runs in the containers and removes their cgroups.
 struct Fleet {
-    containers: Vec<(Container, CgroupDir)>,
+    containers: Vec<(Container, TestCgroup)>,
     host: HostRoot,
     scratch: PathBuf,
     _scratch: tempfile::TempDir,
@@ -256,7 +255,7 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
     for (c, cg) in &fleet.containers {
         for j in 0..PER_CONTAINER {
             let sshd = fleet.sshd(&format!("{}/{j}", c.name));
-            cg.run(&sshd, &["-D"]);
+            cg.run(&sshd, &["-D"], None);
             exes.insert(sshd);
         }
     }
@@ -344,7 +343,7 @@ fn alerts_raised_while_the_receiver_is_down_survive_sigkill_and_all_arrive_signe
     seen.stall.store(true, Ordering::SeqCst);
     let requests = seen.requests();
     let sshd = fleet.sshd("late");
-    fleet.containers[0].1.run(&sshd, &["-D"]);
+    fleet.containers[0].1.run(&sshd, &["-D"], None);
     let late = wait_alerts(&m, &out2, "ssh-server", 1);
     assert_eq!(late.len(), 1, "{late:#?}");
     let deadline = Instant::now() + WAIT;
@@ -417,7 +416,7 @@ fn alerts_reach_a_real_alertmanager_through_the_flag() {
         let copies = if c.name == "web" { 2 } else { 1 };
         for i in 0..copies {
             let sshd = fleet.sshd(&format!("{}/{i}", c.name));
-            cg.run(&sshd, &["-D"]);
+            cg.run(&sshd, &["-D"], None);
         }
     }
     let emitted = wait_alerts(&m, &out, "ssh-server", 3);

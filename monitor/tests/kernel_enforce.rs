@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     fs,
-    mem::ManuallyDrop,
     net::TcpListener,
     os::unix::process::ExitStatusExt as _,
     path::PathBuf,
@@ -20,10 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Monitor, TestCgroup, TestCgroupTree, docker_container_id, kernel_tests_enabled,
-    write_docker_state,
-};
+use common::{Monitor, TestCgroup, kernel_tests_enabled, runtime};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -61,13 +57,13 @@ print(" ".join(out))
 /// cgroups' processes and directories.
 struct Harness {
     monitor: Option<Monitor>,
-    web: ManuallyDrop<TestCgroup>,
-    other: ManuallyDrop<TestCgroup>,
+    web: TestCgroup,
+    other: TestCgroup,
     web_id: String,
     allowed: TcpListener,
     denied: TcpListener,
     scratch: PathBuf,
-    _tree: TestCgroupTree,
+    _tree: TestCgroup,
     _host_root: tempfile::TempDir,
     _scratch: tempfile::TempDir,
 }
@@ -91,11 +87,10 @@ impl Harness {
             ),
         )
         .unwrap();
-        let tree = TestCgroupTree::new();
+        let tree = TestCgroup::parent();
         let make = |name: &str| {
-            let id = docker_container_id();
-            write_docker_state(host_root.path(), &id, name, "busybox:1.36");
-            (tree.cgroup(&format!("docker-{id}.scope")), id)
+            let id = runtime::write_docker(host_root.path(), name, "busybox:1.36");
+            (tree.subdir(&format!("docker-{id}.scope")), id)
         };
         let (web, web_id) = make("web");
         let (other, _) = make("other");

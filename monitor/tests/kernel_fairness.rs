@@ -11,8 +11,7 @@ use std::{
 };
 
 use common::{
-    Monitor, TestCgroup, TestCgroupTree, WAIT, delivery::sample, docker_container_id,
-    kernel_tests_enabled, scaled, tempdir, write_docker_state,
+    Monitor, TestCgroup, WAIT, delivery::sample, kernel_tests_enabled, runtime, scaled, tempdir,
 };
 use serde_json::Value;
 
@@ -97,9 +96,9 @@ fn a_flooding_cgroup_is_rate_limited_while_another_keeps_every_event() {
     if !kernel_tests_enabled("a_flooding_cgroup_is_rate_limited_while_another_keeps_every_event") {
         return;
     }
-    let tree = TestCgroupTree::new();
-    let flood = tree.cgroup("flood");
-    let quiet = tree.cgroup("quiet");
+    let tree = TestCgroup::parent();
+    let flood = tree.subdir("flood");
+    let quiet = tree.subdir("quiet");
     let shm = tempfile::Builder::new()
         .prefix("monitor-fair")
         .tempdir_in("/dev/shm")
@@ -214,11 +213,10 @@ fn the_agent_alerts_naming_the_flooding_container_and_forgets_it_when_it_goes() 
     let host_root = tempdir();
     std::os::unix::fs::symlink("/proc", host_root.path().join("proc")).unwrap();
     let spool = tempdir();
-    let tree = TestCgroupTree::new();
+    let tree = TestCgroup::parent();
     // State files first, then the cgroup, as dockerd and runc make them.
-    let id = docker_container_id();
-    write_docker_state(host_root.path(), &id, "flooder", "flood:1");
-    let flood = tree.cgroup(&format!("docker-{id}.scope"));
+    let id = runtime::write_docker(host_root.path(), "flooder", "flood:1");
+    let flood = tree.subdir(&format!("docker-{id}.scope"));
     let shm = tempfile::Builder::new()
         .prefix("monitor-fair")
         .tempdir_in("/dev/shm")

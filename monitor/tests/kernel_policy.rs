@@ -22,16 +22,15 @@ mod common;
 
 use std::{
     fs,
-    mem::ManuallyDrop,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
 use common::{
-    Monitor, TestCgroup, TestCgroupTree, docker_container_id, kernel_tests_enabled,
+    Monitor, TestCgroup, kernel_tests_enabled,
     namespaces::{Isolation, Mount},
-    write_docker_state,
+    runtime,
 };
 use serde_json::{Value, json};
 
@@ -60,7 +59,7 @@ struct Container {
     id: String,
     name: String,
     image: String,
-    cgroup: ManuallyDrop<TestCgroup>,
+    cgroup: TestCgroup,
 }
 
 impl Container {
@@ -103,14 +102,14 @@ struct Harness {
     monitor: Option<Monitor>,
     containers: Vec<Container>,
     sentinel: Container,
-    host_like: Option<ManuallyDrop<TestCgroup>>,
+    host_like: Option<TestCgroup>,
     /// Scratch space for binaries and files the workloads use (canonical path).
     scratch: PathBuf,
     user_rules: PathBuf,
     /// Lines of `monitor.seen` already handed out.
     consumed: usize,
     syncs: u32,
-    tree: TestCgroupTree,
+    tree: TestCgroup,
     host_root: tempfile::TempDir,
     _scratch: tempfile::TempDir,
 }
@@ -132,13 +131,12 @@ impl Harness {
             .unwrap();
         }
         common::write_posture_off(&user_rules);
-        let tree = TestCgroupTree::new();
+        let tree = TestCgroup::parent();
         // State files first, then the cgroup: the agent finds both at its start.
         let make = |name: &str, image: &str| {
-            let id = docker_container_id();
-            write_docker_state(host_root.path(), &id, name, image);
+            let id = runtime::write_docker(host_root.path(), name, image);
             Container {
-                cgroup: tree.cgroup(&format!("docker-{id}.scope")),
+                cgroup: tree.subdir(&format!("docker-{id}.scope")),
                 id,
                 name: name.to_owned(),
                 image: image.to_owned(),
@@ -150,7 +148,7 @@ impl Harness {
             .map(|(name, image)| make(name, image))
             .collect();
         let sentinel = make("sentinel", "busybox:1.36");
-        let host_like = setup.host_like.then(|| tree.cgroup("host-like"));
+        let host_like = setup.host_like.then(|| tree.subdir("host-like"));
         let spool = scratch.join("spool");
         let monitor = Monitor::start(
             &[
@@ -1133,10 +1131,9 @@ fn a_container_started_while_the_agent_lags_is_watched_from_its_first_exec() {
     let _serial = serial();
     let mut h = Harness::start(Setup::default());
     let sshd = h.binary("usr/sbin", "sshd");
-    let id = docker_container_id();
-    write_docker_state(h.host_root.path(), &id, "late", "alpine:3.20");
+    let id = runtime::write_docker(h.host_root.path(), "late", "alpine:3.20");
     let agent = Stopped::new(h.monitor().pid());
-    let late = h.tree.cgroup(&format!("docker-{id}.scope"));
+    let late = h.tree.subdir(&format!("docker-{id}.scope"));
     late.run(&sshd, &["-D"], None);
     drop(agent);
     let alerts = h.finish();

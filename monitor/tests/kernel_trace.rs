@@ -275,21 +275,14 @@ fn children_made_later_are_watched_too() {
     }
     let parent = TestCgroup::new("parent");
     let mut m = trace(&parent, "exec,cgroup");
-    let child_path = parent.path.join("late-child");
-    std::fs::create_dir(&child_path).unwrap();
-    let child_id = monitor::bpf::cgroupfs::cgroup_id(&child_path).unwrap();
+    let child = parent.subdir("late-child");
+    let child_id = child.id;
     m.expect("mkdir of the child", WAIT, |v| {
         v["event"] == "cgroup" && v["cgroup"]["id"] == child_id && v["cgroup"]["op"] == "mkdir"
     });
-    let child = TestCgroup {
-        path: child_path,
-        rel: format!("{}/late-child", parent.rel),
-        id: child_id,
-    };
     let pid = child.run("/bin/true", &["in-child"], None);
     let ev = m.expect("exec in the child", WAIT, |v| is(v, "exec", pid));
     assert_eq!(ev["cgroup_id"], child_id);
-    std::mem::forget(child); // the parent's drop removes it
 }
 
 #[test]

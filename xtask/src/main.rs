@@ -64,7 +64,8 @@ enum Task {
     /// 6-8 s; code runs 10-50 times slower than on the host.
     VmRun(vm::RunArgs),
     /// Run the kernel test suites (kernel_trace, kernel_policy,
-    /// kernel_context, kernel_enforce, and any --test named) in a guest per kernel (5.10,
+    /// kernel_context, kernel_enforce, kernel_fairness, kernel_probe, and any
+    /// --test named) in a guest per kernel (5.10,
     /// 6.1, 6.12, one after another), as vm-run does.
     ///
     /// Builds the test executables here (`cargo test --no-run`), then each

@@ -1,9 +1,8 @@
 //! Loads the kernel programs, probes which hooks this kernel offers, attaches
 //! them, and says in the log which are active and why any is not.
 //!
-//! Which hook serves which concern, and whether the agent can run without it,
-//! is data ([`HOOKS`]), not scattered `if`s.
-use std::{collections::HashSet, fs::File};
+//! The rows it walks, and the statuses it leaves, are in [`super::hooks`].
+use std::{collections::HashSet, fs::File, sync::Arc};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -14,296 +13,10 @@ use aya::{
 use monitor_common::{KernelOffsets, SENSITIVE_NAME_LEN, Settings, kind, loss};
 use tracing::{debug, info, warn};
 
+use super::hooks::{Attach, BASELINE, Hook, HookError, HookStatus, Tier, all_hooks};
+
 /// The compiled kernel programs, built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
-
-#[derive(Clone, Copy, Debug)]
-enum Attach {
-    /// `group/name` under tracefs `events/`.
-    Tracepoint(&'static str, &'static str),
-    RawTracepoint(&'static str),
-    /// A cgroup socket-address hook on the cgroup v2 root.
-    CgroupRoot,
-}
-
-/// A family of hooks. A concern may have rows in several tiers; the loader
-/// attaches every row this kernel offers and the concern is served by its
-/// best active tier (the LSM/fentry tier will rank above tracepoints).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tier {
-    /// Syscall and scheduler tracepoints, raw tracepoints, cgroup socket
-    /// hooks: every kernel from 5.8 (the ring buffer) has them.
-    Tracepoint,
-}
-
-impl std::fmt::Display for Tier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Tier::Tracepoint => "tracepoint",
-        })
-    }
-}
-
-/// The oldest kernel the monitor runs on: every record goes through a BPF
-/// ring buffer, which came in 5.8.
-const BASELINE: &str = "5.8";
-
-/// One attachment of one program: a row of the hook table.
-///
-/// Whether a row is usable is decided by trying it on the running kernel
-/// (the tracepoint exists, the verifier accepts the program, the attach
-/// works), never by the version; `since` and `covered_by` only explain a
-/// missing row in the log.
-#[derive(Clone, Copy, Debug)]
-struct Hook {
-    program: &'static str,
-    attach: Attach,
-    concern: &'static str,
-    tier: Tier,
-    /// The agent refuses to start without it.
-    core: bool,
-    /// The oldest release the monitor can use it on: the upstream release
-    /// that introduced it, or 5.8 (the ring buffer) for older hooks.
-    since: &'static str,
-    /// What still covers the concern on kernels without this row.
-    covered_by: Option<&'static str>,
-}
-
-const fn tp(
-    program: &'static str,
-    group: &'static str,
-    name: &'static str,
-    concern: &'static str,
-    core: bool,
-) -> Hook {
-    Hook {
-        program,
-        attach: Attach::Tracepoint(group, name),
-        concern,
-        tier: Tier::Tracepoint,
-        core,
-        since: BASELINE,
-        covered_by: None,
-    }
-}
-
-const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -> Hook {
-    Hook {
-        program,
-        attach: Attach::CgroupRoot,
-        concern,
-        tier: Tier::Tracepoint,
-        core,
-        since: BASELINE,
-        covered_by: None,
-    }
-}
-
-impl Hook {
-    const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
-        Hook {
-            since,
-            covered_by: Some(covered_by),
-            ..self
-        }
-    }
-}
-
-/// File syscalls: each has its own enter program and shares the exit
-/// program. The legacy calls (`open`, `rename`, ...) do not exist on every
-/// architecture, and the newest ones not on every kernel: the `*at` calls
-/// cover both.
-/// enter program, exit tracepoint, core, and for a row some kernels lack:
-/// the oldest kernel with it and what covers it elsewhere.
-type FileSyscall = (
-    &'static str,
-    &'static str,
-    bool,
-    Option<(&'static str, &'static str)>,
-);
-
-const FILE_SYSCALLS: [FileSyscall; 18] = [
-    ("sys_enter_openat", "sys_exit_openat", true, None),
-    (
-        "sys_enter_openat2",
-        "sys_exit_openat2",
-        false,
-        Some(("5.6", "openat")),
-    ),
-    (
-        "sys_enter_open",
-        "sys_exit_open",
-        false,
-        Some((BASELINE, "openat")),
-    ),
-    (
-        "sys_enter_creat",
-        "sys_exit_creat",
-        false,
-        Some((BASELINE, "openat")),
-    ),
-    (
-        "sys_enter_renameat2",
-        "sys_exit_renameat2",
-        false,
-        Some((BASELINE, "renameat")),
-    ),
-    (
-        "sys_enter_renameat",
-        "sys_exit_renameat",
-        false,
-        Some((BASELINE, "renameat2")),
-    ),
-    (
-        "sys_enter_rename",
-        "sys_exit_rename",
-        false,
-        Some((BASELINE, "renameat2")),
-    ),
-    ("sys_enter_unlinkat", "sys_exit_unlinkat", false, None),
-    (
-        "sys_enter_unlink",
-        "sys_exit_unlink",
-        false,
-        Some((BASELINE, "unlinkat")),
-    ),
-    ("sys_enter_fchmodat", "sys_exit_fchmodat", false, None),
-    (
-        "sys_enter_fchmodat2",
-        "sys_exit_fchmodat2",
-        false,
-        Some(("6.6", "fchmodat")),
-    ),
-    (
-        "sys_enter_chmod",
-        "sys_exit_chmod",
-        false,
-        Some((BASELINE, "fchmodat")),
-    ),
-    ("sys_enter_truncate", "sys_exit_truncate", false, None),
-    ("sys_enter_linkat", "sys_exit_linkat", false, None),
-    (
-        "sys_enter_link",
-        "sys_exit_link",
-        false,
-        Some((BASELINE, "linkat")),
-    ),
-    ("sys_enter_symlinkat", "sys_exit_symlinkat", false, None),
-    (
-        "sys_enter_symlink",
-        "sys_exit_symlink",
-        false,
-        Some((BASELINE, "symlinkat")),
-    ),
-    // Only unix sockets named *.sock leave the kernel (container runtimes).
-    ("sys_enter_connect", "sys_exit_connect", false, None),
-];
-
-const HOOKS: &[Hook] = &[
-    tp(
-        "sched_process_exec",
-        "sched",
-        "sched_process_exec",
-        "exec",
-        true,
-    ),
-    tp(
-        "sys_enter_execve",
-        "syscalls",
-        "sys_enter_execve",
-        "exec argv",
-        true,
-    ),
-    tp(
-        "sys_enter_execveat",
-        "syscalls",
-        "sys_enter_execveat",
-        "exec argv",
-        false,
-    ),
-    Hook {
-        attach: Attach::RawTracepoint("sched_process_fork"),
-        ..tp("sched_process_fork", "", "", "process tree", false)
-    },
-    tp(
-        "sched_process_exit",
-        "sched",
-        "sched_process_exit",
-        "process tree",
-        false,
-    ),
-    tp(
-        "cgroup_mkdir",
-        "cgroup",
-        "cgroup_mkdir",
-        "containers",
-        false,
-    ),
-    tp(
-        "cgroup_rmdir",
-        "cgroup",
-        "cgroup_rmdir",
-        "containers",
-        false,
-    ),
-    cgroup_hook("connect4", "egress", true),
-    cgroup_hook("connect6", "egress", true),
-    cgroup_hook("sendmsg4", "egress (udp)", false),
-    cgroup_hook("sendmsg6", "egress (udp)", false),
-    cgroup_hook("bind4", "listening", false),
-    cgroup_hook("bind6", "listening", false),
-];
-
-/// Every hook: the fixed table plus the enter/exit pair of each file syscall.
-fn all_hooks() -> Vec<Hook> {
-    let mut hooks = HOOKS.to_vec();
-    for (enter, exit, core, newer) in FILE_SYSCALLS {
-        // The opens' exits also report reads of sensitive files.
-        let exit_program = match exit {
-            "sys_exit_openat" | "sys_exit_openat2" | "sys_exit_open" => "sys_exit_open",
-            _ => "sys_exit_file",
-        };
-        let mut pair = [
-            tp(enter, "syscalls", enter, "file writes", core),
-            tp(exit_program, "syscalls", exit, "file writes", core),
-        ];
-        if let Some((since, covered_by)) = newer {
-            pair = pair.map(|h| h.since(since, covered_by));
-        }
-        hooks.extend(pair);
-    }
-    // Some kernels lack a call (no modules, no fsmount before 5.2): each is
-    // optional, and the rest still report.
-    for call in super::syscalls::HOOKED {
-        hooks.push(tp(
-            "sys_enter_rare",
-            "syscalls",
-            call.enter,
-            call.concern,
-            false,
-        ));
-        hooks.push(tp(
-            "sys_exit_rare",
-            "syscalls",
-            call.exit,
-            call.concern,
-            false,
-        ));
-    }
-    hooks
-}
-
-/// What happened to one hook, for the start-up log and `/readyz`.
-#[derive(Clone, Debug)]
-pub struct HookStatus {
-    pub program: &'static str,
-    pub target: String,
-    pub concern: &'static str,
-    pub tier: Tier,
-    pub core: bool,
-    /// `None` when attached, else why not.
-    pub error: Option<String>,
-}
 
 /// How the programs are set up before load.
 #[derive(Clone, Debug)]
@@ -362,7 +75,7 @@ impl Kernel {
         let missing_core: Vec<String> = kernel
             .hooks
             .iter()
-            .filter(|h| h.core && h.error.is_some())
+            .filter(|h| h.core && !h.attached())
             .map(|h| h.target.clone())
             .collect();
         if !missing_core.is_empty() {
@@ -426,29 +139,21 @@ impl Kernel {
             )
         })?;
         let mut loaded: HashSet<&'static str> = HashSet::new();
-        let mut failed_load: std::collections::HashMap<&'static str, String> = Default::default();
+        let mut failed_load: std::collections::HashMap<&'static str, HookError> =
+            Default::default();
         let mut hooks = Vec::new();
         for hook in all_hooks() {
+            let name = hook.name();
             let target = match hook.attach {
-                Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
-                Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
-                Attach::CgroupRoot => format!(
-                    "cgroup/{} on {}",
-                    hook.program,
-                    opts.cgroup2_mount.display()
-                ),
+                Attach::CgroupRoot => format!("{name} on {}", opts.cgroup2_mount.display()),
+                _ => name.clone(),
             };
             let error = if let Attach::Tracepoint(g, n) = hook.attach
                 && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
             {
-                Some(match (hook.covered_by, hook.since) {
-                    (Some(other), BASELINE) => {
-                        format!("this kernel has no such tracepoint ({other} covers the concern)")
-                    }
-                    (Some(other), since) => format!(
-                        "this kernel has no such tracepoint (it came in {since}; {other} covers the concern)"
-                    ),
-                    (None, _) => "this kernel has no such tracepoint".to_owned(),
+                Some(HookError::NoTracepoint {
+                    since: hook.since,
+                    covered_by: hook.covered_by,
                 })
             } else if let Some(e) = failed_load.get(hook.program) {
                 Some(e.clone())
@@ -456,16 +161,16 @@ impl Kernel {
                 match attach(&mut ebpf, hook, &mut loaded, &cgroup_root) {
                     Ok(()) => None,
                     Err(e) => {
-                        let msg = format!("{e:#}");
                         if !loaded.contains(hook.program) {
-                            failed_load.insert(hook.program, msg.clone());
+                            failed_load.insert(hook.program, e.clone());
                         }
-                        Some(msg)
+                        Some(e)
                     }
                 }
             };
             hooks.push(HookStatus {
                 program: hook.program,
+                name,
                 target,
                 concern: hook.concern,
                 tier: hook.tier,
@@ -484,9 +189,9 @@ impl Kernel {
                 }
             }
         }
-        let active = hooks.iter().filter(|h| h.error.is_none()).count();
+        let active = hooks.iter().filter(|h| h.attached()).count();
         let mut tiers: Vec<(&str, Tier)> = Vec::new();
-        for h in hooks.iter().filter(|h| h.error.is_none()) {
+        for h in hooks.iter().filter(|h| h.attached()) {
             match tiers.iter_mut().find(|(c, _)| *c == h.concern) {
                 Some((_, tier)) => *tier = (*tier).max(h.tier),
                 None => tiers.push((h.concern, h.tier)),
@@ -596,30 +301,34 @@ fn attach(
     hook: Hook,
     loaded: &mut HashSet<&'static str>,
     cgroup_root: &File,
-) -> anyhow::Result<()> {
+) -> Result<(), HookError> {
     let program = ebpf
         .program_mut(hook.program)
-        .ok_or_else(|| anyhow!("program {} is not in the object", hook.program))?;
+        .ok_or(HookError::NotInObject {
+            program: hook.program,
+        })?;
     let first = loaded.insert(hook.program);
+    let load_error = |e| HookError::Load(Arc::new(e));
+    let attach_error = |e| HookError::Attach(Arc::new(e));
     match hook.attach {
         Attach::Tracepoint(group, name) => {
-            let p: &mut TracePoint = program.try_into()?;
+            let p: &mut TracePoint = program.try_into().map_err(load_error)?;
             if first {
-                p.load().map_err(verifier_error)?;
+                p.load().map_err(HookError::of_load)?;
             }
-            p.attach(group, name)?;
+            p.attach(group, name).map_err(attach_error)?;
         }
         Attach::RawTracepoint(name) => {
-            let p: &mut RawTracePoint = program.try_into()?;
+            let p: &mut RawTracePoint = program.try_into().map_err(load_error)?;
             if first {
-                p.load().map_err(verifier_error)?;
+                p.load().map_err(HookError::of_load)?;
             }
-            p.attach(name)?;
+            p.attach(name).map_err(attach_error)?;
         }
         Attach::CgroupRoot => {
-            let p: &mut CgroupSockAddr = program.try_into()?;
+            let p: &mut CgroupSockAddr = program.try_into().map_err(load_error)?;
             if first {
-                p.load().map_err(verifier_error)?;
+                p.load().map_err(HookError::of_load)?;
             }
             // Never displace another tool's programs on the root. From 5.7 aya
             // attaches with a bpf_link, which always coexists with others and
@@ -631,68 +340,19 @@ fn attach(
             } else {
                 CgroupAttachMode::AllowMultiple
             };
-            p.attach(cgroup_root, mode)?;
+            p.attach(cgroup_root, mode).map_err(attach_error)?;
         }
     }
     Ok(())
 }
 
-/// The hook table as this kernel took it, for `monitor hooks`: a line per
-/// concern with the tier serving it, then a line per hook.
+/// The hook table as this kernel took it, for `monitor hooks`
+/// ([`super::hooks::report`] with this kernel's release).
 pub fn report(kernel: &Kernel) -> String {
-    use std::fmt::Write as _;
     let release = aya::util::KernelVersion::current()
         .map(|v| v.to_string())
         .unwrap_or_else(|_| "unknown".to_owned());
-    let mut out = String::new();
-    let active = kernel.hooks.iter().filter(|h| h.error.is_none()).count();
-    let mut w = |line: String| out.push_str(&(line + "\n"));
-    w(format!(
-        "kernel {release}: {active} of {} hooks active, cgroup scope: {}",
-        kernel.hooks.len(),
-        kernel.scope_route
-    ));
-    let mut concerns: Vec<&str> = kernel.hooks.iter().map(|h| h.concern).collect();
-    concerns.dedup();
-    for concern in concerns {
-        let rows: Vec<&HookStatus> = kernel
-            .hooks
-            .iter()
-            .filter(|h| h.concern == concern)
-            .collect();
-        let tier = rows
-            .iter()
-            .filter(|h| h.error.is_none())
-            .map(|h| h.tier)
-            .max();
-        let used = rows.iter().filter(|h| h.error.is_none()).count();
-        w(match tier {
-            Some(tier) => format!(
-                "concern {concern}: tier {tier} ({used} of {} hooks)",
-                rows.len()
-            ),
-            None => format!(
-                "concern {concern}: none ({} hooks, none active)",
-                rows.len()
-            ),
-        });
-    }
-    for h in &kernel.hooks {
-        let role = if h.core { "core" } else { "optional" };
-        let state = match &h.error {
-            None => "active  ".to_owned(),
-            Some(_) => "inactive".to_owned(),
-        };
-        let mut line = format!(
-            "{state}  {role:8} {:10} {:14} {}",
-            h.tier, h.concern, h.target
-        );
-        if let Some(e) = &h.error {
-            let _ = write!(line, ": {e}");
-        }
-        w(line);
-    }
-    out
+    super::hooks::report(&release, kernel.scope_route, &kernel.hooks)
 }
 
 /// File names whose read-only opens are reported: credential material an
@@ -791,26 +451,10 @@ fn verifier_log_level() -> VerifierLogLevel {
 
 /// Keeps the verifier's log (its last lines say why) with the error.
 pub(super) fn verifier_error(e: aya::programs::ProgramError) -> anyhow::Error {
-    if let aya::programs::ProgramError::LoadError {
-        io_error,
-        verifier_log,
-    } = &e
-    {
-        let log = verifier_log.to_string();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return anyhow!(
-            "the verifier refused the program ({io_error}): {}",
-            tail.join(" | ")
-        );
+    match e {
+        e @ aya::programs::ProgramError::LoadError { .. } => HookError::of_load(e).into(),
+        other => other.into(),
     }
-    e.into()
 }
 
 /// Since 5.11 BPF memory is charged to the memory cgroup and RLIMIT_MEMLOCK

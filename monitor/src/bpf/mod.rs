@@ -1,11 +1,14 @@
 //! Loading, attaching and reading the kernel programs.
 //!
+//! `hooks` is the table of what attaches where and what became of each hook,
 //! `load` probes what the running kernel offers and attaches every hook it can,
-//! `reader` drains the ring buffer into the decoder, `cgroupfs` finds the
-//! cgroup v2 mount the socket hooks attach to.
+//! `reader` drains the ring buffer and hands each raw record to the decoder
+//! it is given (`event` implements it: this module never imports `event`),
+//! `cgroupfs` finds the cgroup v2 mount the socket hooks attach to.
 pub mod btf;
 pub mod cgroupfs;
 pub mod enforce;
+pub mod hooks;
 pub mod load;
 pub mod losses;
 pub mod mountinfo;
@@ -20,7 +23,8 @@ use anyhow::Context as _;
 
 use monitor_common::KernelOffsets;
 
-pub use load::{CgroupFilter, HookStatus, Kernel, LoadOptions, LostCounters, ScopeRoute};
+pub use hooks::{HookError, HookStatus, Tier};
+pub use load::{CgroupFilter, Kernel, LoadOptions, LostCounters, ScopeRoute};
 pub use losses::{CgroupLoss, CgroupLossMap, Fairness};
 
 /// Everything the agent needs from the kernel side, ready to read.

@@ -1,5 +1,10 @@
 //! Drains the ring buffer on a tokio task and hands decoded events on.
 //!
+//! The reader knows records only as bytes: what they decode to is the
+//! caller's type ([`FromRecord`], which `event::Event` implements), so the
+//! data path reads one way (`bpf` -> `event`). Each record is decoded where
+//! it lies in the ring buffer, before its slot is released: no copy.
+//!
 //! Back-pressure, not loss: when the consumer is slow the channel fills, the
 //! reader waits, the ring buffer fills, and the kernel counts what it cannot
 //! reserve (`LOST`), which the agent reports. Nothing is dropped silently here.
@@ -15,7 +20,20 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::warn;
 
-use crate::event::{Event, decode::decode};
+/// A value decoded from one raw ring buffer record.
+pub trait FromRecord: Sized + Send + 'static {
+    type Error: std::fmt::Display;
+
+    /// Decodes a record as the kernel programs wrote it (`monitor_common`
+    /// layouts), borrowed from the ring buffer.
+    fn from_record(raw: &[u8]) -> Result<Self, Self::Error>;
+
+    /// The cgroup directory (relative to the cgroup2 mount) a cgroup
+    /// mkdir/rmdir record names; `None` for every other record. The kernel
+    /// cannot scope these by the acting task (it is whoever made the cgroup),
+    /// so the source scopes them by path.
+    fn cgroup_path(&self) -> Option<&str>;
+}
 
 /// Counters the reader keeps, shared with metrics and health checks.
 #[derive(Debug, Default)]
@@ -36,9 +54,9 @@ const BATCH: usize = 256;
 
 /// Reads until the receiver is dropped. Every record is decoded; undecodable
 /// ones are counted and logged.
-pub async fn run(
+pub async fn run<E: FromRecord>(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<E>,
     stats: Arc<ReaderStats>,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
@@ -74,13 +92,17 @@ pub async fn run(
 }
 
 /// Decodes up to a batch of records; true when the ring buffer is empty.
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Event>, stats: &ReaderStats) -> bool {
+fn drain<E: FromRecord>(
+    ring: &mut RingBuf<MapData>,
+    batch: &mut Vec<E>,
+    stats: &ReaderStats,
+) -> bool {
     while batch.len() < BATCH {
         let Some(item) = ring.next() else {
             return true;
         };
         stats.records.fetch_add(1, Ordering::Relaxed);
-        match decode(&item) {
+        match E::from_record(&item) {
             Ok(event) => batch.push(event),
             Err(e) => {
                 stats.decode_errors.fetch_add(1, Ordering::Relaxed);

@@ -12,9 +12,8 @@ use tracing::warn;
 
 use super::{
     CgroupFilter, CgroupLoss, CgroupLossMap, Fairness, LostCounters, Started, cgroupfs,
-    load::LostTotals, losses::CgroupLossTracker, reader,
+    load::LostTotals, losses::CgroupLossTracker, reader, reader::FromRecord,
 };
-use crate::event::{Event, EventBody};
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]
@@ -53,11 +52,14 @@ impl Lost {
     }
 }
 
-/// Events as they come from the kernel, within the scope asked for.
-pub struct EventSource {
+/// Events as they come from the kernel, within the scope asked for, each
+/// decoded into an `E` (`EventSource<event::Event>`).
+pub struct EventSource<E: FromRecord> {
     pub started: Started,
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<E>,
     pub stats: Arc<reader::ReaderStats>,
+    /// Decode errors already reported by [`EventSource::newly_undecodable`].
+    decode_errors_seen: u64,
     lost: LostCounters,
     lost_seen: LostTotals,
     cgroup_lost: CgroupLossMap,
@@ -66,8 +68,8 @@ pub struct EventSource {
     reader: JoinHandle<anyhow::Result<()>>,
 }
 
-impl EventSource {
-    pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource> {
+impl<E: FromRecord> EventSource<E> {
+    pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource<E>> {
         let filtered = !opts.cgroups.is_empty();
         let mut started = super::start(
             opts.ring_buffer_bytes,
@@ -97,6 +99,7 @@ impl EventSource {
             started,
             rx,
             stats,
+            decode_errors_seen: 0,
             lost,
             lost_seen: Default::default(),
             cgroup_lost,
@@ -107,7 +110,7 @@ impl EventSource {
     }
 
     /// The next event in scope; `None` when the reader has stopped.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<E> {
         loop {
             let event = self.rx.recv().await?;
             if self.in_scope(&event) {
@@ -118,7 +121,7 @@ impl EventSource {
 
     /// The next event in scope if one is already waiting: lets a consumer
     /// batch its output and flush only when it has caught up.
-    pub fn try_next(&mut self) -> Option<Event> {
+    pub fn try_next(&mut self) -> Option<E> {
         loop {
             let event = self.rx.try_recv().ok()?;
             if self.in_scope(&event) {
@@ -130,11 +133,19 @@ impl EventSource {
     /// Whether the event belongs to the scope. Every other event was already
     /// filtered in the kernel; cgroup events come from whoever made the
     /// cgroup, so their path decides.
-    fn in_scope(&self, event: &Event) -> bool {
-        match (&self.scope, &event.body) {
-            (Some(scope), EventBody::Cgroup(c)) => scope.covers(&c.path),
+    fn in_scope(&self, event: &E) -> bool {
+        match (&self.scope, event.cgroup_path()) {
+            (Some(scope), Some(path)) => scope.covers(path),
             _ => true,
         }
+    }
+
+    /// Records that did not decode since the last call (each was logged).
+    pub fn newly_undecodable(&mut self) -> u64 {
+        let now = self.stats.decode_errors.load(Ordering::Relaxed);
+        let new = now.saturating_sub(self.decode_errors_seen);
+        self.decode_errors_seen = now;
+        new
     }
 
     /// Records the kernel could not send since the last call: kind name,
@@ -211,7 +222,7 @@ impl EventSource {
     }
 }
 
-impl Drop for EventSource {
+impl<E: FromRecord> Drop for EventSource<E> {
     fn drop(&mut self) {
         self.reader.abort();
     }
@@ -254,5 +265,25 @@ impl Scope {
         self.roots
             .iter()
             .any(|r| r == "/" || path == r || path.starts_with(&format!("{r}/")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    #[test]
+    fn a_scope_covers_its_roots_and_what_is_below_them_only() {
+        let scope = Scope {
+            roots: vec!["/kubepods/pod1".to_owned()],
+        };
+        assert!(scope.covers("/kubepods/pod1"));
+        assert!(scope.covers("/kubepods/pod1/abc"));
+        assert!(!scope.covers("/kubepods/pod10"));
+        assert!(!scope.covers("/kubepods"));
+        let everything = Scope {
+            roots: vec!["/".to_owned()],
+        };
+        assert!(everything.covers("/system.slice/cron.service"));
     }
 }

@@ -63,6 +63,22 @@ fn read_prefix<T: Copy>(data: &[u8], min: usize, what: &'static str) -> Result<T
     }
 }
 
+/// The ring buffer reader decodes each record into an [`Event`] in place.
+impl crate::bpf::reader::FromRecord for Event {
+    type Error = DecodeError;
+
+    fn from_record(raw: &[u8]) -> Result<Event, DecodeError> {
+        decode(raw)
+    }
+
+    fn cgroup_path(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::Cgroup(c) => Some(&c.path),
+            _ => None,
+        }
+    }
+}
+
 /// Decodes one record as the kernel programs wrote it.
 pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     let header: Header = read(data, "header")?;
@@ -730,6 +746,33 @@ mod tests {
                 level: 2,
                 path: path.into()
             }
+        );
+    }
+
+    #[test]
+    fn the_reader_decodes_through_from_record_and_scopes_cgroup_records_by_path() {
+        use crate::bpf::reader::FromRecord as _;
+        let path = "/kubepods/pod1/abc";
+        let ev = CgroupEvent {
+            header: header(kind::CGROUP),
+            op: cgroup_op::RMDIR,
+            level: 3,
+            id: 77,
+            path_len: path.len() as u32,
+            _pad: 0,
+            path: fill::<CGROUP_PATH_LEN>(path),
+        };
+        let event = Event::from_record(&bytes(&ev)).unwrap();
+        assert_eq!(event, decode(&bytes(&ev)).unwrap());
+        assert_eq!(event.cgroup_path(), Some(path));
+        let open = file_event(file_op::OPEN, "/etc/passwd", walk(&[], 0), "", walk(&[], 0));
+        assert_eq!(
+            Event::from_record(&bytes(&open)).unwrap().cgroup_path(),
+            None
+        );
+        assert_eq!(
+            Event::from_record(&bytes(&header(99))).unwrap_err(),
+            DecodeError::UnknownKind(99)
         );
     }
 

@@ -42,7 +42,9 @@ impl Drop for HttpListener {
 ///
 /// - `GET /metrics`: Prometheus text format 0.0.4.
 /// - `GET /healthz`: 200 while the ring buffer reader's heartbeat is fresh, else 503.
-/// - `GET /readyz`: 200 once programs are attached and rules loaded, else 503.
+/// - `GET /readyz`: 200 once programs are attached, no core hook is missing
+///   and rules are loaded, else 503; the body lists how many hooks are
+///   attached and each that is not, with why ([`Metrics::readiness`]).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<HttpListener> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
@@ -93,12 +95,11 @@ async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.ready() {
-        (StatusCode::OK, "ready\n".to_owned())
+    let (ready, page) = m.readiness();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: programs not attached or rules not loaded\n".to_owned(),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, page)
 }

@@ -70,6 +70,30 @@ struct ResultLabel {
     result: String,
 }
 
+/// One kernel hook: its attach point and `attached` or why not.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+    status: String,
+}
+
+/// What `/readyz` says of one hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HookState {
+    hook: String,
+    core: bool,
+    status: String,
+}
+
+impl HookState {
+    fn attached(&self) -> bool {
+        self.status == ATTACHED
+    }
+}
+
+/// The status of a hook that is attached (any other is an error kind).
+const ATTACHED: &str = "attached";
+
 /// The agent's metrics and health flags.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +102,8 @@ pub struct Metrics {
     heartbeat_ms: AtomicU64,
     attached: AtomicBool,
     rules_ready: AtomicBool,
+    /// Each kernel hook as the loader left it, in load order.
+    hooks: std::sync::Mutex<Vec<HookState>>,
 
     events: Family<KindLabel, Counter>,
     events_lost: Family<LostLabels, Counter>,
@@ -100,6 +126,8 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     heartbeat_age: Gauge<f64, AtomicU64>,
     programs_attached: Gauge,
+    hook_attached: Family<HookLabels, Gauge>,
+    decode_errors: Counter,
 }
 
 impl Metrics {
@@ -114,6 +142,7 @@ impl Metrics {
             heartbeat_ms: AtomicU64::new(0),
             attached: AtomicBool::new(false),
             rules_ready: AtomicBool::new(false),
+            hooks: Default::default(),
             events: Family::default(),
             events_lost: Family::default(),
             container_events_lost: Family::default(),
@@ -133,6 +162,8 @@ impl Metrics {
             reloads: Family::default(),
             heartbeat_age: Gauge::default(),
             programs_attached: Gauge::default(),
+            hook_attached: Family::default(),
+            decode_errors: Counter::default(),
         };
         let r = &mut registry;
         r.register("events", "Kernel events decoded, by kind", m.events.clone());
@@ -216,6 +247,16 @@ impl Metrics {
             "programs_attached",
             "1 when the kernel programs are attached",
             m.programs_attached.clone(),
+        );
+        r.register(
+            "hook_attached",
+            "1 when a kernel hook is attached, else 0, by hook (its attach point) and status (attached, no_tracepoint, not_in_object, verifier, load, attach)",
+            m.hook_attached.clone(),
+        );
+        r.register(
+            "decode_errors",
+            "Ring buffer records the agent could not decode (logged one by one)",
+            m.decode_errors.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }
@@ -349,6 +390,38 @@ impl Metrics {
         self.programs_attached.set(attached as i64);
     }
 
+    /// One kernel hook as the loader left it: `status` is `attached` or the
+    /// kind of error (`no_tracepoint`, `verifier`, ...). `core`: the agent
+    /// cannot run without it, so `/readyz` fails while it is not attached.
+    pub fn set_hook(&self, hook: &str, core: bool, status: &str) {
+        let state = HookState {
+            hook: hook.to_owned(),
+            core,
+            status: status.to_owned(),
+        };
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = hooks.iter_mut().find(|h| h.hook == hook) {
+            self.hook_attached.remove(&HookLabels {
+                hook: old.hook.clone(),
+                status: old.status.clone(),
+            });
+            *old = state.clone();
+        } else {
+            hooks.push(state.clone());
+        }
+        self.hook_attached
+            .get_or_create(&HookLabels {
+                hook: state.hook,
+                status: state.status.clone(),
+            })
+            .set((status == ATTACHED) as i64);
+    }
+
+    /// `n` more ring buffer records that did not decode.
+    pub fn decode_errors(&self, n: u64) {
+        self.decode_errors.inc_by(n);
+    }
+
     /// Time since the last heartbeat (since start-up before the first one).
     pub fn heartbeat_age(&self) -> Duration {
         let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
@@ -360,9 +433,43 @@ impl Metrics {
         self.heartbeat_age() <= self.stale_after
     }
 
-    /// Ready: programs attached and rules loaded.
+    /// Ready: programs attached, no core hook missing, and rules loaded.
     pub fn ready(&self) -> bool {
-        self.attached.load(Ordering::Relaxed) && self.rules_ready.load(Ordering::Relaxed)
+        self.readiness().0
+    }
+
+    /// Whether the agent is ready, and the `/readyz` page that says why:
+    /// a first line (`ready`, or `not ready: ...`), how many hooks are
+    /// attached, and a line for every hook that is not.
+    pub fn readiness(&self) -> (bool, String) {
+        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        let missing_core: Vec<&str> = hooks
+            .iter()
+            .filter(|h| h.core && !h.attached())
+            .map(|h| h.hook.as_str())
+            .collect();
+        let loaded =
+            self.attached.load(Ordering::Relaxed) && self.rules_ready.load(Ordering::Relaxed);
+        let ready = loaded && missing_core.is_empty();
+        let mut page = if ready {
+            "ready\n".to_owned()
+        } else if !loaded {
+            "not ready: programs not attached or rules not loaded\n".to_owned()
+        } else {
+            format!(
+                "not ready: core hooks not attached: {}\n",
+                missing_core.join(", ")
+            )
+        };
+        if !hooks.is_empty() {
+            let attached = hooks.iter().filter(|h| h.attached()).count();
+            let _ = writeln!(page, "hooks: {attached} of {} attached", hooks.len());
+            for h in hooks.iter().filter(|h| !h.attached()) {
+                let role = if h.core { "core" } else { "optional" };
+                let _ = writeln!(page, "{} ({role}): {}", h.hook, h.status);
+            }
+        }
+        (ready, page)
     }
 
     /// The registry in the Prometheus text format 0.0.4.
@@ -505,5 +612,64 @@ mod tests {
         assert!(!m.healthy());
         m.heartbeat();
         assert!(m.healthy());
+    }
+
+    #[test]
+    fn readiness_and_metrics_say_each_hooks_status() {
+        let m = Metrics::new(Duration::from_secs(10));
+        m.set_programs_attached(true);
+        m.set_rules_loaded(3);
+        m.set_hook("tracepoint/sched/sched_process_exec", true, "attached");
+        m.set_hook(
+            "tracepoint/syscalls/sys_enter_openat2",
+            false,
+            "no_tracepoint",
+        );
+        let (ready, page) = m.readiness();
+        assert!(ready, "{page}");
+        assert_eq!(
+            page,
+            "ready\nhooks: 1 of 2 attached\n\
+             tracepoint/syscalls/sys_enter_openat2 (optional): no_tracepoint\n"
+        );
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "monitor_hook_attached{hook=\"tracepoint/sched/sched_process_exec\",status=\"attached\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_hook_attached{hook=\"tracepoint/syscalls/sys_enter_openat2\",status=\"no_tracepoint\"} 0"),
+            "{text}"
+        );
+
+        // A core hook that is not attached makes the agent not ready, and a
+        // hook set again keeps one series.
+        m.set_hook("tracepoint/sched/sched_process_exec", true, "verifier");
+        let (ready, page) = m.readiness();
+        assert!(!ready);
+        assert!(
+            page.starts_with(
+                "not ready: core hooks not attached: tracepoint/sched/sched_process_exec\n"
+            ),
+            "{page}"
+        );
+        let text = m.encode();
+        assert!(!text.contains("status=\"attached\""), "{text}");
+        assert!(
+            text.contains("sched_process_exec\",status=\"verifier\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn decode_errors_are_counted() {
+        let m = Metrics::new(Duration::from_secs(10));
+        m.decode_errors(0);
+        assert!(m.encode().contains("monitor_decode_errors_total 0"));
+        m.decode_errors(2);
+        m.decode_errors(1);
+        assert!(m.encode().contains("monitor_decode_errors_total 3"));
     }
 }

@@ -10,6 +10,7 @@ use crate::{
     alert::{Alert, Severity},
     bpf::{enforce::KernelEnforcement, source::EventSource},
     context::{EnrichedEvent, Enricher},
+    event::Event,
     policy,
     sink::Sinks,
 };
@@ -28,7 +29,7 @@ pub(super) struct Enforcer {
 impl Enforcer {
     pub(super) fn reconcile(
         &mut self,
-        source: &mut EventSource,
+        source: &mut EventSource<Event>,
         enricher: &Enricher,
         rules: &policy::RuleSet,
         sinks: &Sinks,

@@ -1,23 +1,55 @@
-//! Container-shaped cgroup trees below one per-test parent, and what tests
-//! that churn many of them need from a running monitor.
+//! Test cgroups: the one builder ([`TestCgroup`]) every kernel test makes its
+//! cgroups with, and what tests that churn many of them need from a running
+//! monitor.
 use std::{
     fs,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::Command,
-    sync::atomic::Ordering,
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use super::{Monitor, SEQ, TestCgroup, cgroup2_mount};
+use super::{Monitor, cgroup2_mount, namespaces};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A cgroup v2 directory made for one test.
+///
+/// Every test cgroup lives below a per-test top directory,
+/// `<cgroup2>/monitor-test-<pid>-<n>`. [`TestCgroup::new`] makes one cgroup
+/// below a fresh top, [`TestCgroup::parent`] the top alone (for a tree laid
+/// out below it with [`subdir`](Self::subdir)). The value that owns the top
+/// removes it when dropped (also on failure): every process below it is
+/// killed first, then every directory goes, deepest first. A subdirectory
+/// goes with its top, or earlier with [`remove`](Self::remove).
+#[derive(Debug)]
+pub struct TestCgroup {
+    pub path: PathBuf,
+    /// Relative to the cgroup2 mount, starting with `/`.
+    pub rel: String,
+    pub id: u64,
+    /// The top directory this value removes when dropped.
+    owned_top: Option<PathBuf>,
+    /// How many directories below the one it was made in it is.
+    depth: usize,
+}
 
 impl TestCgroup {
-    /// A per-test parent directory alone (`/monitor-test-<pid>-<n>`), for tests
-    /// that lay out their own tree below it with [`subdir`](Self::subdir).
-    /// Dropping it kills what runs below it and removes everything below it.
+    /// `name` below a fresh top; `name` may contain `/` to make a nested path
+    /// (its parents are made, and removed with the top).
+    pub fn new(name: &str) -> TestCgroup {
+        let mut top = TestCgroup::parent();
+        let mut cgroup = top.subdir(name);
+        cgroup.owned_top = top.owned_top.take();
+        cgroup
+    }
+
+    /// A fresh top directory alone (`/monitor-test-<pid>-<n>`), for tests
+    /// that lay out their own tree below it (the `--cgroup` a monitor watches).
     pub fn parent() -> TestCgroup {
         let rel = format!(
             "/monitor-test-{}-{}",
@@ -27,37 +59,31 @@ impl TestCgroup {
         let path = cgroup2_mount().join(&rel[1..]);
         fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
-        TestCgroup { path, rel, id }
+        TestCgroup {
+            owned_top: Some(path.clone()),
+            path,
+            rel,
+            id,
+            depth: 0,
+        }
     }
 
     /// Makes `rel` (which may contain `/`) below this cgroup. It is removed
-    /// with this cgroup, or earlier with [`CgroupDir::remove`].
-    pub fn subdir(&self, rel: &str) -> CgroupDir {
+    /// with the top, or earlier with [`remove`](Self::remove).
+    pub fn subdir(&self, rel: &str) -> TestCgroup {
         let rel = rel.trim_matches('/');
         let path = self.path.join(rel);
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
-        CgroupDir {
+        TestCgroup {
             path,
             rel: format!("{}/{rel}", self.rel),
             id,
+            owned_top: None,
             depth: rel.split('/').count(),
         }
     }
-}
 
-/// A cgroup made below a [`TestCgroup`], which removes it when dropped.
-#[derive(Debug)]
-pub struct CgroupDir {
-    pub path: PathBuf,
-    /// Relative to the cgroup2 mount, starting with `/`.
-    pub rel: String,
-    pub id: u64,
-    /// How many directories below the parent it is.
-    depth: usize,
-}
-
-impl CgroupDir {
     /// A command whose process joins this cgroup before it execs.
     pub fn command(&self, program: &str) -> Command {
         command_in(&self.path, program)
@@ -65,10 +91,25 @@ impl CgroupDir {
 
     /// Runs a command inside the cgroup to completion; panics on failure.
     /// Returns its pid.
-    pub fn run(&self, program: &str, args: &[&str]) -> u32 {
-        let child = self
-            .command(program)
-            .args(args)
+    pub fn run(&self, program: &str, args: &[&str], cwd: Option<&Path>) -> u32 {
+        self.run_isolated(&namespaces::Isolation::default(), program, args, cwd)
+    }
+
+    /// [`run`](Self::run) in the namespaces of `isolation`, made by the
+    /// child itself before it execs `program` (which keeps the pid).
+    pub fn run_isolated(
+        &self,
+        isolation: &namespaces::Isolation,
+        program: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> u32 {
+        let mut cmd = isolation.command_in(&self.path, program);
+        cmd.args(args);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let pid = child.id();
@@ -81,10 +122,14 @@ impl CgroupDir {
         pid
     }
 
-    /// Removes the directory, then the directories made with it, up to the
-    /// parent, while they are empty. Panics when the directory itself cannot
-    /// go (a process still in it).
-    pub fn remove(self) {
+    /// Removes a subdirectory now, then the directories made with it, up to
+    /// the one it was made in, while they are empty. Panics when the
+    /// directory itself cannot go (a process still in it).
+    pub fn remove(mut self) {
+        if let Some(top) = self.owned_top.take() {
+            remove_cgroup_tree(&top);
+            return;
+        }
         // A process reaped a moment ago may hold the cgroup a little longer.
         let deadline = Instant::now() + super::scaled(Duration::from_secs(10));
         while let Err(e) = fs::remove_dir(&self.path) {
@@ -100,6 +145,40 @@ impl CgroupDir {
             if fs::remove_dir(&dir).is_err() {
                 break;
             }
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Some(top) = self.owned_top.take() {
+            remove_cgroup_tree(&top);
+        }
+    }
+}
+
+/// Kills every process in the cgroup tree at `top` and removes its
+/// directories, deepest first.
+fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        if let Ok(rd) = fs::read_dir(&dirs[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    for dir in dirs.iter().rev() {
+        let _ = fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..50 {
+            if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Shared pieces of the kernel tests: test cgroups, running workloads inside
-//! them, and a running `monitor` whose JSON lines can be waited for.
+//! Shared pieces of the kernel tests: test cgroups ([`TestCgroup`], the one
+//! way to make them), running workloads inside them, runtime state files
+//! (`runtime`, the one way to write them), and a running `monitor` whose
+//! JSON lines can be waited for.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
@@ -7,10 +9,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        mpsc,
-    },
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -64,160 +63,8 @@ pub fn cgroup2_mount() -> PathBuf {
     monitor::bpf::cgroupfs::cgroup2_mount().expect("cgroup2 mount")
 }
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A cgroup v2 directory made for one test and removed when dropped (also on
-/// failure): its processes are killed first so the directory can go.
-pub struct TestCgroup {
-    pub path: PathBuf,
-    /// Relative to the cgroup2 mount, starting with `/`.
-    pub rel: String,
-    pub id: u64,
-}
-
-impl TestCgroup {
-    /// `name` may contain `/` to make a nested path (parents are made and removed too).
-    pub fn new(name: &str) -> TestCgroup {
-        let mount = cgroup2_mount();
-        let unique = format!(
-            "monitor-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let rel = format!("/{unique}/{name}");
-        let path = mount.join(&rel[1..]);
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
-        TestCgroup { path, rel, id }
-    }
-
-    /// A command whose process joins this cgroup before it execs.
-    pub fn command(&self, program: &str) -> Command {
-        cgroups::command_in(&self.path, program)
-    }
-
-    /// Runs a command inside the cgroup to completion; panics on failure.
-    pub fn run(&self, program: &str, args: &[&str], cwd: Option<&Path>) -> u32 {
-        self.run_isolated(&namespaces::Isolation::default(), program, args, cwd)
-    }
-
-    /// [`run`](Self::run) in the namespaces of `isolation`, made by the
-    /// child itself before it execs `program` (which keeps the pid).
-    pub fn run_isolated(
-        &self,
-        isolation: &namespaces::Isolation,
-        program: &str,
-        args: &[&str],
-        cwd: Option<&Path>,
-    ) -> u32 {
-        let mut cmd = isolation.command_in(&self.path, program);
-        cmd.args(args);
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {:?}",
-            out.status
-        );
-        pid
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let top = self
-            .path
-            .ancestors()
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("monitor-test-"))
-            })
-            .map(Path::to_path_buf);
-        if let Some(top) = top {
-            remove_cgroup_tree(&top);
-        }
-    }
-}
-
-/// Kills every process in the cgroup tree at `top` and removes its
-/// directories, deepest first.
-fn remove_cgroup_tree(top: &Path) {
-    let mut dirs = vec![top.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        if let Ok(rd) = fs::read_dir(&dirs[i]) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    dirs.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    for dir in dirs.iter().rev() {
-        let _ = fs::write(dir.join("cgroup.kill"), "1");
-        for _ in 0..50 {
-            if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A test's own cgroup tree, `<cgroup2>/monitor-test-<pid>-<n>`, for tests that
-/// need several cgroups side by side under one parent (the `--cgroup` a
-/// monitor watches). Dropping it kills every process in it and removes it all.
-pub struct TestCgroupTree {
-    pub path: PathBuf,
-    /// Relative to the cgroup2 mount, starting with `/`.
-    pub rel: String,
-}
-
-impl TestCgroupTree {
-    pub fn new() -> TestCgroupTree {
-        let mount = cgroup2_mount();
-        let rel = format!(
-            "/monitor-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = mount.join(&rel[1..]);
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TestCgroupTree { path, rel }
-    }
-
-    /// Makes `name` (which may contain `/`) below the tree. The result is
-    /// removed with the tree, not on its own: it is never dropped.
-    pub fn cgroup(&self, name: &str) -> std::mem::ManuallyDrop<TestCgroup> {
-        let path = self.path.join(name);
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        let id = monitor::bpf::cgroupfs::cgroup_id(&path).unwrap();
-        std::mem::ManuallyDrop::new(TestCgroup {
-            path,
-            rel: format!("{}/{name}", self.rel),
-            id,
-        })
-    }
-}
-
-impl Default for TestCgroupTree {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TestCgroupTree {
-    fn drop(&mut self) {
-        remove_cgroup_tree(&self.path);
-    }
-}
+#[allow(unused_imports, reason = "each test binary uses a different subset")]
+pub use cgroups::TestCgroup;
 
 /// The agent binary under test: cargo's, or `MONITOR_BIN` when set. Cargo
 /// puts every build's binary at the same `<target>/debug/monitor`, so where
@@ -468,35 +315,3 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// The usual wait for a line; [`Monitor::expect`] scales it (see [`scaled`]).
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A fresh Docker container id: 64 lowercase hex digits.
-pub fn docker_container_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes the state Docker keeps for container `id` below `host_root`:
-/// `var/lib/docker/containers/<id>/config.v2.json` and `hostconfig.json`, in
-/// the real format (the `web` fixture, a real dockerd's files, with the id,
-/// name and image changed).
-pub fn write_docker_state(host_root: &Path, id: &str, name: &str, image: &str) {
-    const FIXTURE_ID: &str = "8ad700d1f7115aba42de87ce088d3f16808a1ac54e2d7f562c499bdef8d0a0d4";
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/runtime/host/var/lib/docker/containers")
-        .join(FIXTURE_ID);
-    let dir = host_root.join("var/lib/docker/containers").join(id);
-    fs::create_dir_all(&dir).unwrap();
-    let text = fs::read_to_string(fixture.join("config.v2.json"))
-        .unwrap()
-        .replace(FIXTURE_ID, id);
-    let mut config: Value = serde_json::from_str(&text).unwrap();
-    config["Name"] = Value::from(format!("/{name}"));
-    config["Config"]["Image"] = Value::from(image);
-    config["Config"]["Hostname"] = Value::from(&id[..12]);
-    fs::write(
-        dir.join("config.v2.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
-    fs::copy(fixture.join("hostconfig.json"), dir.join("hostconfig.json")).unwrap();
-}

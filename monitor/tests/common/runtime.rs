@@ -180,66 +180,9 @@ impl HostRoot {
         self.dir.path().to_str().unwrap()
     }
 
-    /// Writes the runtime's state files for `c`, each atomically (a temporary
-    /// file renamed into place), as the runtimes do.
+    /// Writes the runtime's state files for `c` (see [`write_state`]).
     pub fn write(&self, c: &Container) {
-        match c.runtime {
-            Runtime::Docker => {
-                let from = fixtures().join(docker_dir(DOCKER_FIXTURE));
-                let mut config = fixture_json(&from.join("config.v2.json"), DOCKER_FIXTURE, &c.id);
-                config["Name"] = json!(format!("/{}", c.name));
-                config["Config"]["Image"] = json!(c.image);
-                config["Config"]["Hostname"] = json!(c.id[..12]);
-                for (k, v) in &c.labels {
-                    config["Config"]["Labels"][k] = json!(v);
-                }
-                let host = fixture_json(&from.join("hostconfig.json"), DOCKER_FIXTURE, &c.id);
-                let dir = self.path().join(docker_dir(&c.id));
-                write_atomically(&dir.join("hostconfig.json"), &host);
-                write_atomically(&dir.join("config.v2.json"), &config);
-            }
-            Runtime::Containerd => {
-                let pod = c.pod.as_ref().expect("a containerd container needs a pod");
-                let from = fixtures().join(containerd_dir(CONTAINERD_FIXTURE));
-                let mut spec = fixture_json(&from.join("config.json"), CONTAINERD_FIXTURE, &c.id);
-                let a = &mut spec["annotations"];
-                a["io.kubernetes.cri.container-name"] = json!(c.name);
-                a["io.kubernetes.cri.image-name"] = json!(c.image);
-                a["io.kubernetes.cri.sandbox-name"] = json!(pod.name);
-                a["io.kubernetes.cri.sandbox-namespace"] = json!(pod.namespace);
-                a["io.kubernetes.cri.sandbox-uid"] = json!(pod.uid);
-                let dir = self.path().join(containerd_dir(&c.id));
-                write_atomically(&dir.join("config.json"), &spec);
-            }
-            Runtime::Crio => {
-                let pod = c.pod.as_ref().expect("a CRI-O container needs a pod");
-                let from = fixtures().join(crio_dir(CRIO_FIXTURE));
-                let mut spec = fixture_json(&from.join("config.json"), CRIO_FIXTURE, &c.id);
-                let mut labels = json!({
-                    "io.kubernetes.container.name": c.name,
-                    "io.kubernetes.pod.name": pod.name,
-                    "io.kubernetes.pod.namespace": pod.namespace,
-                    "io.kubernetes.pod.uid": pod.uid,
-                });
-                for (k, v) in &c.labels {
-                    labels[k] = json!(v);
-                }
-                let a = &mut spec["annotations"];
-                a["io.kubernetes.container.name"] = json!(c.name);
-                a["io.kubernetes.cri-o.ImageName"] = json!(c.image);
-                a["io.kubernetes.cri-o.Labels"] = json!(labels.to_string());
-                a["io.kubernetes.cri-o.Metadata"] = json!(json!({"name": c.name}).to_string());
-                a["io.kubernetes.cri-o.Name"] = json!(format!(
-                    "k8s_{}_{}_{}_{}_0",
-                    c.name, pod.name, pod.namespace, pod.uid
-                ));
-                a["io.kubernetes.pod.name"] = json!(pod.name);
-                a["io.kubernetes.pod.namespace"] = json!(pod.namespace);
-                a["io.kubernetes.pod.uid"] = json!(pod.uid);
-                let dir = self.path().join(crio_dir(&c.id));
-                write_atomically(&dir.join("config.json"), &spec);
-            }
-        }
+        write_state(self.path(), c);
     }
 
     /// Removes `c`'s state, as the runtime does when the container is removed.
@@ -257,6 +200,78 @@ impl HostRoot {
         };
         fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("rm -r {}: {e}", dir.display()));
     }
+}
+
+/// Writes the state files a runtime keeps for `c` below `host_root`, in the
+/// real formats (the fixtures, with the id, name, image and pod changed),
+/// each atomically (a temporary file renamed into place), as the runtimes
+/// do. Every test that needs a container's metadata writes it here.
+pub fn write_state(host_root: &Path, c: &Container) {
+    match c.runtime {
+        Runtime::Docker => {
+            let from = fixtures().join(docker_dir(DOCKER_FIXTURE));
+            let mut config = fixture_json(&from.join("config.v2.json"), DOCKER_FIXTURE, &c.id);
+            config["Name"] = json!(format!("/{}", c.name));
+            config["Config"]["Image"] = json!(c.image);
+            config["Config"]["Hostname"] = json!(c.id[..12]);
+            for (k, v) in &c.labels {
+                config["Config"]["Labels"][k] = json!(v);
+            }
+            let host = fixture_json(&from.join("hostconfig.json"), DOCKER_FIXTURE, &c.id);
+            let dir = host_root.join(docker_dir(&c.id));
+            write_atomically(&dir.join("hostconfig.json"), &host);
+            write_atomically(&dir.join("config.v2.json"), &config);
+        }
+        Runtime::Containerd => {
+            let pod = c.pod.as_ref().expect("a containerd container needs a pod");
+            let from = fixtures().join(containerd_dir(CONTAINERD_FIXTURE));
+            let mut spec = fixture_json(&from.join("config.json"), CONTAINERD_FIXTURE, &c.id);
+            let a = &mut spec["annotations"];
+            a["io.kubernetes.cri.container-name"] = json!(c.name);
+            a["io.kubernetes.cri.image-name"] = json!(c.image);
+            a["io.kubernetes.cri.sandbox-name"] = json!(pod.name);
+            a["io.kubernetes.cri.sandbox-namespace"] = json!(pod.namespace);
+            a["io.kubernetes.cri.sandbox-uid"] = json!(pod.uid);
+            let dir = host_root.join(containerd_dir(&c.id));
+            write_atomically(&dir.join("config.json"), &spec);
+        }
+        Runtime::Crio => {
+            let pod = c.pod.as_ref().expect("a CRI-O container needs a pod");
+            let from = fixtures().join(crio_dir(CRIO_FIXTURE));
+            let mut spec = fixture_json(&from.join("config.json"), CRIO_FIXTURE, &c.id);
+            let mut labels = json!({
+                "io.kubernetes.container.name": c.name,
+                "io.kubernetes.pod.name": pod.name,
+                "io.kubernetes.pod.namespace": pod.namespace,
+                "io.kubernetes.pod.uid": pod.uid,
+            });
+            for (k, v) in &c.labels {
+                labels[k] = json!(v);
+            }
+            let a = &mut spec["annotations"];
+            a["io.kubernetes.container.name"] = json!(c.name);
+            a["io.kubernetes.cri-o.ImageName"] = json!(c.image);
+            a["io.kubernetes.cri-o.Labels"] = json!(labels.to_string());
+            a["io.kubernetes.cri-o.Metadata"] = json!(json!({"name": c.name}).to_string());
+            a["io.kubernetes.cri-o.Name"] = json!(format!(
+                "k8s_{}_{}_{}_{}_0",
+                c.name, pod.name, pod.namespace, pod.uid
+            ));
+            a["io.kubernetes.pod.name"] = json!(pod.name);
+            a["io.kubernetes.pod.namespace"] = json!(pod.namespace);
+            a["io.kubernetes.pod.uid"] = json!(pod.uid);
+            let dir = host_root.join(crio_dir(&c.id));
+            write_atomically(&dir.join("config.json"), &spec);
+        }
+    }
+}
+
+/// Writes the state of a fresh Docker container `name` running `image`
+/// below `host_root`; returns its id.
+pub fn write_docker(host_root: &Path, name: &str, image: &str) -> String {
+    let c = Container::docker(name, image);
+    write_state(host_root, &c);
+    c.id
 }
 
 /// A fixture file with the fixture container's id replaced by `id` throughout.

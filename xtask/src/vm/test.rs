@@ -31,6 +31,7 @@ const SUITES: &[&str] = &[
     "kernel_context",
     "kernel_enforce",
     "kernel_fairness",
+    "kernel_probe",
 ];
 
 /// How long the hook report may take at least (the agent loads every program).

@@ -12,6 +12,10 @@
 //! Rootless Docker and Podman keep the same files under the user's home
 //! (`~/.local/share/docker`, `~/.local/share/containers/storage`), found
 //! through the host's `etc/passwd`.
+//!
+//! This file holds what every runtime yields ([`RuntimeMetadata`],
+//! [`Posture`]) and how state files are read safely; `docker` and `oci`
+//! each parse one family of formats.
 use std::{
     collections::BTreeMap,
     fs::File,
@@ -24,6 +28,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::cgroup_path::{CgroupIdentity, Runtime};
+
+mod docker;
+mod oci;
+
+pub use docker::read_docker;
+pub use oci::{read_containerd, read_crio, read_podman};
 
 /// The largest state file read; `containers.json` lists every container of a store.
 const MAX_STATE_FILE: u64 = 16 << 20;
@@ -427,529 +437,6 @@ fn non_empty(s: Option<&String>) -> Option<String> {
     s.filter(|s| !s.is_empty()).cloned()
 }
 
-// ---- Docker ---------------------------------------------------------------
-
-/// `config.v2.json`: the container as dockerd keeps it (the fields read here).
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerContainer {
-    #[serde(rename = "ID")]
-    id: String,
-    name: Option<String>,
-    config: Option<DockerConfig>,
-    #[serde(default)]
-    mount_points: Option<BTreeMap<String, DockerMountPoint>>,
-    app_armor_profile: Option<String>,
-    seccomp_profile: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerMountPoint {
-    source: Option<String>,
-    destination: Option<String>,
-    #[serde(rename = "RW")]
-    rw: Option<bool>,
-    #[serde(rename = "Type")]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerConfig {
-    image: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    user: Option<String>,
-    exposed_ports: Option<BTreeMap<String, serde::de::IgnoredAny>>,
-}
-
-/// `hostconfig.json`.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerHostConfig {
-    privileged: Option<bool>,
-    network_mode: Option<String>,
-    readonly_rootfs: Option<bool>,
-    memory: Option<i64>,
-    nano_cpus: Option<i64>,
-    cpu_quota: Option<i64>,
-    cpu_period: Option<i64>,
-    restart_policy: Option<DockerRestartPolicy>,
-    pid_mode: Option<String>,
-    ipc_mode: Option<String>,
-    cap_add: Option<Vec<String>>,
-    security_opt: Option<Vec<String>>,
-    port_bindings: Option<BTreeMap<String, Option<Vec<DockerPortBinding>>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerPortBinding {
-    host_port: Option<String>,
-}
-
-/// `80/tcp` to (80, "tcp").
-fn port_key(key: &str) -> Option<(u16, String)> {
-    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-    Some((port.parse().ok()?, proto.to_ascii_lowercase()))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerRestartPolicy {
-    name: Option<String>,
-    maximum_retry_count: Option<i64>,
-}
-
-/// Reads `<docker_root>/containers/<id>/config.v2.json` and `hostconfig.json`.
-pub fn read_docker(docker_root: &Path, id: &str) -> Result<RuntimeMetadata, MetadataError> {
-    let dir = docker_root.join("containers").join(id);
-    let config_path = dir.join("config.v2.json");
-    let host_path = dir.join("hostconfig.json");
-    let config = read_state_file(&config_path)?;
-    let host = read_state_file(&host_path)?;
-    let container: DockerContainer = parse(&config_path, &config)?;
-    let host: DockerHostConfig = parse(&host_path, &host)?;
-    if container.id != id {
-        return Err(MetadataError::Malformed {
-            path: config_path,
-            source: serde::de::Error::custom(format!("holds container {}", container.id)),
-        });
-    }
-    Ok(docker_metadata(container, host))
-}
-
-fn docker_metadata(c: DockerContainer, h: DockerHostConfig) -> RuntimeMetadata {
-    let mut m = RuntimeMetadata::new(Runtime::Docker);
-    m.name = c
-        .name
-        .map(|n| n.trim_start_matches('/').to_owned())
-        .filter(|n| !n.is_empty());
-    let config = c.config.unwrap_or(DockerConfig {
-        image: None,
-        labels: None,
-        user: None,
-        exposed_ports: None,
-    });
-    m.image = non_empty(config.image.as_ref());
-    m.labels = config.labels.unwrap_or_default();
-    // cri-dockerd labels a pod's containers the way the kubelet's dockershim did.
-    m.pod = non_empty(m.labels.get("io.kubernetes.pod.name"));
-    m.namespace = non_empty(m.labels.get("io.kubernetes.pod.namespace"));
-    m.pod_uid = non_empty(m.labels.get("io.kubernetes.pod.uid"));
-    if let Some(name) = non_empty(m.labels.get("io.kubernetes.container.name")) {
-        m.is_sandbox = name == "POD";
-        m.name = Some(name);
-    }
-    // The config is merged with the image's: an empty user is root.
-    let user = config.user.unwrap_or_default();
-    m.posture.uid = if user.is_empty() {
-        Some(0)
-    } else {
-        user.split(':').next().and_then(|u| u.parse().ok())
-    };
-    m.posture.user = Some(if user.is_empty() {
-        "0".to_owned()
-    } else {
-        user
-    });
-
-    let p = &mut m.posture;
-    p.privileged = h.privileged;
-    p.network_mode = h.network_mode.clone();
-    p.host_network = h.network_mode.as_deref().map(|mode| mode == "host");
-    p.read_only_rootfs = h.readonly_rootfs;
-    p.memory_limit = h.memory.map(|bytes| match bytes {
-        b if b > 0 => Limit::Set(b as u64),
-        _ => Limit::Unlimited,
-    });
-    p.cpu_limit = match (h.nano_cpus, h.cpu_quota) {
-        (Some(n), _) if n > 0 => Some(Limit::Set(n as u64 / 1_000_000)),
-        (_, Some(q)) if q > 0 => {
-            let period = h.cpu_period.filter(|&p| p > 0).unwrap_or(100_000);
-            Some(Limit::Set(q as u64 * 1000 / period as u64))
-        }
-        (None, None) => None,
-        _ => Some(Limit::Unlimited),
-    };
-    p.host_pid = h.pid_mode.as_deref().map(|m| m == "host");
-    p.host_ipc = h.ipc_mode.as_deref().map(|m| m == "host");
-    p.capabilities_added = Some(
-        h.cap_add
-            .iter()
-            .flatten()
-            .map(|c| capability_name(c))
-            .collect(),
-    );
-    // `seccomp=unconfined` (also the old `seccomp:unconfined`), as written.
-    let opts: Vec<(String, String)> = h
-        .security_opt
-        .iter()
-        .flatten()
-        .filter_map(|o| {
-            let (k, v) = o.split_once(['=', ':'])?;
-            Some((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        })
-        .collect();
-    let opt = |key: &str, value: &str| opts.iter().any(|(k, v)| k == key && v == value);
-    p.seccomp_unconfined =
-        Some(opt("seccomp", "unconfined") || c.seccomp_profile.as_deref() == Some("unconfined"));
-    p.apparmor_unconfined =
-        Some(opt("apparmor", "unconfined") || c.app_armor_profile.as_deref() == Some("unconfined"));
-    p.selinux_disabled = Some(opt("label", "disable"));
-    p.mounts = Some(
-        c.mount_points
-            .iter()
-            .flatten()
-            .filter(|(_, m)| m.kind.as_deref().is_none_or(|k| k == "bind"))
-            .filter_map(|(dest, m)| {
-                Some(HostMount {
-                    source: m.source.clone().filter(|s| !s.is_empty())?,
-                    destination: m.destination.clone().unwrap_or_else(|| dest.clone()),
-                    read_only: !m.rw.unwrap_or(true),
-                })
-            })
-            .collect(),
-    );
-    let mut ports: BTreeMap<(u16, String), Option<u16>> = BTreeMap::new();
-    for key in config.exposed_ports.iter().flat_map(|e| e.keys()) {
-        if let Some(k) = port_key(key) {
-            ports.entry(k).or_default();
-        }
-    }
-    for (key, bindings) in h.port_bindings.iter().flatten() {
-        if let Some(k) = port_key(key) {
-            let host = bindings
-                .iter()
-                .flatten()
-                .find_map(|b| b.host_port.as_deref()?.parse().ok());
-            let slot = ports.entry(k).or_default();
-            *slot = slot.or(host);
-        }
-    }
-    p.exposed_ports = Some(
-        ports
-            .into_iter()
-            .map(|((port, protocol), published)| ExposedPort {
-                port,
-                protocol,
-                published,
-            })
-            .collect(),
-    );
-    p.restart_policy = h.restart_policy.map(|r| {
-        let name = r
-            .name
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "no".into());
-        match r.maximum_retry_count {
-            Some(n) if n > 0 && name == "on-failure" => format!("{name}:{n}"),
-            _ => name,
-        }
-    });
-    m
-}
-
-// ---- OCI runtime spec (containerd, CRI-O, Podman) -------------------------
-
-/// An OCI runtime spec `config.json` (the fields read here).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OciSpec {
-    #[allow(dead_code, reason = "required: a JSON file without it is no OCI spec")]
-    oci_version: String,
-    process: Option<OciProcess>,
-    root: Option<OciRoot>,
-    #[serde(default)]
-    mounts: Vec<OciMount>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    linux: Option<OciLinux>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OciProcess {
-    user: Option<OciUser>,
-    capabilities: Option<OciCapabilities>,
-    apparmor_profile: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct OciUser {
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct OciCapabilities {
-    #[serde(default)]
-    bounding: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct OciMount {
-    destination: String,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    source: Option<String>,
-    #[serde(default)]
-    options: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct OciRoot {
-    readonly: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OciLinux {
-    resources: Option<OciResources>,
-    #[serde(default)]
-    namespaces: Vec<OciNamespace>,
-    #[serde(default)]
-    masked_paths: Vec<String>,
-    /// Present (whatever it holds) when a seccomp filter is applied.
-    seccomp: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct OciResources {
-    memory: Option<OciMemory>,
-    cpu: Option<OciCpu>,
-    /// cgroup v2 files by name (`memory.max`, `cpu.max`).
-    #[serde(default)]
-    unified: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct OciMemory {
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct OciCpu {
-    quota: Option<i64>,
-    period: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct OciNamespace {
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-fn read_oci(path: &Path) -> Result<OciSpec, MetadataError> {
-    let bytes = read_state_file(path)?;
-    parse(path, &bytes)
-}
-
-/// The posture facts every OCI spec states.
-fn oci_posture(spec: &OciSpec) -> Posture {
-    let mut p = Posture::default();
-    if let Some(user) = spec.process.as_ref().and_then(|p| p.user.as_ref()) {
-        p.uid = user.uid;
-        p.user = user.uid.map(|uid| match user.gid {
-            Some(gid) => format!("{uid}:{gid}"),
-            None => uid.to_string(),
-        });
-    }
-    p.read_only_rootfs = Some(spec.root.as_ref().and_then(|r| r.readonly).unwrap_or(false));
-    p.mounts = Some(
-        spec.mounts
-            .iter()
-            .filter(|m| {
-                m.kind.as_deref() == Some("bind")
-                    || m.options.iter().any(|o| o == "bind" || o == "rbind")
-            })
-            .filter_map(|m| {
-                Some(HostMount {
-                    source: m.source.clone()?,
-                    destination: m.destination.clone(),
-                    read_only: m.options.iter().any(|o| o == "ro"),
-                })
-            })
-            .collect(),
-    );
-    if let Some(process) = &spec.process {
-        p.apparmor_unconfined = process
-            .apparmor_profile
-            .as_deref()
-            .map(|a| a == "unconfined");
-        if let Some(caps) = &process.capabilities {
-            p.capabilities_added = Some(
-                caps.bounding
-                    .iter()
-                    .map(|c| capability_name(c))
-                    .filter(|c| !DEFAULT_CAPABILITIES.contains(&c.as_str()))
-                    .collect(),
-            );
-        }
-    }
-    if let Some(linux) = &spec.linux {
-        let shares = |kind: &str| !linux.namespaces.iter().any(|ns| ns.kind == kind);
-        p.host_network = Some(shares("network"));
-        p.host_pid = Some(shares("pid"));
-        p.host_ipc = Some(shares("ipc"));
-        p.seccomp_unconfined = Some(linux.seccomp.is_none());
-        if let Some(caps) = spec.process.as_ref().and_then(|p| p.capabilities.as_ref()) {
-            let sys_admin = caps.bounding.iter().any(|c| c == "CAP_SYS_ADMIN");
-            p.privileged = Some(sys_admin && linux.masked_paths.is_empty());
-        }
-        let res = linux.resources.as_ref();
-        let unified = |key: &str| res.and_then(|r| r.unified.get(key)).map(String::as_str);
-        let memory = res.and_then(|r| r.memory.as_ref()).and_then(|m| m.limit);
-        p.memory_limit = Some(match (memory, unified("memory.max")) {
-            (Some(b), _) if b > 0 => Limit::Set(b as u64),
-            (_, Some(v)) => v.parse().map(Limit::Set).unwrap_or(Limit::Unlimited),
-            _ => Limit::Unlimited,
-        });
-        let cpu = res.and_then(|r| r.cpu.as_ref());
-        let quota = cpu
-            .and_then(|c| c.quota)
-            .filter(|&q| q > 0)
-            .map(|q| q as u64);
-        let period = cpu.and_then(|c| c.period).filter(|&p| p > 0);
-        let from_unified = unified("cpu.max").and_then(|v| {
-            let mut it = v.split_whitespace();
-            let q = it.next()?.parse::<u64>().ok()?; // "max" is no limit
-            Some((q, it.next().and_then(|p| p.parse().ok())))
-        });
-        p.cpu_limit = Some(match (quota, from_unified) {
-            (Some(q), _) => Limit::Set(q * 1000 / period.unwrap_or(100_000)),
-            (None, Some((q, per))) => {
-                Limit::Set(q * 1000 / per.filter(|&p| p > 0).unwrap_or(100_000))
-            }
-            _ => Limit::Unlimited,
-        });
-    }
-    p
-}
-
-/// Reads a containerd task bundle's `config.json` (`<bundle>/config.json`).
-pub fn read_containerd(bundle: &Path) -> Result<RuntimeMetadata, MetadataError> {
-    let spec = read_oci(&bundle.join("config.json"))?;
-    Ok(containerd_metadata(&spec))
-}
-
-fn containerd_metadata(spec: &OciSpec) -> RuntimeMetadata {
-    let a = |k: &str| non_empty(spec.annotations.get(k));
-    let mut m = RuntimeMetadata::new(Runtime::Containerd);
-    m.is_sandbox = a("io.kubernetes.cri.container-type").as_deref() == Some("sandbox");
-    m.name = a("io.kubernetes.cri.container-name");
-    m.image = a("io.kubernetes.cri.image-name");
-    if m.is_sandbox {
-        // The kubelet's name for a pod's sandbox container, as CRI-O labels it.
-        m.name.get_or_insert_with(|| "POD".to_owned());
-        m.image = m
-            .image
-            .or_else(|| a("io.kubernetes.cri.podsandbox.image-name"));
-    }
-    m.pod = a("io.kubernetes.cri.sandbox-name");
-    m.namespace = a("io.kubernetes.cri.sandbox-namespace");
-    m.pod_uid = a("io.kubernetes.cri.sandbox-uid");
-    m.sandbox_id = a("io.kubernetes.cri.sandbox-id");
-    m.posture = oci_posture(spec);
-    m
-}
-
-/// Reads a CRI-O container's `<userdata>/config.json`.
-pub fn read_crio(userdata: &Path) -> Result<RuntimeMetadata, MetadataError> {
-    let spec = read_oci(&userdata.join("config.json"))?;
-    Ok(crio_metadata(&spec))
-}
-
-fn crio_metadata(spec: &OciSpec) -> RuntimeMetadata {
-    let ann = &spec.annotations;
-    // Labels and metadata are JSON documents inside annotations.
-    let labels: BTreeMap<String, String> = ann
-        .get("io.kubernetes.cri-o.Labels")
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_default();
-    let get = |k: &str| non_empty(ann.get(k)).or_else(|| non_empty(labels.get(k)));
-    let mut m = RuntimeMetadata::new(Runtime::Crio);
-    m.is_sandbox = get("io.kubernetes.cri-o.ContainerType").as_deref() == Some("sandbox");
-    m.name = get("io.kubernetes.container.name").or_else(|| {
-        #[derive(Deserialize)]
-        struct Metadata {
-            name: Option<String>,
-        }
-        let meta: Metadata = serde_json::from_str(ann.get("io.kubernetes.cri-o.Metadata")?).ok()?;
-        non_empty(meta.name.as_ref())
-    });
-    m.image = get("io.kubernetes.cri-o.ImageName").or_else(|| get("io.kubernetes.cri-o.Image"));
-    m.pod = get("io.kubernetes.pod.name").or_else(|| get("io.kubernetes.cri-o.KubeName"));
-    m.namespace =
-        get("io.kubernetes.pod.namespace").or_else(|| get("io.kubernetes.cri-o.Namespace"));
-    m.pod_uid = get("io.kubernetes.pod.uid");
-    m.sandbox_id = get("io.kubernetes.cri-o.SandboxID");
-    m.labels = labels;
-    m.posture = oci_posture(spec);
-    m
-}
-
-/// One entry of containers/storage's `containers.json`.
-#[derive(Deserialize)]
-struct StorageContainer {
-    id: String,
-    #[serde(default)]
-    names: Vec<String>,
-    /// A JSON document Podman writes: `{"image-name": ..., "name": ...}`.
-    metadata: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct StorageMetadata {
-    #[serde(rename = "image-name")]
-    image_name: Option<String>,
-    name: Option<String>,
-}
-
-/// Reads a Podman container: the OCI spec in its `userdata` (under the graph
-/// root, or the run root) and its name and image from the store's `containers.json`.
-pub fn read_podman(
-    graphroot: &Path,
-    runroot: &Path,
-    id: &str,
-) -> Result<RuntimeMetadata, MetadataError> {
-    let spec = first_found([graphroot, runroot], |root| {
-        read_oci(
-            &root
-                .join("overlay-containers")
-                .join(id)
-                .join("userdata/config.json"),
-        )
-    })?;
-    let mut m = RuntimeMetadata::new(Runtime::Podman);
-    m.posture = oci_posture(&spec);
-    // Podman says whether it ran the container --privileged.
-    if let Some(p) = spec.annotations.get("io.podman.annotations.privileged") {
-        m.posture.privileged = Some(p.eq_ignore_ascii_case("true"));
-    }
-    // --rm containers may live in the volatile list.
-    let lists = ["containers.json", "volatile-containers.json"]
-        .map(|f| graphroot.join("overlay-containers").join(f));
-    let entry = first_found(lists.iter(), |path| {
-        let bytes = read_state_file(path)?;
-        let all: Vec<StorageContainer> = parse(path, &bytes)?;
-        all.into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| MetadataError::NotWritten { path: path.clone() })
-    })?;
-    let meta: Option<StorageMetadata> = entry
-        .metadata
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok());
-    m.name = entry
-        .names
-        .first()
-        .cloned()
-        .or_else(|| meta.as_ref().and_then(|m| m.name.clone()));
-    m.image = meta.and_then(|m| m.image_name).filter(|s| !s.is_empty());
-    Ok(m)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1124,7 +611,7 @@ pub(crate) mod tests {
 
     #[test]
     fn oci_namespaces_capabilities_seccomp_and_binds() {
-        let spec: OciSpec = serde_json::from_str(
+        let spec: oci::OciSpec = serde_json::from_str(
             r#"{"ociVersion":"1.1.0",
                 "process":{"apparmorProfile":"unconfined","capabilities":{"bounding":["CAP_CHOWN","CAP_KILL","CAP_SYS_PTRACE","CAP_BPF"]}},
                 "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
@@ -1133,7 +620,7 @@ pub(crate) mod tests {
                 "linux":{"maskedPaths":["/proc/kcore"],"namespaces":[{"type":"network"},{"type":"mount"}]}}"#,
         )
         .unwrap();
-        let p = oci_posture(&spec);
+        let p = oci::oci_posture(&spec);
         assert_eq!(p.host_network, Some(false));
         assert_eq!(p.host_pid, Some(true));
         assert_eq!(p.host_ipc, Some(true));
@@ -1440,13 +927,13 @@ pub(crate) mod tests {
 
     #[test]
     fn oci_unified_cgroup_limits_are_read() {
-        let spec: OciSpec = serde_json::from_str(
+        let spec: oci::OciSpec = serde_json::from_str(
             r#"{"ociVersion":"1.1.0","process":{"user":{"uid":1000,"gid":1000}},"root":{"path":"rootfs"},
                 "linux":{"resources":{"unified":{"memory.max":"134217728","cpu.max":"50000 100000"}},
                 "namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
         )
         .unwrap();
-        let p = oci_posture(&spec);
+        let p = oci::oci_posture(&spec);
         assert_eq!(p.memory_limit, Some(Limit::Set(134_217_728)));
         assert_eq!(p.cpu_limit, Some(Limit::Set(500)));
         assert_eq!(p.host_network, Some(true));
@@ -1457,7 +944,7 @@ pub(crate) mod tests {
 
     #[test]
     fn cri_privileged_is_inferred_from_caps_and_masked_paths() {
-        let spec = |caps: &str, masked: &str| -> OciSpec {
+        let spec = |caps: &str, masked: &str| -> oci::OciSpec {
             serde_json::from_str(&format!(
                 r#"{{"ociVersion":"1.1.0","process":{{"capabilities":{{"bounding":[{caps}]}}}},
                     "linux":{{"namespaces":[{{"type":"network"}}]{masked}}}}}"#
@@ -1466,12 +953,12 @@ pub(crate) mod tests {
         };
         // containerd's privileged: every capability, nothing masked.
         let all = r#""CAP_CHOWN","CAP_SYS_ADMIN","CAP_SYS_MODULE","CAP_NET_ADMIN""#;
-        assert_eq!(oci_posture(&spec(all, "")).privileged, Some(true));
+        assert_eq!(oci::oci_posture(&spec(all, "")).privileged, Some(true));
         // CAP_SYS_ADMIN added to a confined container is not --privileged.
         let masked = r#","maskedPaths":["/proc/kcore"]"#;
-        assert_eq!(oci_posture(&spec(all, masked)).privileged, Some(false));
+        assert_eq!(oci::oci_posture(&spec(all, masked)).privileged, Some(false));
         assert_eq!(
-            oci_posture(&spec(r#""CAP_CHOWN""#, "")).privileged,
+            oci::oci_posture(&spec(r#""CAP_CHOWN""#, "")).privileged,
             Some(false)
         );
     }

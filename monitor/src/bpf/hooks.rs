@@ -1,0 +1,630 @@
+//! The hook table: which program serves which concern on which attach
+//! point, whether the agent can run without it, and what became of each on
+//! this kernel ([`HookStatus`], [`HookError`]).
+//!
+//! Which hook serves which concern is data ([`HOOKS`]), not scattered `if`s;
+//! the loader (`load`) walks the table, and the start-up log, `monitor hooks`,
+//! `/readyz` and the `monitor_hook_attached` metric all read the statuses.
+use std::{error::Error as _, fmt, sync::Arc};
+
+use aya::programs::ProgramError;
+
+use super::ScopeRoute;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Attach {
+    /// `group/name` under tracefs `events/`.
+    Tracepoint(&'static str, &'static str),
+    RawTracepoint(&'static str),
+    /// A cgroup socket-address hook on the cgroup v2 root.
+    CgroupRoot,
+}
+
+/// A family of hooks. A concern may have rows in several tiers; the loader
+/// attaches every row this kernel offers and the concern is served by its
+/// best active tier (the LSM/fentry tier will rank above tracepoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Syscall and scheduler tracepoints, raw tracepoints, cgroup socket
+    /// hooks: every kernel from 5.8 (the ring buffer) has them.
+    Tracepoint,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+/// The oldest kernel the monitor runs on: every record goes through a BPF
+/// ring buffer, which came in 5.8.
+pub(super) const BASELINE: &str = "5.8";
+
+/// One attachment of one program: a row of the hook table.
+///
+/// Whether a row is usable is decided by trying it on the running kernel
+/// (the tracepoint exists, the verifier accepts the program, the attach
+/// works), never by the version; `since` and `covered_by` only explain a
+/// missing row in the log.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hook {
+    pub(super) program: &'static str,
+    pub(super) attach: Attach,
+    pub(super) concern: &'static str,
+    pub(super) tier: Tier,
+    /// The agent refuses to start without it.
+    pub(super) core: bool,
+    /// The oldest release the monitor can use it on: the upstream release
+    /// that introduced it, or 5.8 (the ring buffer) for older hooks.
+    pub(super) since: &'static str,
+    /// What still covers the concern on kernels without this row.
+    pub(super) covered_by: Option<&'static str>,
+}
+
+const fn tp(
+    program: &'static str,
+    group: &'static str,
+    name: &'static str,
+    concern: &'static str,
+    core: bool,
+) -> Hook {
+    Hook {
+        program,
+        attach: Attach::Tracepoint(group, name),
+        concern,
+        tier: Tier::Tracepoint,
+        core,
+        since: BASELINE,
+        covered_by: None,
+    }
+}
+
+const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -> Hook {
+    Hook {
+        program,
+        attach: Attach::CgroupRoot,
+        concern,
+        tier: Tier::Tracepoint,
+        core,
+        since: BASELINE,
+        covered_by: None,
+    }
+}
+
+impl Hook {
+    /// The attach point, as metric labels and `/readyz` name it:
+    /// `tracepoint/syscalls/sys_enter_openat`, `raw_tracepoint/sched_process_fork`,
+    /// `cgroup/connect4`.
+    pub(super) fn name(&self) -> String {
+        match self.attach {
+            Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
+            Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
+            Attach::CgroupRoot => format!("cgroup/{}", self.program),
+        }
+    }
+
+    const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
+        Hook {
+            since,
+            covered_by: Some(covered_by),
+            ..self
+        }
+    }
+}
+
+/// File syscalls: each has its own enter program and shares the exit
+/// program. The legacy calls (`open`, `rename`, ...) do not exist on every
+/// architecture, and the newest ones not on every kernel: the `*at` calls
+/// cover both.
+/// enter program, exit tracepoint, core, and for a row some kernels lack:
+/// the oldest kernel with it and what covers it elsewhere.
+type FileSyscall = (
+    &'static str,
+    &'static str,
+    bool,
+    Option<(&'static str, &'static str)>,
+);
+
+const FILE_SYSCALLS: [FileSyscall; 18] = [
+    ("sys_enter_openat", "sys_exit_openat", true, None),
+    (
+        "sys_enter_openat2",
+        "sys_exit_openat2",
+        false,
+        Some(("5.6", "openat")),
+    ),
+    (
+        "sys_enter_open",
+        "sys_exit_open",
+        false,
+        Some((BASELINE, "openat")),
+    ),
+    (
+        "sys_enter_creat",
+        "sys_exit_creat",
+        false,
+        Some((BASELINE, "openat")),
+    ),
+    (
+        "sys_enter_renameat2",
+        "sys_exit_renameat2",
+        false,
+        Some((BASELINE, "renameat")),
+    ),
+    (
+        "sys_enter_renameat",
+        "sys_exit_renameat",
+        false,
+        Some((BASELINE, "renameat2")),
+    ),
+    (
+        "sys_enter_rename",
+        "sys_exit_rename",
+        false,
+        Some((BASELINE, "renameat2")),
+    ),
+    ("sys_enter_unlinkat", "sys_exit_unlinkat", false, None),
+    (
+        "sys_enter_unlink",
+        "sys_exit_unlink",
+        false,
+        Some((BASELINE, "unlinkat")),
+    ),
+    ("sys_enter_fchmodat", "sys_exit_fchmodat", false, None),
+    (
+        "sys_enter_fchmodat2",
+        "sys_exit_fchmodat2",
+        false,
+        Some(("6.6", "fchmodat")),
+    ),
+    (
+        "sys_enter_chmod",
+        "sys_exit_chmod",
+        false,
+        Some((BASELINE, "fchmodat")),
+    ),
+    ("sys_enter_truncate", "sys_exit_truncate", false, None),
+    ("sys_enter_linkat", "sys_exit_linkat", false, None),
+    (
+        "sys_enter_link",
+        "sys_exit_link",
+        false,
+        Some((BASELINE, "linkat")),
+    ),
+    ("sys_enter_symlinkat", "sys_exit_symlinkat", false, None),
+    (
+        "sys_enter_symlink",
+        "sys_exit_symlink",
+        false,
+        Some((BASELINE, "symlinkat")),
+    ),
+    // Only unix sockets named *.sock leave the kernel (container runtimes).
+    ("sys_enter_connect", "sys_exit_connect", false, None),
+];
+
+const HOOKS: &[Hook] = &[
+    tp(
+        "sched_process_exec",
+        "sched",
+        "sched_process_exec",
+        "exec",
+        true,
+    ),
+    tp(
+        "sys_enter_execve",
+        "syscalls",
+        "sys_enter_execve",
+        "exec argv",
+        true,
+    ),
+    tp(
+        "sys_enter_execveat",
+        "syscalls",
+        "sys_enter_execveat",
+        "exec argv",
+        false,
+    ),
+    Hook {
+        attach: Attach::RawTracepoint("sched_process_fork"),
+        ..tp("sched_process_fork", "", "", "process tree", false)
+    },
+    tp(
+        "sched_process_exit",
+        "sched",
+        "sched_process_exit",
+        "process tree",
+        false,
+    ),
+    tp(
+        "cgroup_mkdir",
+        "cgroup",
+        "cgroup_mkdir",
+        "containers",
+        false,
+    ),
+    tp(
+        "cgroup_rmdir",
+        "cgroup",
+        "cgroup_rmdir",
+        "containers",
+        false,
+    ),
+    cgroup_hook("connect4", "egress", true),
+    cgroup_hook("connect6", "egress", true),
+    cgroup_hook("sendmsg4", "egress (udp)", false),
+    cgroup_hook("sendmsg6", "egress (udp)", false),
+    cgroup_hook("bind4", "listening", false),
+    cgroup_hook("bind6", "listening", false),
+];
+
+/// Every hook: the fixed table plus the enter/exit pair of each file syscall.
+pub(super) fn all_hooks() -> Vec<Hook> {
+    let mut hooks = HOOKS.to_vec();
+    for (enter, exit, core, newer) in FILE_SYSCALLS {
+        // The opens' exits also report reads of sensitive files.
+        let exit_program = match exit {
+            "sys_exit_openat" | "sys_exit_openat2" | "sys_exit_open" => "sys_exit_open",
+            _ => "sys_exit_file",
+        };
+        let mut pair = [
+            tp(enter, "syscalls", enter, "file writes", core),
+            tp(exit_program, "syscalls", exit, "file writes", core),
+        ];
+        if let Some((since, covered_by)) = newer {
+            pair = pair.map(|h| h.since(since, covered_by));
+        }
+        hooks.extend(pair);
+    }
+    // Some kernels lack a call (no modules, no fsmount before 5.2): each is
+    // optional, and the rest still report.
+    for call in super::syscalls::HOOKED {
+        hooks.push(tp(
+            "sys_enter_rare",
+            "syscalls",
+            call.enter,
+            call.concern,
+            false,
+        ));
+        hooks.push(tp(
+            "sys_exit_rare",
+            "syscalls",
+            call.exit,
+            call.concern,
+            false,
+        ));
+    }
+    hooks
+}
+
+/// What happened to one hook, for the start-up log, `monitor hooks`,
+/// `/readyz` and the metrics.
+#[derive(Clone, Debug)]
+pub struct HookStatus {
+    pub program: &'static str,
+    /// The attach point ([`HookStatus::hook`]).
+    pub(super) name: String,
+    /// Where it attaches, as the log says it (the cgroup hooks with the mount).
+    pub target: String,
+    pub concern: &'static str,
+    pub tier: Tier,
+    pub core: bool,
+    /// `None` when attached, else why not.
+    pub error: Option<HookError>,
+}
+
+impl HookStatus {
+    /// A stable name of the attach point, for metric labels and `/readyz`:
+    /// `tracepoint/syscalls/sys_enter_openat`, `raw_tracepoint/sched_process_fork`,
+    /// `cgroup/connect4` (the target without the mount it is on).
+    pub fn hook(&self) -> &str {
+        &self.name
+    }
+
+    pub fn attached(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// `attached`, or the kind of error ([`HookError::kind`]).
+    pub fn status(&self) -> &'static str {
+        self.error.as_ref().map_or("attached", HookError::kind)
+    }
+}
+
+/// Why a hook is not attached. Callers branch on the kind (a missing
+/// tracepoint is expected on some kernels, a verifier refusal is a bug to
+/// report); the text says what happened, with the verifier's last lines.
+#[derive(Clone, Debug)]
+pub enum HookError {
+    /// This kernel has no such tracepoint (tracefs `events/` lacks it).
+    NoTracepoint {
+        /// The release that brought it ([`BASELINE`] for the old ones).
+        since: &'static str,
+        /// What covers the concern without it.
+        covered_by: Option<&'static str>,
+    },
+    /// The compiled object has no program of that name (a build mismatch).
+    NotInObject { program: &'static str },
+    /// The verifier refused the program.
+    Verifier {
+        /// The load syscall's error (`Permission denied`, `Argument list too long`...).
+        reason: String,
+        /// The last lines of the verifier's log: they say why.
+        log_tail: Vec<String>,
+    },
+    /// Loading failed before the verifier (a program of an unexpected type,
+    /// a map or BTF the kernel refused).
+    Load(Arc<ProgramError>),
+    /// The program loaded and the kernel refused to attach it.
+    Attach(Arc<ProgramError>),
+}
+
+/// How many of the verifier's last lines an error keeps.
+const VERIFIER_TAIL_LINES: usize = 12;
+
+impl HookError {
+    /// The short name used in metric labels and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookError::NoTracepoint { .. } => "no_tracepoint",
+            HookError::NotInObject { .. } => "not_in_object",
+            HookError::Verifier { .. } => "verifier",
+            HookError::Load(_) => "load",
+            HookError::Attach(_) => "attach",
+        }
+    }
+
+    /// The error of a failed `load()`: the verifier's reason and log tail
+    /// when it refused, else the error as it came.
+    pub fn of_load(e: ProgramError) -> HookError {
+        match e {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => HookError::verifier(&io_error.to_string(), &verifier_log.to_string()),
+            other => HookError::Load(Arc::new(other)),
+        }
+    }
+
+    /// A verifier refusal with the last lines of its log.
+    pub fn verifier(reason: &str, log: &str) -> HookError {
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(VERIFIER_TAIL_LINES);
+        HookError::Verifier {
+            reason: reason.to_owned(),
+            log_tail: lines[from..].iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookError::NoTracepoint {
+                since,
+                covered_by: Some(other),
+            } => match *since {
+                BASELINE => write!(
+                    f,
+                    "this kernel has no such tracepoint ({other} covers the concern)"
+                ),
+                since => write!(
+                    f,
+                    "this kernel has no such tracepoint (it came in {since}; {other} covers the concern)"
+                ),
+            },
+            HookError::NoTracepoint {
+                covered_by: None, ..
+            } => f.write_str("this kernel has no such tracepoint"),
+            HookError::NotInObject { program } => {
+                write!(f, "program {program} is not in the object")
+            }
+            HookError::Verifier { reason, log_tail } => write!(
+                f,
+                "the verifier refused the program ({reason}): {}",
+                log_tail.join(" | ")
+            ),
+            // The error and its causes, as `{:#}` of an anyhow error writes them.
+            HookError::Load(e) | HookError::Attach(e) => {
+                write!(f, "{e}")?;
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for HookError {}
+
+/// The hook table as a kernel took it, for `monitor hooks`: a line per
+/// concern with the tier serving it, then a line per hook.
+pub fn report(release: &str, scope_route: ScopeRoute, hooks: &[HookStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let active = hooks.iter().filter(|h| h.attached()).count();
+    let mut w = |line: String| out.push_str(&(line + "\n"));
+    w(format!(
+        "kernel {release}: {active} of {} hooks active, cgroup scope: {scope_route}",
+        hooks.len(),
+    ));
+    let mut concerns: Vec<&str> = hooks.iter().map(|h| h.concern).collect();
+    concerns.dedup();
+    for concern in concerns {
+        let rows: Vec<&HookStatus> = hooks.iter().filter(|h| h.concern == concern).collect();
+        let tier = rows.iter().filter(|h| h.attached()).map(|h| h.tier).max();
+        let used = rows.iter().filter(|h| h.attached()).count();
+        w(match tier {
+            Some(tier) => format!(
+                "concern {concern}: tier {tier} ({used} of {} hooks)",
+                rows.len()
+            ),
+            None => format!(
+                "concern {concern}: none ({} hooks, none active)",
+                rows.len()
+            ),
+        });
+    }
+    for h in hooks {
+        let role = if h.core { "core" } else { "optional" };
+        let state = if h.attached() { "active  " } else { "inactive" };
+        let mut line = format!(
+            "{state}  {role:8} {:10} {:14} {}",
+            h.tier, h.concern, h.target
+        );
+        if let Some(e) = &h.error {
+            let _ = write!(line, ": {e}");
+        }
+        w(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(
+        target: &str,
+        concern: &'static str,
+        core: bool,
+        error: Option<HookError>,
+    ) -> HookStatus {
+        HookStatus {
+            program: "p",
+            name: target
+                .split_once(" on ")
+                .map_or(target, |(n, _)| n)
+                .to_owned(),
+            target: target.to_owned(),
+            concern,
+            tier: Tier::Tracepoint,
+            core,
+            error,
+        }
+    }
+
+    #[test]
+    fn errors_read_as_before_they_were_typed() {
+        let missing = |since, covered_by| HookError::NoTracepoint { since, covered_by };
+        assert_eq!(
+            missing("5.6", Some("openat")).to_string(),
+            "this kernel has no such tracepoint (it came in 5.6; openat covers the concern)"
+        );
+        assert_eq!(
+            missing(BASELINE, Some("openat")).to_string(),
+            "this kernel has no such tracepoint (openat covers the concern)"
+        );
+        assert_eq!(
+            missing(BASELINE, None).to_string(),
+            "this kernel has no such tracepoint"
+        );
+        assert_eq!(
+            HookError::NotInObject { program: "x" }.to_string(),
+            "program x is not in the object"
+        );
+        let log: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+        let refused = HookError::verifier("Permission denied (os error 13)", &log);
+        assert_eq!(
+            refused.to_string(),
+            "the verifier refused the program (Permission denied (os error 13)): \
+             line 9 | line 10 | line 11 | line 12 | line 13 | line 14 | line 15 | line 16 | \
+             line 17 | line 18 | line 19 | line 20"
+        );
+        assert_eq!(refused.kind(), "verifier");
+        let short = HookError::verifier("E2BIG", "only line");
+        assert_eq!(
+            short.to_string(),
+            "the verifier refused the program (E2BIG): only line"
+        );
+    }
+
+    #[test]
+    fn attach_errors_carry_their_causes() {
+        let e = HookError::Attach(Arc::new(ProgramError::SyscallError(
+            aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            },
+        )));
+        assert_eq!(e.kind(), "attach");
+        let text = e.to_string();
+        assert!(text.starts_with("`bpf_link_create` failed"), "{text}");
+        assert!(
+            text.ends_with("Operation not permitted (os error 1)"),
+            "{text}"
+        );
+        let load = HookError::of_load(ProgramError::NotLoaded);
+        assert_eq!(load.kind(), "load");
+    }
+
+    #[test]
+    fn status_names_the_hook_without_the_mount() {
+        let cgroup = status("cgroup/connect4 on /sys/fs/cgroup", "egress", true, None);
+        assert_eq!(cgroup.hook(), "cgroup/connect4");
+        assert_eq!(cgroup.status(), "attached");
+        let tp = status(
+            "tracepoint/syscalls/sys_enter_openat2",
+            "file writes",
+            false,
+            Some(HookError::NoTracepoint {
+                since: "5.6",
+                covered_by: Some("openat"),
+            }),
+        );
+        assert_eq!(tp.hook(), "tracepoint/syscalls/sys_enter_openat2");
+        assert_eq!(tp.status(), "no_tracepoint");
+        assert!(!tp.attached());
+    }
+
+    #[test]
+    fn report_lists_concerns_then_hooks() {
+        let hooks = [
+            status("tracepoint/sched/sched_process_exec", "exec", true, None),
+            status(
+                "tracepoint/syscalls/sys_enter_openat2",
+                "file writes",
+                false,
+                Some(HookError::NoTracepoint {
+                    since: "5.6",
+                    covered_by: Some("openat"),
+                }),
+            ),
+        ];
+        let text = report("6.1.0", ScopeRoute::Unfiltered, &hooks);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "kernel 6.1.0: 1 of 2 hooks active, cgroup scope: unfiltered"
+        );
+        assert_eq!(lines[1], "concern exec: tier tracepoint (1 of 1 hooks)");
+        assert_eq!(lines[2], "concern file writes: none (1 hooks, none active)");
+        assert!(
+            lines[3].starts_with("active    core     tracepoint exec"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].ends_with(
+                "sys_enter_openat2: this kernel has no such tracepoint (it came in 5.6; openat covers the concern)"
+            ),
+            "{}",
+            lines[4]
+        );
+    }
+
+    #[test]
+    fn every_hook_names_a_distinct_attach_point() {
+        let mut seen = std::collections::HashSet::new();
+        for h in all_hooks() {
+            let name = h.name();
+            assert!(seen.insert(name.clone()), "{name} twice");
+        }
+        assert!(seen.contains("raw_tracepoint/sched_process_fork"));
+        assert!(seen.contains("cgroup/connect4"));
+    }
+}
