@@ -7,7 +7,7 @@
 //! Both take the time as an argument so their tests are deterministic.
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 mod dedup;
 mod pipeline;
@@ -19,49 +19,15 @@ pub use pipeline::{AlertPipeline, PipelineConfig};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use scanfold::ScanFolder;
 
+// The record's own field types, so callers that build alerts need one import.
+pub use crate::finding::{AlertKind, Severity};
 use crate::{
     context::{ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{ActionTaken, FileInfo, NetworkInfo, SyscallInfo},
+    event::{FileInfo, NetworkInfo, SyscallInfo},
+    finding::{ActionTaken, Finding, PostureInfo, ScanSummary},
 };
 
 pub const SCHEMA: &str = "monitor.alert/v1";
-
-/// How bad an alert is, least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    /// The name as in the alert record (`info` ... `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// What an alert is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertKind {
-    Process,
-    File,
-    Network,
-    Syscall,
-    Posture,
-    /// The agent's own health: lost events, throttling, a failing sink.
-    Agent,
-}
 
 /// One alert, as every sink carries it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -152,38 +118,6 @@ pub struct LostCount {
     /// Lost since the agent started (or the cgroup's first loss).
     pub total: u64,
 }
-
-/// The alert record's `posture` object: which practice a container's start-up
-/// breaks, and what its runtime's files (or its sockets) said.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PostureInfo {
-    /// The finding id (`privileged`, `host-network`, `unused-port`, ...).
-    pub finding: String,
-    /// The practice, in words (`no privileged containers`).
-    pub practice: String,
-    /// What was read, briefly (`Privileged: true`, `SYS_ADMIN, NET_ADMIN`,
-    /// `/var/run/docker.sock`).
-    pub fact: String,
-}
-
-/// The alert record's `scan` object: one port scan, the destinations it tried
-/// (listed up to a cap) and how many per-destination egress alerts it stands for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ScanSummary {
-    /// Distinct destination ports within the window, ascending, at most [`SCAN_LIST_CAP`].
-    pub ports: Vec<u16>,
-    /// Distinct destination hosts within the window, at most [`SCAN_LIST_CAP`].
-    pub hosts: Vec<String>,
-    /// How many distinct ports the window held (may exceed the list).
-    pub distinct_ports: usize,
-    /// How many distinct hosts the window held (may exceed the list).
-    pub distinct_hosts: usize,
-    /// Egress alerts of the same workload folded into this one instead of sent.
-    pub folded_alerts: u64,
-}
-
-/// How many ports and hosts a scan alert lists.
-pub const SCAN_LIST_CAP: usize = 64;
 
 impl Alert {
     /// A new alert stamped now, with a fresh id, `count` 1 and no context:
@@ -324,7 +258,7 @@ impl Alert {
     /// The alert for a policy finding, stamped with the event's own time and
     /// carrying its container, process, file and network context.
     pub fn from_finding(
-        finding: &crate::policy::Finding,
+        finding: &Finding,
         event: &crate::context::EnrichedEvent,
         at: SystemTime,
         host: &str,
@@ -346,7 +280,7 @@ impl Alert {
     /// The alert for a posture finding about the container `container`: no
     /// process, file or network; its `posture` object says what was found.
     pub fn from_posture(
-        finding: &crate::policy::Finding,
+        finding: &Finding,
         container: ContainerInfo,
         status: MetadataStatus,
         at: SystemTime,
@@ -360,7 +294,7 @@ impl Alert {
 
     /// What every alert for a finding carries from the finding itself; the
     /// callers add the context (container, process, file, network).
-    fn of_finding(finding: &crate::policy::Finding, at: SystemTime, host: &str) -> Alert {
+    fn of_finding(finding: &Finding, at: SystemTime, host: &str) -> Alert {
         let mut alert = Alert::at(
             at,
             host,
@@ -391,7 +325,7 @@ mod tests {
     use crate::{
         context::EnrichedEvent,
         event::{Event, EventBody, EventHeader, ExecInfo},
-        policy::Finding,
+        finding::{Action, Finding},
     };
 
     fn exec_in(container: Option<ContainerInfo>, status: MetadataStatus) -> EnrichedEvent {
@@ -437,7 +371,7 @@ mod tests {
             tags: Arc::from(vec!["T1021.004".to_owned()]),
             attempt: false,
             scan: None,
-            action: crate::policy::Action::Alert,
+            action: Action::Alert,
             action_taken: None,
             would_deny: false,
             posture: None,

@@ -15,15 +15,18 @@ use super::{
     Diagnostic,
     detect::ScanParams,
     evaluate::{
-        ALL_OPS, Action, Body, Exception, FileRule, KillList, PathRule, Policy, Rule, RuleSet,
-        ShellRule, SyscallRule, op_bit,
+        ALL_OPS, Body, Exception, FileRule, KillList, PathRule, Policy, Rule, RuleSet, ShellRule,
+        SyscallRule, op_bit,
     },
     load::{Merged, MergedPolicy, MergedRule},
     matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
     raw::{List, RawDest, RawException, RawExec, RawPort, RawRule, RawSelector, loc},
     selector::{RUNTIMES, Selector},
 };
-use crate::{alert::Severity, event::FileOp};
+use crate::{
+    event::FileOp,
+    finding::{Action, Severity},
+};
 
 const GLOB_HINT: &str = "close every `[` and `{`, and escape a literal `*`, `?`, `[` or `{` as `[*]`, `[?]`, `[[]`, `[{]` (or with a backslash)";
 

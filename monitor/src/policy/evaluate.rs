@@ -11,69 +11,10 @@ use super::{
     selector::{Selector, Workload},
 };
 use crate::{
-    alert::{AlertKind, PostureInfo, SCAN_LIST_CAP, ScanSummary, Severity},
     context::{EnrichedEvent, MetadataStatus, RuntimeMetadata},
-    event::{
-        ActionTaken, CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo,
-        SyscallInfo,
-    },
+    event::{CgroupOp, EventBody, ExecInfo, FileInfo, FileOp, NetOp, NetworkInfo, SyscallInfo},
+    finding::{Action, ActionTaken, AlertKind, Finding, SCAN_LIST_CAP, ScanSummary, Severity},
 };
-
-/// What a rule found in one event; the alert pipeline turns it into an
-/// [`Alert`](crate::alert::Alert) with the event's context.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
-    /// The rule's name, e.g. `ssh-server`.
-    pub rule: Arc<str>,
-    /// The policy the rule belongs to, e.g. `default/processes`.
-    pub policy: Arc<str>,
-    /// The rule's severity.
-    pub severity: Severity,
-    /// What the finding is about.
-    pub kind: AlertKind,
-    /// One readable sentence: what happened, where, by whom.
-    pub summary: String,
-    /// The rule's ATT&CK technique ids (`T1059.004`), as the rule lists them.
-    pub tags: Arc<[String]>,
-    /// The operation failed (a file op that returned an error): an attempt.
-    pub attempt: bool,
-    /// For a port-scan finding: the ports and hosts of its window.
-    pub scan: Option<ScanSummary>,
-    /// What the rule asks for beyond the alert (`action:`).
-    pub action: Action,
-    /// What the kernel did to the operation (`--enforce`), if anything.
-    pub action_taken: Option<ActionTaken>,
-    /// The rule's action is `deny` or `kill` and nothing was done: the agent
-    /// runs without `--enforce` (a dry run), or the container was not under
-    /// enforcement yet.
-    pub would_deny: bool,
-    /// For a posture finding: the practice and the fact.
-    pub posture: Option<PostureInfo>,
-}
-
-/// What a rule does besides alerting, when the agent runs with `--enforce`
-/// (the rule's `action:`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Report only (the default).
-    #[default]
-    Alert,
-    /// Refuse the connection in the kernel (egress rules).
-    Deny,
-    /// Kill the exec'd process before it runs (process deny lists).
-    Kill,
-}
-
-impl Action {
-    /// As written in rule files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Alert => "alert",
-            Action::Deny => "deny",
-            Action::Kill => "kill",
-        }
-    }
-}
 
 /// What the kernel checks for a rule with `action: kill`: the exec'd file's
 /// path as given to exec, whole or its final component.

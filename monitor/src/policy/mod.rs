@@ -41,7 +41,9 @@ pub use detect::{
     is_write,
 };
 pub use enforce::{EgressPrefix, Enforcement};
-pub use evaluate::{Action, Evaluator, Finding, RuleSet};
+pub use evaluate::{Evaluator, RuleSet};
+// What `evaluate` appends to, so its callers need not know the leaf.
+pub use crate::finding::Finding;
 pub use posture::{
     DEFAULT_GRACE, PortsSeen, PostureAlert, PostureCheck, PostureSubject, PostureWatch, workload,
 };

@@ -21,17 +21,17 @@
 use std::{collections::HashMap, collections::HashSet, sync::Arc, time::Duration, time::Instant};
 
 use super::{
-    evaluate::{Action, Body, Finding, Policy, RuleSet},
+    evaluate::{Body, Policy, RuleSet},
     matcher::{Globs, PortSet},
     selector::Workload,
 };
 use crate::{
-    alert::{AlertKind, PostureInfo},
     context::{
         CgroupRegistry, ContainerInfo, EnrichedEvent, ExposedPort, HostMount, Limit, ListenedPort,
         MetadataStatus, RuntimeMetadata,
     },
     event::{CgroupOp, EventBody, NetOp, Protocol},
+    finding::{Action, AlertKind, Finding, PostureInfo},
 };
 
 /// What one posture rule checks.

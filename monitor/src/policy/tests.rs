@@ -8,12 +8,12 @@ use std::{
 
 use super::*;
 use crate::{
-    alert::{AlertKind, Severity},
     context::{Ancestor, ContainerInfo, EnrichedEvent, ExecOrigin, MetadataStatus, ProcessInfo},
     event::{
         CgroupChange, CgroupOp, Event, EventBody, EventHeader, ExecInfo, Family, FileInfo, FileOp,
         NetOp, NetworkInfo, Protocol,
     },
+    finding::{Action, AlertKind, Severity},
 };
 
 // ---------------------------------------------------------------- loading
