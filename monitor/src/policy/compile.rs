@@ -14,12 +14,12 @@ use serde_saphyr::{Location, Spanned};
 use super::{
     Diagnostic,
     detect::ScanParams,
-    evaluate::{
+    load::{Merged, MergedPolicy, MergedRule},
+    matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
+    model::{
         ALL_OPS, Body, Exception, FileRule, KillList, PathRule, Policy, Rule, RuleSet, ShellRule,
         SyscallRule, op_bit,
     },
-    load::{Merged, MergedPolicy, MergedRule},
-    matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
     raw::{List, RawDest, RawException, RawExec, RawPort, RawRule, RawSelector, loc},
     selector::{RUNTIMES, Selector},
 };

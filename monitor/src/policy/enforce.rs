@@ -16,8 +16,8 @@ use monitor_common::{
 };
 
 use super::{
-    evaluate::{Body, Exception, RuleSet},
     matcher::{Dest, Protocols},
+    model::{Body, Exception, RuleSet},
     selector::Workload,
 };
 use crate::finding::Action;

@@ -21,8 +21,8 @@
 use std::{collections::HashMap, collections::HashSet, sync::Arc, time::Duration, time::Instant};
 
 use super::{
-    evaluate::{Body, Policy, RuleSet},
     matcher::{Globs, PortSet},
+    model::{Body, Policy, RuleSet},
     selector::Workload,
 };
 use crate::{
