@@ -45,12 +45,10 @@ pub use detect::{
 };
 pub use enforce::{EgressPrefix, Enforcement};
 pub use evaluate::Evaluator;
-pub use model::RuleSet;
+pub use model::{DEFAULT_GRACE, PostureCheck, RuleSet};
 // What `evaluate` appends to, so its callers need not know the leaf.
 pub use crate::finding::Finding;
-pub use posture::{
-    DEFAULT_GRACE, PortsSeen, PostureAlert, PostureCheck, PostureSubject, PostureWatch, workload,
-};
+pub use posture::{PortsSeen, PostureAlert, PostureSubject, PostureWatch, workload};
 pub use selector::{Labels, NoLabels, Workload};
 
 /// Loads and compiles rule directories (or files) for `monitor rules check`:

@@ -1,11 +1,10 @@
 //! The compiled rule set: what `compile` builds and `evaluate` matches, kept
 //! apart so the compiler never depends on the evaluator.
-use std::{ops::Range, path::PathBuf, sync::Arc};
+use std::{ops::Range, path::PathBuf, sync::Arc, time::Duration};
 
 use super::{
     detect::ScanParams,
     matcher::{Dest, ExecList, Globs, IpTable, PortSet},
-    posture::PostureRule,
     selector::Selector,
     sentences::plural,
 };
@@ -87,7 +86,7 @@ pub(crate) enum Body {
     Read(PathRule),
     /// A connect to a unix socket whose path matches.
     RuntimeSocket(PathRule),
-    /// How a container was started ([`super::posture`]); never matches an event.
+    /// How a container was started ([`super::posture`], [`PostureRule`]); never matches an event.
     Posture(PostureRule),
 }
 
@@ -225,3 +224,141 @@ impl RuleSet {
         )
     }
 }
+
+/// What one posture rule checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureCheck {
+    /// `--privileged`.
+    Privileged,
+    /// The host's network namespace.
+    HostNetwork,
+    /// The host's pid namespace.
+    HostPid,
+    /// The host's IPC namespace.
+    HostIpc,
+    /// Dangerous capabilities added.
+    AddedCapabilities,
+    /// No memory limit.
+    NoMemoryLimit,
+    /// No CPU limit.
+    NoCpuLimit,
+    /// A writable root filesystem.
+    WritableRootfs,
+    /// Running as uid 0.
+    RootUser,
+    /// Restarted forever.
+    RestartPolicy,
+    /// No seccomp filter.
+    SeccompUnconfined,
+    /// No AppArmor profile.
+    ApparmorUnconfined,
+    /// No SELinux labels.
+    SelinuxDisabled,
+    /// The engine's socket mounted.
+    EngineSocketMount,
+    /// A sensitive host path mounted.
+    SensitiveMount,
+    /// An exposed port nothing uses.
+    UnusedPort,
+    /// An SSH port listened on.
+    SshPort,
+}
+
+impl PostureCheck {
+    /// Every check with its id, as rule files name it.
+    pub const ALL: [(&'static str, PostureCheck); 17] = [
+        ("privileged", PostureCheck::Privileged),
+        ("host-network", PostureCheck::HostNetwork),
+        ("host-pid", PostureCheck::HostPid),
+        ("host-ipc", PostureCheck::HostIpc),
+        ("added-capabilities", PostureCheck::AddedCapabilities),
+        ("no-memory-limit", PostureCheck::NoMemoryLimit),
+        ("no-cpu-limit", PostureCheck::NoCpuLimit),
+        ("writable-rootfs", PostureCheck::WritableRootfs),
+        ("root-user", PostureCheck::RootUser),
+        ("restart-policy", PostureCheck::RestartPolicy),
+        ("seccomp-unconfined", PostureCheck::SeccompUnconfined),
+        ("apparmor-unconfined", PostureCheck::ApparmorUnconfined),
+        ("selinux-disabled", PostureCheck::SelinuxDisabled),
+        ("engine-socket-mount", PostureCheck::EngineSocketMount),
+        ("sensitive-mount", PostureCheck::SensitiveMount),
+        ("unused-port", PostureCheck::UnusedPort),
+        ("ssh-port", PostureCheck::SshPort),
+    ];
+
+    /// The id (`host-network`).
+    pub fn id(self) -> &'static str {
+        PostureCheck::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("?", |(id, _)| id)
+    }
+
+    /// The check named `id`.
+    pub fn from_id(id: &str) -> Option<PostureCheck> {
+        PostureCheck::ALL
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, c)| *c)
+    }
+
+    /// The practice the check holds containers to.
+    pub fn practice(self) -> &'static str {
+        match self {
+            PostureCheck::Privileged => "no privileged containers",
+            PostureCheck::HostNetwork => "no host network namespace",
+            PostureCheck::HostPid => "no host pid namespace",
+            PostureCheck::HostIpc => "no host IPC namespace",
+            PostureCheck::AddedCapabilities => "no dangerous capabilities",
+            PostureCheck::NoMemoryLimit => "bounded memory",
+            PostureCheck::NoCpuLimit => "bounded CPU",
+            PostureCheck::WritableRootfs => "read-only root filesystems",
+            PostureCheck::RootUser => "do not run as root",
+            PostureCheck::RestartPolicy => "bounded restarts (on-failure with a retry cap)",
+            PostureCheck::SeccompUnconfined => "keep the seccomp profile",
+            PostureCheck::ApparmorUnconfined => "keep the AppArmor profile",
+            PostureCheck::SelinuxDisabled => "keep SELinux labels",
+            PostureCheck::EngineSocketMount => "never mount the engine's socket",
+            PostureCheck::SensitiveMount => "do not mount sensitive host paths",
+            PostureCheck::UnusedPort => "expose only the ports in use",
+            PostureCheck::SshPort => "no SSH servers in containers",
+        }
+    }
+
+    /// When the check can be judged.
+    pub(super) fn phase(self) -> Phase {
+        match self {
+            PostureCheck::UnusedPort => Phase::Settled,
+            PostureCheck::SshPort => Phase::Listening,
+            _ => Phase::Start,
+        }
+    }
+}
+
+/// When a posture check can be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// From the start-up facts alone.
+    Start,
+    /// When a process binds or listens.
+    Listening,
+    /// After the rule's `grace`.
+    Settled,
+}
+
+/// A compiled posture rule.
+#[derive(Clone, Debug)]
+pub(crate) struct PostureRule {
+    pub check: PostureCheck,
+    /// `added-capabilities`: names without `CAP_`.
+    pub capabilities: Vec<String>,
+    /// The mount checks' paths.
+    pub paths: Option<Globs>,
+    /// `ssh-port`'s ports.
+    pub ports: Option<PortSet>,
+    /// `unused-port`'s grace.
+    pub grace: Duration,
+}
+
+/// The default `grace` of an `unused-port` rule.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);

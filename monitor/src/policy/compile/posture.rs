@@ -1,5 +1,5 @@
 //! `posture:` rules: the checks, their settings and the capabilities they
-//! name, compiled into a [`PostureRule`](super::super::posture::PostureRule).
+//! name, compiled into a [`PostureRule`](super::super::model::PostureRule).
 
 use serde_saphyr::{Location, Spanned};
 
@@ -15,7 +15,7 @@ pub(super) fn compile_posture(
     file: usize,
     pr: &Spanned<super::super::raw::RawPostureRule>,
 ) -> Option<Body> {
-    use super::super::posture::{DEFAULT_GRACE, PostureCheck as C, PostureRule};
+    use super::super::model::{DEFAULT_GRACE, PostureCheck as C, PostureRule};
     let r = &pr.value;
     let id = r.check.value.trim();
     let Some(check) = C::from_id(id) else {
