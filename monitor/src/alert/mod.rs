@@ -13,11 +13,13 @@ mod dedup;
 mod pipeline;
 mod ratelimit;
 mod scanfold;
+mod subject;
 
 pub use dedup::{DedupKey, Deduplicator};
 pub use pipeline::{AlertPipeline, PipelineConfig};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use scanfold::ScanFolder;
+pub use subject::{ARG_SEPARATOR, NetworkParts, SubjectParts, subject};
 
 // The record's own field types, so callers that build alerts need one import.
 pub use crate::finding::{AlertKind, Severity};
@@ -94,6 +96,11 @@ pub struct Alert {
     /// container's start-up breaks and the fact read; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub posture: Option<PostureInfo>,
+    /// What the alert is about ([`Alert::subject`]), worked out once when a
+    /// finding's context is attached. Not in the record: a spooled sink
+    /// works it out again from the record with the same function.
+    #[serde(skip)]
+    subject: String,
 }
 
 /// The alert record's `lost` object: one cgroup's events the kernel programs
@@ -179,6 +186,7 @@ impl Alert {
             would_deny: false,
             lost: None,
             posture: None,
+            subject: String::new(),
         }
     }
 
@@ -274,6 +282,7 @@ impl Alert {
             EventBody::Syscall(s) => alert.syscall = Some(s.clone()),
             _ => {}
         }
+        alert.subject = subject(&SubjectParts::of_alert(&alert));
         alert
     }
 
@@ -289,6 +298,7 @@ impl Alert {
         let mut alert = Alert::of_finding(finding, at, host);
         alert.container = Some(container);
         alert.metadata_status = Some(status);
+        alert.subject = subject(&SubjectParts::of_alert(&alert));
         alert
     }
 

@@ -3,42 +3,12 @@
 use serde_json::{Value, json};
 
 use super::format::text;
+use crate::alert::{ARG_SEPARATOR, SubjectParts, subject};
 
-/// What an alert is about, as the agent's dedup key ([`DedupKey`]) names it:
-/// the file path (`path -> target` for renames and links), the destination
-/// (`tcp 203.0.113.7:443`, with ` (name)` when DNS named it), the executable,
-/// else the summary.
-///
-/// [`DedupKey`]: crate::alert::DedupKey
+/// The `subject` label: the record's [`subject`] (the dedup key's), with
+/// the arguments of a command separated by spaces, as people read a label.
 pub fn alert_subject(a: &Value) -> String {
-    if let Some(path) = a.pointer("/file/path").and_then(Value::as_str) {
-        return match a.pointer("/file/target").and_then(Value::as_str) {
-            Some(t) => format!("{path} -> {t}"),
-            None => path.to_owned(),
-        };
-    }
-    if let Some(n) = a.get("network").filter(|n| n.is_object()) {
-        // Written as `Protocol`'s and `NetworkInfo::destination`'s Display
-        // write them, which the dedup key uses.
-        let proto = match &n["protocol"] {
-            Value::String(s) => s.clone(),
-            other => format!("proto {other}"),
-        };
-        let daddr = n["daddr"].as_str().unwrap_or("");
-        let dport = &n["dport"];
-        let dest = match daddr.parse::<std::net::IpAddr>() {
-            Ok(ip) => std::net::SocketAddr::new(ip, dport.as_u64().unwrap_or(0) as u16).to_string(),
-            Err(_) => format!("{daddr}:{dport}"),
-        };
-        return match n["dns"].as_str() {
-            Some(dns) => format!("{proto} {dest} ({dns})"),
-            None => format!("{proto} {dest}"),
-        };
-    }
-    match a.pointer("/process/exe").and_then(Value::as_str) {
-        Some(exe) => exe.to_owned(),
-        None => a["summary"].as_str().unwrap_or("").to_owned(),
-    }
+    subject(&SubjectParts::of_record(a)).replace(ARG_SEPARATOR, " ")
 }
 
 /// One Alertmanager v2 alert: labels alertname (the rule), severity, kind,
