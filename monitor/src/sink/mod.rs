@@ -64,7 +64,7 @@ use crate::{
     metrics::{Metrics, SinkMetrics},
 };
 
-mod alertmanager;
+pub mod alertmanager;
 mod delivery;
 pub mod format;
 pub mod http;
@@ -72,7 +72,7 @@ mod local;
 pub mod otlp;
 pub(crate) mod private;
 mod settings;
-mod slack;
+pub mod slack;
 pub mod spool;
 pub mod syslog;
 
