@@ -3,12 +3,12 @@
 
 use serde_saphyr::Spanned;
 
-use super::super::{
+use super::value::Ctx;
+use crate::finding::Action;
+use crate::policy::{
     model::{Body, Exception, KillList, Rule},
     raw::{RawException, RawRule, loc},
 };
-use super::value::Ctx;
-use crate::finding::Action;
 
 /// A glob with none of the characters that make it one.
 fn is_literal(s: &str) -> bool {

@@ -3,17 +3,17 @@
 
 use serde_saphyr::Spanned;
 
-use super::super::{
-    detect::ScanParams,
-    matcher::{GlobKind, Globs},
-    model::{ALL_OPS, Body, FileRule, PathRule, ShellRule, SyscallRule, op_bit},
-    raw::{RawRule, loc},
-};
 use super::{
     posture::compile_posture,
     value::{Ctx, parse_window},
 };
 use crate::event::FileOp;
+use crate::policy::{
+    detect::ScanParams,
+    matcher::{GlobKind, Globs},
+    model::{ALL_OPS, Body, FileRule, PathRule, ShellRule, SyscallRule, op_bit},
+    raw::{RawRule, loc},
+};
 
 pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
     let at = loc(&raw.name);

@@ -4,12 +4,12 @@ use std::collections::HashSet;
 
 use serde_saphyr::Spanned;
 
-use super::super::{
+use super::value::Ctx;
+use crate::policy::{
     matcher::GlobKind,
     model::Exception,
     raw::{RawException, loc},
 };
-use super::value::Ctx;
 
 pub(super) fn compile_exception(
     cx: &mut Ctx<'_>,

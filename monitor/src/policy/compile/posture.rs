@@ -1,21 +1,21 @@
 //! `posture:` rules: the checks, their settings and the capabilities they
-//! name, compiled into a [`PostureRule`](super::super::model::PostureRule).
+//! name, compiled into a [`PostureRule`](crate::policy::model::PostureRule).
 
 use serde_saphyr::{Location, Spanned};
 
-use super::super::{
+use super::value::{Ctx, parse_window};
+use crate::policy::{
     matcher::GlobKind,
     model::Body,
-    raw::{List, loc},
+    raw::{List, RawPostureRule, loc},
 };
-use super::value::{Ctx, parse_window};
 
 pub(super) fn compile_posture(
     cx: &mut Ctx<'_>,
     file: usize,
-    pr: &Spanned<super::super::raw::RawPostureRule>,
+    pr: &Spanned<RawPostureRule>,
 ) -> Option<Body> {
-    use super::super::model::{DEFAULT_GRACE, PostureCheck as C, PostureRule};
+    use crate::policy::model::{DEFAULT_GRACE, PostureCheck as C, PostureRule};
     let r = &pr.value;
     let id = r.check.value.trim();
     let Some(check) = C::from_id(id) else {

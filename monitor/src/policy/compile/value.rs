@@ -6,13 +6,13 @@ use globset::{Glob, GlobMatcher};
 use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
 
-use super::super::{
+use crate::finding::Severity;
+use crate::policy::{
     Diagnostic,
     matcher::{Dest, ExecList, ExecPattern, GlobKind, Globs, IpTable, PortSet, Protocols, glob},
     raw::{List, RawDest, RawExec, RawPort, RawSelector, loc},
     selector::{RUNTIMES, Selector},
 };
-use crate::finding::Severity;
 
 const GLOB_HINT: &str = "close every `[` and `{`, and escape a literal `*`, `?`, `[` or `{` as `[*]`, `[?]`, `[[]`, `[{]` (or with a backslash)";
 
