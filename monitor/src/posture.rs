@@ -211,7 +211,7 @@ pub fn judge(
                 let p = f
                     .posture
                     .clone()
-                    .unwrap_or_else(|| crate::alert::PostureInfo {
+                    .unwrap_or_else(|| crate::finding::PostureInfo {
                         finding: f.rule.to_string(),
                         practice: String::new(),
                         fact: String::new(),

@@ -30,39 +30,17 @@ pub struct DedupKey {
     /// Container id, or `host:<pid>`.
     pub workload: String,
     pub rule: String,
-    /// File path, destination (`tcp 203.0.113.7:443`), executable with its
-    /// arguments, else the summary.
+    /// [`Alert::subject`]: the file path, destination (`tcp 203.0.113.7:443`),
+    /// executable with its arguments, else the summary.
     pub subject: String,
 }
 
 impl DedupKey {
     pub fn of(alert: &Alert) -> DedupKey {
-        let subject = if let Some(f) = &alert.file {
-            match &f.target {
-                Some(t) => format!("{} -> {t}", f.path),
-                None => f.path.clone(),
-            }
-        } else if let Some(n) = &alert.network {
-            let (proto, dest) = (n.protocol, n.destination());
-            match &n.dns {
-                Some(dns) => format!("{proto} {dest} ({dns})"),
-                None => format!("{proto} {dest}"),
-            }
-        } else if let Some(p) = alert.process.as_ref().filter(|p| p.exe.is_some()) {
-            // A process alert is about the command: the executable and its argv.
-            let mut s = p.exe.clone().unwrap_or_default();
-            for a in p.args.iter().skip(1) {
-                s.push('\0');
-                s.push_str(a);
-            }
-            s
-        } else {
-            alert.summary.clone()
-        };
         DedupKey {
             workload: alert.workload(),
             rule: alert.rule.clone(),
-            subject,
+            subject: alert.subject().into_owned(),
         }
     }
 }

@@ -7,61 +7,29 @@
 //! Both take the time as an argument so their tests are deterministic.
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 mod dedup;
 mod pipeline;
 mod ratelimit;
 mod scanfold;
+mod subject;
 
 pub use dedup::{DedupKey, Deduplicator};
 pub use pipeline::{AlertPipeline, PipelineConfig};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use scanfold::ScanFolder;
+pub use subject::{ARG_SEPARATOR, NetworkParts, SubjectParts, subject};
 
+// The record's own field types, so callers that build alerts need one import.
+pub use crate::finding::{AlertKind, Severity};
 use crate::{
     context::{ContainerInfo, MetadataStatus, ProcessInfo},
-    event::{ActionTaken, FileInfo, NetworkInfo, SyscallInfo},
+    event::{FileInfo, NetworkInfo, SyscallInfo},
+    finding::{ActionTaken, Finding, PostureInfo, ScanSummary},
 };
 
 pub const SCHEMA: &str = "monitor.alert/v1";
-
-/// How bad an alert is, least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    /// The name as in the alert record (`info` ... `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// What an alert is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertKind {
-    Process,
-    File,
-    Network,
-    Syscall,
-    Posture,
-    /// The agent's own health: lost events, throttling, a failing sink.
-    Agent,
-}
 
 /// One alert, as every sink carries it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -128,6 +96,11 @@ pub struct Alert {
     /// container's start-up breaks and the fact read; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub posture: Option<PostureInfo>,
+    /// What the alert is about ([`Alert::subject`]), worked out once when a
+    /// finding's context is attached. Not in the record: a spooled sink
+    /// works it out again from the record with the same function.
+    #[serde(skip)]
+    subject: String,
 }
 
 /// The alert record's `lost` object: one cgroup's events the kernel programs
@@ -152,38 +125,6 @@ pub struct LostCount {
     /// Lost since the agent started (or the cgroup's first loss).
     pub total: u64,
 }
-
-/// The alert record's `posture` object: which practice a container's start-up
-/// breaks, and what its runtime's files (or its sockets) said.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PostureInfo {
-    /// The finding id (`privileged`, `host-network`, `unused-port`, ...).
-    pub finding: String,
-    /// The practice, in words (`no privileged containers`).
-    pub practice: String,
-    /// What was read, briefly (`Privileged: true`, `SYS_ADMIN, NET_ADMIN`,
-    /// `/var/run/docker.sock`).
-    pub fact: String,
-}
-
-/// The alert record's `scan` object: one port scan, the destinations it tried
-/// (listed up to a cap) and how many per-destination egress alerts it stands for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ScanSummary {
-    /// Distinct destination ports within the window, ascending, at most [`SCAN_LIST_CAP`].
-    pub ports: Vec<u16>,
-    /// Distinct destination hosts within the window, at most [`SCAN_LIST_CAP`].
-    pub hosts: Vec<String>,
-    /// How many distinct ports the window held (may exceed the list).
-    pub distinct_ports: usize,
-    /// How many distinct hosts the window held (may exceed the list).
-    pub distinct_hosts: usize,
-    /// Egress alerts of the same workload folded into this one instead of sent.
-    pub folded_alerts: u64,
-}
-
-/// How many ports and hosts a scan alert lists.
-pub const SCAN_LIST_CAP: usize = 64;
 
 impl Alert {
     /// A new alert stamped now, with a fresh id, `count` 1 and no context:
@@ -245,6 +186,7 @@ impl Alert {
             would_deny: false,
             lost: None,
             posture: None,
+            subject: String::new(),
         }
     }
 
@@ -324,7 +266,7 @@ impl Alert {
     /// The alert for a policy finding, stamped with the event's own time and
     /// carrying its container, process, file and network context.
     pub fn from_finding(
-        finding: &crate::policy::Finding,
+        finding: &Finding,
         event: &crate::context::EnrichedEvent,
         at: SystemTime,
         host: &str,
@@ -340,13 +282,14 @@ impl Alert {
             EventBody::Syscall(s) => alert.syscall = Some(s.clone()),
             _ => {}
         }
+        alert.subject = subject(&SubjectParts::of_alert(&alert));
         alert
     }
 
     /// The alert for a posture finding about the container `container`: no
     /// process, file or network; its `posture` object says what was found.
     pub fn from_posture(
-        finding: &crate::policy::Finding,
+        finding: &Finding,
         container: ContainerInfo,
         status: MetadataStatus,
         at: SystemTime,
@@ -355,12 +298,13 @@ impl Alert {
         let mut alert = Alert::of_finding(finding, at, host);
         alert.container = Some(container);
         alert.metadata_status = Some(status);
+        alert.subject = subject(&SubjectParts::of_alert(&alert));
         alert
     }
 
     /// What every alert for a finding carries from the finding itself; the
     /// callers add the context (container, process, file, network).
-    fn of_finding(finding: &crate::policy::Finding, at: SystemTime, host: &str) -> Alert {
+    fn of_finding(finding: &Finding, at: SystemTime, host: &str) -> Alert {
         let mut alert = Alert::at(
             at,
             host,
@@ -391,7 +335,7 @@ mod tests {
     use crate::{
         context::EnrichedEvent,
         event::{Event, EventBody, EventHeader, ExecInfo},
-        policy::Finding,
+        finding::{Action, Finding},
     };
 
     fn exec_in(container: Option<ContainerInfo>, status: MetadataStatus) -> EnrichedEvent {
@@ -437,7 +381,7 @@ mod tests {
             tags: Arc::from(vec!["T1021.004".to_owned()]),
             attempt: false,
             scan: None,
-            action: crate::policy::Action::Alert,
+            action: Action::Alert,
             action_taken: None,
             would_deny: false,
             posture: None,

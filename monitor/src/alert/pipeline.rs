@@ -46,7 +46,8 @@ impl Default for PipelineConfig {
 ///
 /// The event loop calls [`AlertPipeline::push`] for each alert from `policy`
 /// and [`AlertPipeline::tick`] about once a second, and hands every alert
-/// returned to [`crate::sink::Sinks::dispatch`].
+/// returned to `Sinks::dispatch` (named, not linked: `sink` comes after
+/// `alert`).
 pub struct AlertPipeline {
     scans: ScanFolder,
     dedup: Deduplicator,

@@ -157,9 +157,10 @@ fn update(o: Open) -> Option<Alert> {
 mod tests {
     use super::*;
     use crate::{
-        alert::{ScanSummary, Severity},
+        alert::Severity,
         context::ContainerInfo,
         event::{Family, NetOp, NetworkInfo, Protocol},
+        finding::ScanSummary,
     };
 
     fn egress(container: &str, port: u16) -> Alert {

@@ -11,6 +11,10 @@ pub mod syscall;
 
 pub use syscall::SyscallInfo;
 
+// What enforcement did is decoded here but is part of a finding, so it lives
+// in the leaf both `policy` and `alert` read.
+pub use crate::finding::ActionTaken;
+
 /// One decoded kernel record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -80,40 +84,6 @@ pub enum EventKind {
     Network,
     Cgroup,
     Syscall,
-}
-
-/// What the kernel programs did to an operation under enforcement
-/// (`--enforce`): the alert record's `action_taken`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionTaken {
-    /// The connect or sendmsg was refused (EPERM).
-    Denied,
-    /// The exec'd process was killed (SIGKILL) before it ran.
-    Killed,
-    /// A kill was due and failed: the program ran.
-    KillFailed,
-}
-
-impl ActionTaken {
-    /// From a record's `action` field (`monitor_common::action`).
-    pub fn from_code(code: u32) -> Option<ActionTaken> {
-        match code {
-            monitor_common::action::DENIED => Some(ActionTaken::Denied),
-            monitor_common::action::KILLED => Some(ActionTaken::Killed),
-            monitor_common::action::KILL_FAILED => Some(ActionTaken::KillFailed),
-            _ => None,
-        }
-    }
-
-    /// The record's field as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionTaken::Denied => "denied",
-            ActionTaken::Killed => "killed",
-            ActionTaken::KillFailed => "kill_failed",
-        }
-    }
 }
 
 impl Event {

@@ -16,10 +16,11 @@ use monitor_common::{
 };
 
 use super::{
-    evaluate::{Action, Body, Exception, RuleSet},
     matcher::{Dest, Protocols},
+    model::{Body, Exception, RuleSet},
     selector::Workload,
 };
+use crate::finding::Action;
 
 /// One prefix of a container's egress table and what is open below it
 /// (ports absent from every segment are denied).

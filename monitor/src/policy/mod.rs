@@ -27,9 +27,12 @@ mod enforce;
 mod evaluate;
 mod load;
 mod matcher;
+mod model;
 mod posture;
 pub(crate) mod raw;
+mod selection;
 mod selector;
+mod sentences;
 #[cfg(test)]
 mod tests;
 
@@ -41,16 +44,45 @@ pub use detect::{
     is_write,
 };
 pub use enforce::{EgressPrefix, Enforcement};
-pub use evaluate::{Action, Evaluator, Finding, RuleSet};
-pub use posture::{
-    DEFAULT_GRACE, PortsSeen, PostureAlert, PostureCheck, PostureSubject, PostureWatch, workload,
-};
+pub use evaluate::Evaluator;
+pub use model::{DEFAULT_GRACE, PostureCheck, RuleSet};
+// What `evaluate` appends to, so its callers need not know the leaf.
+pub use crate::finding::Finding;
+pub use posture::{PortsSeen, PostureAlert, PostureSubject, PostureWatch, workload};
 pub use selector::{Labels, NoLabels, Workload};
 
 /// Loads and compiles rule directories (or files) for `monitor rules check`:
 /// the same as [`RuleSet::load_dirs`].
 pub fn check_dir(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
     RuleSet::load_dirs(paths)
+}
+
+// Loading sits here, above both `compile` and the model it fills, so the
+// model imports neither.
+impl RuleSet {
+    /// Loads and compiles the rule files in `dirs`, in order: each directory's
+    /// `*.yaml`/`*.yml` files sorted by name, the directories in the order
+    /// given (the shipped pack first, then the user's), later files extending
+    /// or overriding earlier policies by name. A path may also name one file.
+    ///
+    /// Returns every problem found, each with file, line and column.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        let merged = load::load(dirs, &mut diags);
+        let set = compile::compile(merged, &mut diags);
+        if diags.is_empty() {
+            return Ok(set);
+        }
+        // In reading order: by file (load order), line, column.
+        let rank = |d: &Diagnostic| {
+            set.files
+                .iter()
+                .position(|f| *f == d.file)
+                .map_or(0, |i| i + 1)
+        };
+        diags.sort_by_key(|d| (rank(d), d.line, d.col));
+        Err(diags)
+    }
 }
 
 /// The closing line of `monitor rules check`: `ok: 6 files, 7 policies, 20 rules`

@@ -52,92 +52,27 @@ use std::{
 };
 
 use bytes::Bytes;
-use serde::Deserialize;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
+
+use alertmanager::alertmanager_url;
 
 use crate::{
     alert::Alert,
     metrics::{Metrics, SinkMetrics},
 };
 
-/// Alerts can carry secrets from argv: what the sinks keep on disk is the
-/// agent's alone. Directories they create are 0700 and their files 0600,
-/// set with chmod after creation so no umask widens (or empties) them.
-pub(crate) mod private {
-    use std::{
-        fs::{self, File, OpenOptions, Permissions},
-        io,
-        os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
-        path::Path,
-    };
-
-    /// Creates `dir` and every missing parent 0700; `dir` itself is made
-    /// 0700 even when it exists (it is the sink's own).
-    pub fn dir(dir: &Path) -> io::Result<()> {
-        create_missing(dir)?;
-        fs::set_permissions(dir, Permissions::from_mode(0o700))
-    }
-
-    /// Creates missing parents of a file 0700, leaving existing ones alone
-    /// (an output file may live in `/var/log`).
-    pub fn parents(file: &Path) -> io::Result<()> {
-        match file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(parent) => create_missing(parent),
-            None => Ok(()),
-        }
-    }
-
-    fn create_missing(dir: &Path) -> io::Result<()> {
-        let mut missing = Vec::new();
-        let mut cur = Some(dir);
-        while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            missing.push(d);
-            cur = d.parent();
-        }
-        for d in missing.into_iter().rev() {
-            match fs::DirBuilder::new().mode(0o700).create(d) {
-                Ok(()) => fs::set_permissions(d, Permissions::from_mode(0o700))?,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Opens (creating) a file for appending, 0600 whatever it was.
-    pub fn append(path: &Path, read: bool) -> io::Result<File> {
-        let f = OpenOptions::new()
-            .read(read)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)?;
-        f.set_permissions(Permissions::from_mode(0o600))?;
-        Ok(f)
-    }
-
-    /// Writes a whole file, 0600.
-    pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
-        use std::io::Write as _;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        f.set_permissions(Permissions::from_mode(0o600))?;
-        f.write_all(data)
-    }
-}
-
+pub mod alertmanager;
 mod delivery;
 pub mod format;
 pub mod http;
 mod local;
 pub mod otlp;
+pub(crate) mod private;
+mod settings;
+pub mod slack;
 pub mod spool;
 pub mod syslog;
 
@@ -145,6 +80,7 @@ pub use delivery::{RetryConfig, backoff};
 pub use format::AlertFormat;
 pub use http::{Format, HttpConfig, HttpTarget, Outcome, Signer, TlsConfig};
 pub use local::{FileConfig, RotatingFile};
+pub use settings::{HttpSinkConfig, SecretSource, SinkConfig, SinkKind, SinksOptions, SpoolConfig};
 pub use spool::Spool;
 
 /// Errors a user can cause by configuring a sink; each says what to change.
@@ -166,151 +102,6 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Where a webhook secret comes from: a file or an environment variable,
-/// never the command line (visible to every user in `/proc/*/cmdline`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SecretSource {
-    /// A file holding the secret (surrounding whitespace ignored).
-    pub file: Option<PathBuf>,
-    /// An environment variable holding the secret.
-    pub env: Option<String>,
-}
-
-impl SecretSource {
-    pub fn read(&self) -> Result<String, SinkError> {
-        match (&self.file, &self.env) {
-            (Some(path), None) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| SinkError::Secret(format!("reading {}: {e}", path.display()))),
-            (None, Some(var)) => std::env::var(var)
-                .map(|s| s.trim().to_owned())
-                .map_err(|_| SinkError::Secret(format!("environment variable {var} is not set"))),
-            _ => Err(SinkError::Secret(
-                "set exactly one of `secret.file` and `secret.env`".into(),
-            )),
-        }
-    }
-}
-
-/// The spool of one HTTP sink.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SpoolConfig {
-    /// Defaults to `<SinksOptions::spool_dir>/<sink name>`.
-    pub dir: Option<PathBuf>,
-    /// Unacknowledged alerts kept, in bytes; past it the oldest are dropped.
-    pub max_bytes: u64,
-    /// Size of one segment file.
-    pub segment_bytes: u64,
-    /// How often the spool is fsynced (`0s`: after every write).
-    #[serde(with = "crate::alert::duration_str")]
-    pub fsync_interval: Duration,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            dir: None,
-            max_bytes: 64 << 20,
-            segment_bytes: 4 << 20,
-            fsync_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Settings of a webhook, Slack or Alertmanager sink.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct HttpSinkConfig {
-    #[serde(flatten)]
-    pub http: HttpConfig,
-    /// Signs requests the Standard Webhooks way (generic webhooks only).
-    pub secret: Option<SecretSource>,
-    /// Alerts per request (generic: 1 sends the bare record, more a JSON
-    /// array; Alertmanager: default 64; Slack: always 1).
-    pub batch_size: Option<usize>,
-    pub spool: SpoolConfig,
-    pub retry: RetryConfig,
-    /// Alertmanager only: the `generatorURL` of each alert.
-    pub generator_url: Option<String>,
-    /// OTLP only: `protobuf` (default) or `json`.
-    pub encoding: Option<otlp::Encoding>,
-}
-
-/// What a sink is.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkKind {
-    /// JSON lines on stdout (logs go to stderr).
-    Stdout,
-    /// JSON lines in a file with size-based rotation.
-    File(FileConfig),
-    /// POST of the alert record (or a batch), optionally signed.
-    Webhook(HttpSinkConfig),
-    /// A Slack incoming webhook.
-    Slack(HttpSinkConfig),
-    /// Prometheus Alertmanager (`url` = its base, e.g. `http://am:9093`).
-    Alertmanager(HttpSinkConfig),
-    /// Syslog, RFC 5424 (`url` = `udp://`, `tcp://` or `tls://host:port`;
-    /// `tls`, timeouts, `batch_size`, `spool` and `retry` as for HTTP).
-    Syslog(HttpSinkConfig),
-    /// OTLP logs over HTTP (`url` = the collector's base, e.g.
-    /// `http://collector:4318`; `/v1/logs` is added).
-    Otlp(HttpSinkConfig),
-}
-
-/// One sink.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SinkConfig {
-    /// Unique; names the metrics label and the spool directory
-    /// (letters, digits, `-`, `_`, `.`).
-    pub name: String,
-    /// Capacity of the in-memory queue of a stdout or file sink, in alerts
-    /// (a spooled sink writes ahead to its spool and has none).
-    #[serde(default = "default_queue")]
-    pub queue: usize,
-    /// How each alert is written: stdout, file, webhook and syslog (its
-    /// `MSG`) sinks; Slack, Alertmanager and OTLP keep their own shapes.
-    #[serde(default)]
-    pub format: AlertFormat,
-    #[serde(flatten)]
-    pub kind: SinkKind,
-}
-
-fn default_queue() -> usize {
-    4096
-}
-
-impl SinkConfig {
-    pub fn new(name: impl Into<String>, kind: SinkKind) -> SinkConfig {
-        SinkConfig {
-            name: name.into(),
-            queue: default_queue(),
-            format: AlertFormat::Native,
-            kind,
-        }
-    }
-
-    /// Whether this kind of sink can write another format than its own
-    /// protocol's (Slack, Alertmanager and OTLP cannot).
-    pub fn takes_format(kind: &SinkKind) -> bool {
-        matches!(
-            kind,
-            SinkKind::Stdout | SinkKind::File(_) | SinkKind::Webhook(_) | SinkKind::Syslog(_)
-        )
-    }
-}
-
-/// Settings all sinks share.
-#[derive(Clone, Debug)]
-pub struct SinksOptions {
-    /// The `host` of the agent alerts the sinks raise.
-    pub host: String,
-    /// The parent of each HTTP sink's spool directory.
-    pub spool_dir: PathBuf,
 }
 
 /// An agent alert a sink raises, for the other sinks (and itself unless excluded).
@@ -750,17 +541,6 @@ fn spooled_task(
         notices,
         deadline,
     })
-}
-
-/// `http://am:9093` (or with a trailing `/`) -> `http://am:9093/api/v2/alerts`;
-/// a URL already ending in `/api/v2/alerts` is kept.
-fn alertmanager_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with("/api/v2/alerts") {
-        base.to_owned()
-    } else {
-        format!("{base}/api/v2/alerts")
-    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ impl FromStr for AlertFormat {
 }
 
 /// A string at `path` in `v`, when present and not empty.
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(super) fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path).as_str().filter(|s| !s.is_empty())
 }
 

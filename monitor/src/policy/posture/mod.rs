@@ -18,155 +18,22 @@
 //! | `unused-port` | an exposed or published port is not bound nor listened on `grace` after the container was first seen | after `grace` |
 //!
 //! A fact the runtime's files do not state (`None`) never fires.
-use std::{collections::HashMap, collections::HashSet, sync::Arc, time::Duration, time::Instant};
+//!
+//! [`watch`] raises each finding once per container; this file judges one.
+use std::time::Duration;
 
 use super::{
-    evaluate::{Action, Body, Finding, Policy, RuleSet},
-    matcher::{Globs, PortSet},
+    model::{Body, Phase, Policy, PostureCheck, PostureRule, RuleSet},
     selector::Workload,
 };
 use crate::{
-    alert::{AlertKind, PostureInfo},
-    context::{
-        CgroupRegistry, ContainerInfo, EnrichedEvent, ExposedPort, HostMount, Limit, ListenedPort,
-        MetadataStatus, RuntimeMetadata,
-    },
-    event::{CgroupOp, EventBody, NetOp, Protocol},
+    context::{ContainerInfo, ExposedPort, HostMount, Limit, ListenedPort, RuntimeMetadata},
+    finding::{Action, AlertKind, Finding, PostureInfo},
 };
 
-/// What one posture rule checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PostureCheck {
-    /// `--privileged`.
-    Privileged,
-    /// The host's network namespace.
-    HostNetwork,
-    /// The host's pid namespace.
-    HostPid,
-    /// The host's IPC namespace.
-    HostIpc,
-    /// Dangerous capabilities added.
-    AddedCapabilities,
-    /// No memory limit.
-    NoMemoryLimit,
-    /// No CPU limit.
-    NoCpuLimit,
-    /// A writable root filesystem.
-    WritableRootfs,
-    /// Running as uid 0.
-    RootUser,
-    /// Restarted forever.
-    RestartPolicy,
-    /// No seccomp filter.
-    SeccompUnconfined,
-    /// No AppArmor profile.
-    ApparmorUnconfined,
-    /// No SELinux labels.
-    SelinuxDisabled,
-    /// The engine's socket mounted.
-    EngineSocketMount,
-    /// A sensitive host path mounted.
-    SensitiveMount,
-    /// An exposed port nothing uses.
-    UnusedPort,
-    /// An SSH port listened on.
-    SshPort,
-}
+mod watch;
 
-impl PostureCheck {
-    /// Every check with its id, as rule files name it.
-    pub const ALL: [(&'static str, PostureCheck); 17] = [
-        ("privileged", PostureCheck::Privileged),
-        ("host-network", PostureCheck::HostNetwork),
-        ("host-pid", PostureCheck::HostPid),
-        ("host-ipc", PostureCheck::HostIpc),
-        ("added-capabilities", PostureCheck::AddedCapabilities),
-        ("no-memory-limit", PostureCheck::NoMemoryLimit),
-        ("no-cpu-limit", PostureCheck::NoCpuLimit),
-        ("writable-rootfs", PostureCheck::WritableRootfs),
-        ("root-user", PostureCheck::RootUser),
-        ("restart-policy", PostureCheck::RestartPolicy),
-        ("seccomp-unconfined", PostureCheck::SeccompUnconfined),
-        ("apparmor-unconfined", PostureCheck::ApparmorUnconfined),
-        ("selinux-disabled", PostureCheck::SelinuxDisabled),
-        ("engine-socket-mount", PostureCheck::EngineSocketMount),
-        ("sensitive-mount", PostureCheck::SensitiveMount),
-        ("unused-port", PostureCheck::UnusedPort),
-        ("ssh-port", PostureCheck::SshPort),
-    ];
-
-    /// The id (`host-network`).
-    pub fn id(self) -> &'static str {
-        PostureCheck::ALL
-            .iter()
-            .find(|(_, c)| *c == self)
-            .map_or("?", |(id, _)| id)
-    }
-
-    /// The check named `id`.
-    pub fn from_id(id: &str) -> Option<PostureCheck> {
-        PostureCheck::ALL
-            .iter()
-            .find(|(n, _)| *n == id)
-            .map(|(_, c)| *c)
-    }
-
-    /// The practice the check holds containers to.
-    pub fn practice(self) -> &'static str {
-        match self {
-            PostureCheck::Privileged => "no privileged containers",
-            PostureCheck::HostNetwork => "no host network namespace",
-            PostureCheck::HostPid => "no host pid namespace",
-            PostureCheck::HostIpc => "no host IPC namespace",
-            PostureCheck::AddedCapabilities => "no dangerous capabilities",
-            PostureCheck::NoMemoryLimit => "bounded memory",
-            PostureCheck::NoCpuLimit => "bounded CPU",
-            PostureCheck::WritableRootfs => "read-only root filesystems",
-            PostureCheck::RootUser => "do not run as root",
-            PostureCheck::RestartPolicy => "bounded restarts (on-failure with a retry cap)",
-            PostureCheck::SeccompUnconfined => "keep the seccomp profile",
-            PostureCheck::ApparmorUnconfined => "keep the AppArmor profile",
-            PostureCheck::SelinuxDisabled => "keep SELinux labels",
-            PostureCheck::EngineSocketMount => "never mount the engine's socket",
-            PostureCheck::SensitiveMount => "do not mount sensitive host paths",
-            PostureCheck::UnusedPort => "expose only the ports in use",
-            PostureCheck::SshPort => "no SSH servers in containers",
-        }
-    }
-
-    /// When the check can be judged.
-    fn phase(self) -> Phase {
-        match self {
-            PostureCheck::UnusedPort => Phase::Settled,
-            PostureCheck::SshPort => Phase::Listening,
-            _ => Phase::Start,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Start,
-    Listening,
-    Settled,
-}
-
-/// A compiled posture rule.
-#[derive(Clone, Debug)]
-pub(crate) struct PostureRule {
-    pub check: PostureCheck,
-    /// `added-capabilities`: names without `CAP_`.
-    pub capabilities: Vec<String>,
-    /// The mount checks' paths.
-    pub paths: Option<Globs>,
-    /// `ssh-port`'s ports.
-    pub ports: Option<PortSet>,
-    /// `unused-port`'s grace.
-    pub grace: Duration,
-}
-
-/// The default `grace` of an `unused-port` rule.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+pub use watch::{PostureAlert, PostureWatch, workload};
 
 /// What a container is judged on.
 #[derive(Clone, Copy, Debug)]
@@ -492,7 +359,7 @@ impl RuleSet {
     }
 
     /// The graces of the `unused-port` rules, shortest first.
-    fn posture_graces(&self) -> Vec<Duration> {
+    pub(super) fn posture_graces(&self) -> Vec<Duration> {
         let mut g: Vec<Duration> = self
             .rules
             .iter()
@@ -507,226 +374,10 @@ impl RuleSet {
     }
 
     /// Whether any rule checks ports a container listens on.
-    fn has_listening_checks(&self) -> bool {
+    pub(super) fn has_listening_checks(&self) -> bool {
         self.rules
             .iter()
             .any(|r| matches!(&r.body, Body::Posture(p) if p.check.phase() != Phase::Start))
-    }
-}
-
-/// A posture finding ready for the alert pipeline.
-#[derive(Clone, Debug)]
-pub struct PostureAlert {
-    /// The finding.
-    pub finding: Finding,
-    /// The container it is about.
-    pub container: ContainerInfo,
-    /// How complete `container` is.
-    pub status: MetadataStatus,
-}
-
-/// Containers whose raised findings are remembered; past this the memory
-/// starts afresh (a container is then judged again, once).
-const MAX_RAISED: usize = 65_536;
-
-/// Watches the containers the registry knows and raises each posture
-/// finding once per container: the start-up facts when the container's
-/// metadata is first read (a new container, or one running when the agent
-/// started), `ssh-port` when a process in it binds the port, `unused-port`
-/// after its grace.
-#[derive(Debug, Default)]
-pub struct PostureWatch {
-    /// cgroup id -> what is watched of it.
-    watched: HashMap<u64, Watched>,
-    /// (container id, policy, rule) already raised.
-    raised: HashSet<(String, Arc<str>, Arc<str>)>,
-    /// The first tick is over: containers found later started after the agent.
-    ticked: bool,
-}
-
-#[derive(Debug)]
-struct Watched {
-    first_seen: Instant,
-    /// The start-up facts were judged under the rules in force.
-    judged: bool,
-    /// Ports seen bound by bind events.
-    bound: Vec<ListenedPort>,
-    /// How many of the `unused-port` graces have been judged.
-    graces_done: usize,
-    /// Running before the agent started: binds before then were not seen.
-    preexisting: bool,
-}
-
-impl PostureWatch {
-    /// An empty watch.
-    pub fn new() -> Self {
-        PostureWatch::default()
-    }
-
-    /// New rules are in force: every container is judged again on the next
-    /// [`tick`](Self::tick); what was raised is not raised again.
-    pub fn rules_replaced(&mut self) {
-        for w in self.watched.values_mut() {
-            w.judged = false;
-            w.graces_done = 0;
-        }
-    }
-
-    /// Judges the containers whose metadata the registry has read and that
-    /// were not judged yet, and those whose `unused-port` grace has passed.
-    /// `listening` reads the ports a container listens on from its sockets
-    /// (`None` when it cannot tell, such as in the host's network namespace).
-    pub fn tick(
-        &mut self,
-        rules: &RuleSet,
-        registry: &CgroupRegistry,
-        now: Instant,
-        listening: &dyn Fn(&str) -> Option<Vec<ListenedPort>>,
-        out: &mut Vec<PostureAlert>,
-    ) {
-        let graces = rules.posture_graces();
-        for (id, entry) in registry.containers() {
-            let Some(meta) = entry.metadata.as_deref() else {
-                continue;
-            };
-            let preexisting = !self.ticked;
-            let w = self.watched.entry(id).or_insert_with(|| Watched {
-                first_seen: entry.first_seen.min(now),
-                judged: false,
-                bound: Vec::new(),
-                graces_done: 0,
-                preexisting,
-            });
-            let age = now.saturating_duration_since(w.first_seen);
-            let start = !w.judged;
-            let settle = graces.get(w.graces_done).is_some_and(|g| age >= *g);
-            if !start && !settle {
-                continue;
-            }
-            w.judged = true;
-            let (container, status) = registry.container_info(id);
-            let Some(container) = container else { continue };
-            let mut seen = w.bound.clone();
-            let ports = if settle {
-                w.graces_done = graces.iter().filter(|g| **g <= age).count();
-                let sockets = (meta.posture.host_network != Some(true))
-                    .then(|| listening(&entry.path))
-                    .flatten();
-                // Without socket tables of its own (the host's network
-                // namespace) and with binds from before the agent unseen, a
-                // port cannot be called unused.
-                let complete = sockets.is_some() || !w.preexisting;
-                seen.extend(sockets.unwrap_or_default());
-                seen.sort_unstable();
-                seen.dedup();
-                if complete {
-                    PortsSeen::Settled {
-                        listening: &seen,
-                        age,
-                    }
-                } else {
-                    PortsSeen::Listening(&seen)
-                }
-            } else if rules.has_listening_checks() {
-                // Ports listened on before the agent saw the container.
-                if meta.posture.host_network != Some(true) {
-                    seen.extend(listening(&entry.path).unwrap_or_default());
-                }
-                PortsSeen::Listening(&seen)
-            } else {
-                PortsSeen::Unknown
-            };
-            let subject = PostureSubject {
-                container: &container,
-                metadata: meta,
-                ports,
-            };
-            let mut found = Vec::new();
-            rules.evaluate_posture(&workload(&container, meta), &subject, &mut found);
-            Self::keep_new(&mut self.raised, found, &container, status, out);
-        }
-        self.ticked = true;
-    }
-
-    /// Learns from one event: a bind in a container (its port counts as
-    /// listened on, and `ssh-port` is judged), a removed cgroup (forgotten).
-    pub fn observe(&mut self, rules: &RuleSet, ev: &EnrichedEvent, out: &mut Vec<PostureAlert>) {
-        match &ev.event.body {
-            EventBody::Cgroup(c) if c.op == CgroupOp::Rmdir => {
-                self.watched.remove(&c.id);
-            }
-            EventBody::Network(n) if n.op == NetOp::Bind && n.dport != 0 => {
-                let Some(container) = &ev.container else {
-                    return;
-                };
-                // The bind may come before the tick that first judges the container.
-                let w = self
-                    .watched
-                    .entry(ev.event.header.cgroup_id)
-                    .or_insert_with(|| Watched {
-                        first_seen: Instant::now(),
-                        judged: false,
-                        bound: Vec::new(),
-                        graces_done: 0,
-                        preexisting: false,
-                    });
-                let port = ListenedPort {
-                    port: n.dport,
-                    udp: n.protocol == Protocol::Udp,
-                };
-                if !w.bound.contains(&port) {
-                    w.bound.push(port);
-                }
-                // Its files not read yet: the port is remembered for the grace.
-                let Some(meta) = ev.metadata.as_deref() else {
-                    return;
-                };
-                let subject = PostureSubject {
-                    container,
-                    metadata: meta,
-                    ports: PortsSeen::Bound(std::slice::from_ref(&port)),
-                };
-                let mut found = Vec::new();
-                rules.evaluate_posture(&workload(container, meta), &subject, &mut found);
-                Self::keep_new(&mut self.raised, found, container, ev.metadata_status, out);
-            }
-            _ => {}
-        }
-    }
-
-    fn keep_new(
-        raised: &mut HashSet<(String, Arc<str>, Arc<str>)>,
-        found: Vec<Finding>,
-        container: &ContainerInfo,
-        status: MetadataStatus,
-        out: &mut Vec<PostureAlert>,
-    ) {
-        let id = container.id.clone().unwrap_or_default();
-        for f in found {
-            if raised.len() >= MAX_RAISED {
-                raised.clear();
-            }
-            if raised.insert((id.clone(), f.policy.clone(), f.rule.clone())) {
-                out.push(PostureAlert {
-                    finding: f,
-                    container: container.clone(),
-                    status,
-                });
-            }
-        }
-    }
-}
-
-/// The workload a container's selectors see.
-pub fn workload<'a>(c: &'a ContainerInfo, meta: &'a RuntimeMetadata) -> Workload<'a> {
-    Workload {
-        host: false,
-        image: c.image.as_deref(),
-        name: c.name.as_deref(),
-        namespace: c.namespace.as_deref(),
-        pod: c.pod.as_deref(),
-        runtime: c.runtime.as_deref(),
-        labels: &meta.labels,
     }
 }
 
@@ -734,15 +385,17 @@ pub fn workload<'a>(c: &'a ContainerInfo, meta: &'a RuntimeMetadata) -> Workload
 mod tests {
     use std::{
         path::{Path, PathBuf},
+        sync::Arc,
         time::{Duration, Instant},
     };
 
     use super::*;
     use crate::{
         context::{
-            CgroupRegistry, RuntimePaths,
+            CgroupRegistry, EnrichedEvent, MetadataStatus, RuntimePaths,
             runtime::tests::{DOCKER_BAD, DOCKER_GOOD, DOCKER_ONFAIL, DOCKER_WEB, fixture_root},
         },
+        event::{EventBody, NetOp, Protocol},
         policy::{Diagnostic, check_dir},
     };
 
