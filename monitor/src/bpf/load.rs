@@ -9,7 +9,9 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+    },
 };
 use monitor_common::{KernelOffsets, SENSITIVE_NAME_LEN, Settings, kind, loss};
 use tracing::{debug, info, warn};
@@ -24,6 +26,9 @@ enum Attach {
     RawTracepoint(&'static str),
     /// A cgroup socket-address hook on the cgroup v2 root.
     CgroupRoot,
+    /// A `cgroup_skb` ingress hook on the cgroup v2 root (it lets every
+    /// packet through).
+    CgroupSkbRoot,
 }
 
 /// A family of hooks. A concern may have rows in several tiers; the loader
@@ -252,6 +257,10 @@ const HOOKS: &[Hook] = &[
     cgroup_hook("sendmsg6", "egress (udp)", false),
     cgroup_hook("bind4", "listening", false),
     cgroup_hook("bind6", "listening", false),
+    Hook {
+        attach: Attach::CgroupSkbRoot,
+        ..cgroup_hook("dns_ingress", "dns answers", false)
+    },
 ];
 
 /// Every hook: the fixed table plus the enter/exit pair of each file syscall.
@@ -432,7 +441,7 @@ impl Kernel {
             let target = match hook.attach {
                 Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
                 Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
-                Attach::CgroupRoot => format!(
+                Attach::CgroupRoot | Attach::CgroupSkbRoot => format!(
                     "cgroup/{} on {}",
                     hook.program,
                     opts.cgroup2_mount.display()
@@ -621,20 +630,34 @@ fn attach(
             if first {
                 p.load().map_err(verifier_error)?;
             }
-            // Never displace another tool's programs on the root. From 5.7 aya
-            // attaches with a bpf_link, which always coexists with others and
-            // takes no flags; before that, prog_attach needs ALLOW_MULTI.
-            let links = aya::util::KernelVersion::current()
-                .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0));
-            let mode = if links {
-                CgroupAttachMode::Single
-            } else {
-                CgroupAttachMode::AllowMultiple
-            };
-            p.attach(cgroup_root, mode)?;
+            p.attach(cgroup_root, root_attach_mode())?;
+        }
+        Attach::CgroupSkbRoot => {
+            let p: &mut CgroupSkb = program.try_into()?;
+            if first {
+                p.load().map_err(verifier_error)?;
+            }
+            p.attach(
+                cgroup_root,
+                CgroupSkbAttachType::Ingress,
+                root_attach_mode(),
+            )?;
         }
     }
     Ok(())
+}
+
+/// Never displace another tool's programs on the root. From 5.7 aya
+/// attaches with a bpf_link, which always coexists with others and takes no
+/// flags; before that, prog_attach needs ALLOW_MULTI.
+fn root_attach_mode() -> CgroupAttachMode {
+    let links = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0));
+    if links {
+        CgroupAttachMode::Single
+    } else {
+        CgroupAttachMode::AllowMultiple
+    }
 }
 
 /// The hook table as this kernel took it, for `monitor hooks`: a line per
