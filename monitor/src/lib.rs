@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod diagnostic;
 pub mod event;
+pub mod learn;
 pub mod metrics;
 pub mod policy;
 pub mod posture;
