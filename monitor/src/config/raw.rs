@@ -1,6 +1,8 @@
-//! The configuration file as written (format in `deploy/README.md`), before
-//! validation. Values that can be wrong in ways YAML cannot tell are kept as
-//! [`Spanned`] so their diagnostics point at the value itself.
+//! The parts of the configuration file as written (format in
+//! `deploy/README.md`) that are not one row of the settings table (the
+//! table makes the top level): a sink, a secret reference, a list. Values
+//! that can be wrong in ways YAML cannot tell are kept as [`Spanned`] so
+//! their diagnostics point at the value itself.
 use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use serde::{
@@ -10,61 +12,6 @@ use serde::{
 use serde_saphyr::Spanned;
 
 use crate::sink::{RetryConfig, SecretSource, SpoolConfig, TlsConfig};
-
-/// One configuration file. Every key but `sinks` is also a flag of
-/// `monitor run` (`spool_dir:` is `--spool-dir` is `MONITOR_SPOOL_DIR`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawConfig {
-    #[serde(default)]
-    pub host_root: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub cgroup: Option<Spanned<OneOrMany<PathBuf>>>,
-    #[serde(default)]
-    pub ring_buffer_bytes: Option<Spanned<u64>>,
-    #[serde(default)]
-    pub fair_rate: Option<Spanned<u64>>,
-    #[serde(default)]
-    pub fair_burst: Option<Spanned<u64>>,
-    #[serde(default)]
-    pub rules: Option<Spanned<OneOrMany<PathBuf>>>,
-    #[serde(default)]
-    pub webhook: Option<Spanned<OneOrMany<Value>>>,
-    #[serde(default)]
-    pub webhook_secret_file: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub slack_webhook: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub slack_webhook_file: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub alertmanager: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub syslog: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub otlp: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub output_file: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub format: Option<Spanned<String>>,
-    #[serde(default)]
-    pub no_stdout: Option<bool>,
-    #[serde(default)]
-    pub enforce: Option<bool>,
-    #[serde(default)]
-    pub spool_dir: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub listen: Option<Spanned<String>>,
-    #[serde(default)]
-    pub listen_ip: Option<Spanned<String>>,
-    #[serde(default)]
-    pub dedup_window: Option<Spanned<String>>,
-    #[serde(default)]
-    pub shutdown_grace: Option<Spanned<String>>,
-    #[serde(default)]
-    pub log: Option<Spanned<String>>,
-    #[serde(default)]
-    pub sinks: Vec<Spanned<RawSink>>,
-}
 
 /// A sink with every option (`sinks:` list). Which fields apply depends on
 /// `type`; the validator says which ones do not.

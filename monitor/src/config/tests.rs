@@ -2,6 +2,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::sink::SinkKind;
 
 fn errors(text: &str) -> Vec<String> {
     match parse(Path::new("/etc/monitor/monitor.yaml"), text) {

@@ -10,9 +10,9 @@ use std::{
 use anyhow::Context as _;
 
 /// The unit as shipped in `deploy/systemd/monitor.service`.
-pub const UNIT: &str = include_str!("../../../deploy/systemd/monitor.service");
+pub const UNIT: &str = include_str!("../../deploy/systemd/monitor.service");
 /// The example configuration as shipped in `deploy/monitor.yaml`.
-pub const CONFIG: &str = include_str!("../../../deploy/monitor.yaml");
+pub const CONFIG: &str = include_str!("../../deploy/monitor.yaml");
 /// Where the shipped unit expects the binary; rewritten for another `--prefix`.
 pub const UNIT_BINARY: &str = "/usr/local/bin/monitor";
 
@@ -20,7 +20,7 @@ macro_rules! rule_pack {
     ($($name:literal),* $(,)?) => {
         /// The default rule pack (`rules/*.yaml`), by file name.
         pub const RULES: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../../rules/", $name)))),*
+            $(($name, include_str!(concat!("../../rules/", $name)))),*
         ];
     };
 }
@@ -138,7 +138,7 @@ mod tests {
         let embedded: Vec<&str> = RULES.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             embedded, on_disk,
-            "update rule_pack! in monitor/src/config/install.rs to ship every rule file"
+            "update rule_pack! in monitor/src/install.rs to ship every rule file"
         );
         for (name, text) in RULES {
             assert_eq!(*text, fs::read_to_string(dir.join(name)).unwrap());
