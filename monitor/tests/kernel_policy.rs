@@ -823,6 +823,116 @@ fn egress_by_dns_name_follows_the_containers_own_answers() {
     );
 }
 
+/// Writes a file below `dir` and connects to each destination from an empty
+/// network namespace (ENETUNREACH at once, after the hooks saw it).
+fn learn_workload_script(dir: &str, dests: &[(&str, u16)]) -> String {
+    format!(
+        "import os\nos.makedirs('{dir}', exist_ok=True)\nopen('{dir}/page.html', 'w').write('x')\n{}",
+        connect_script(dests)
+    )
+}
+
+#[test]
+fn a_learned_policy_loads_and_flags_only_what_is_new() {
+    if !kernel_tests_enabled("a_learned_policy_loads_and_flags_only_what_is_new") {
+        return;
+    }
+    let _serial = serial();
+    // Learning: one replica of shop/api, a write and a connection.
+    let host_root = common::tempdir();
+    std::os::unix::fs::symlink("/proc", host_root.path().join("proc")).unwrap();
+    let tree = TestCgroupTree::new();
+    let id = docker_container_id();
+    write_docker_state(host_root.path(), &id, "shop-1", "shop/api:3");
+    let cgroup = tree.cgroup(&format!("docker-{id}.scope"));
+    let out = common::tempdir();
+    let scratch_dir = common::tempdir();
+    let scratch = scratch_dir.path().canonicalize().unwrap();
+    let cache = scratch.join("cache");
+    let cache = cache.to_str().unwrap();
+    let py = scratch.join("work.py");
+    fs::write(&py, learn_workload_script(cache, &[("203.0.113.7", 443)])).unwrap();
+    let args = ["/usr/bin/python3", "-B", "-I", py.to_str().unwrap()];
+    let learn = Monitor::start(
+        &[
+            "learn",
+            "--duration",
+            "10m",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--cgroup",
+            tree.path.to_str().unwrap(),
+            "--host-root",
+            host_root.path().to_str().unwrap(),
+        ],
+        "learning",
+    );
+    cgroup.run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    let stderr = learn.stop();
+    assert!(stderr.contains("policy written"), "{stderr}");
+    let file = out.path().join("image-shop-api.yaml");
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}; stderr:\n{stderr}"));
+    for want in [
+        r#"- exe: ["/usr/bin/python3"]"#.to_owned(),
+        format!(r#"- "{cache}/**""#),
+        r#"- to: ["203.0.113.7/32"]"#.to_owned(),
+        "shop-1".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want} not in:\n{text}");
+    }
+    // `rules check` takes it, with the shipped pack.
+    let check = std::process::Command::new(common::monitor_bin())
+        .args(["rules", "check"])
+        .arg(shipped_rules())
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    drop(learn_cleanup(cgroup, tree));
+
+    // Active, on another replica: the learned behaviour is quiet, a new
+    // destination is not.
+    let mut h = Harness::start(Setup {
+        containers: &[("shop-2", "shop/api:3")],
+        user_rules: &[("learned.yaml", &text)],
+        ..Default::default()
+    });
+    let py = h.scratch_file(
+        "work.py",
+        &learn_workload_script(cache, &[("203.0.113.7", 443)]),
+    );
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    assert_rules(&h.sync(), &[]);
+    let py = h.scratch_file("new.py", &connect_script(&[("203.0.113.99", 443)]));
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    let alerts = h.finish();
+    assert_eq!(alerts.len(), 1, "{}", dump(&alerts));
+    assert_eq!(
+        alerts[0]["network"]["daddr"],
+        "203.0.113.99",
+        "{}",
+        dump(&alerts)
+    );
+    assert_eq!(alerts[0]["rule"], "learned-egress", "{}", dump(&alerts));
+}
+
+/// The learning phase's cgroups go before the next agent starts.
+fn learn_cleanup(cgroup: ManuallyDrop<TestCgroup>, tree: TestCgroupTree) -> TestCgroupTree {
+    drop(ManuallyDrop::into_inner(cgroup));
+    tree
+}
+
 #[test]
 fn running_a_binary_the_container_wrote_is_drift() {
     if !kernel_tests_enabled("running_a_binary_the_container_wrote_is_drift") {

@@ -195,28 +195,22 @@ fn egress(out: &mut String, learned: &Learned) {
     }
 }
 
-/// The learned destinations as exceptions to the shipped `egress` rule, so
-/// that making the learned policy active also quiets the pack's rule for
-/// them (exceptions name no protocol: the port is the service).
+/// The shipped `egress` rule stands aside for the workload: its learned
+/// allowlist judges the workload's egress, more narrowly, and one
+/// connection gives one alert rather than one per allowlist.
 fn egress_exceptions(out: &mut String, workload: &Workload, learned: &Learned) {
     if learned.egress.is_empty() {
         return;
     }
-    let label = workload.label();
     let _ = writeln!(
         out,
-        "  - name: default/egress\n    extend: true\n    exceptions:"
+        "  - name: default/egress\n    extend: true\n    exceptions:\n      - reason: {}\n        rules: [egress]\n        selector: {}",
+        quote(&format!(
+            "{EGRESS_RULE} of learned/{} judges this workload's egress",
+            workload.label()
+        )),
+        workload.selector(),
     );
-    for e in egress_entries(learned).keys() {
-        let _ = writeln!(
-            out,
-            "      - reason: {}\n        rules: [egress]\n        selector: {}\n        {}\n        ports: [{}]",
-            quote(&format!("learned: {label} connects here")),
-            workload.selector(),
-            destination(e),
-            e.port
-        );
-    }
 }
 
 /// `dns: [...]` or `to: [...]`: a name where one was known.

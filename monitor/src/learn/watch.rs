@@ -1,7 +1,7 @@
 //! The learning loop: events from the kernel programs, enriched as
 //! `monitor run` enriches them, into the [`Learner`] until the time is up.
 use std::{
-    io::Write as _,
+    io::{IsTerminal as _, Write as _},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -44,6 +44,7 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
         "learning"
     );
     let mut ready = Vec::new();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             event = source.next() => {
@@ -64,18 +65,25 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
                 for e in ready.drain(..) {
                     learner.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
                 }
-                progress(&learner, opts.duration.saturating_sub(started.elapsed()));
+                ticks += 1;
+                progress(&learner, opts.duration.saturating_sub(started.elapsed()), ticks);
             }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
     }
+    // What the workloads did up to the stop is in the ring buffer already.
+    while let Some(event) = source.try_next() {
+        enricher.push(event, Instant::now(), &mut ready);
+    }
     enricher.drain_held(&mut ready);
     for e in ready.drain(..) {
         learner.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
     }
-    eprintln!();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     let lost = source.lost_total();
     if lost > 0 {
         warn!(
@@ -102,16 +110,21 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
     Ok(written)
 }
 
-/// The progress line on stderr, rewritten in place.
-fn progress(learner: &Learner, left: Duration) {
+/// The progress line on stderr: rewritten in place each second on a
+/// terminal, else a line every ten seconds (a log keeps every line).
+fn progress(learner: &Learner, left: Duration, ticks: u64) {
     let left = Duration::from_secs(left.as_secs());
-    let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "\rlearn: {} left, {} workloads, {} events learned   ",
+    let line = format!(
+        "learn: {} left, {} workloads, {} events learned",
         humantime::format_duration(left),
         learner.workloads.len(),
         learner.events()
     );
+    let mut err = std::io::stderr().lock();
+    if err.is_terminal() {
+        let _ = write!(err, "\r{line}   ");
+    } else if ticks.is_multiple_of(10) {
+        let _ = writeln!(err, "{line}");
+    }
     let _ = err.flush();
 }
