@@ -39,8 +39,10 @@ pub mod kind {
     /// killed exec) whose record could not be sent, so that an action taken
     /// without its alert is always told apart from an ordinary lost event.
     pub const ACTION: u32 = 8;
+    /// A DNS answer a watched cgroup's socket received (see [`DnsEvent`](super::DnsEvent)).
+    pub const DNS: u32 = 9;
     /// One past the largest kind: the size of the lost-event counter array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 
     /// Name used in logs and metrics.
     pub fn name(kind: u32) -> &'static str {
@@ -53,6 +55,7 @@ pub mod kind {
             CGROUP => "cgroup",
             SYSCALL => "syscall",
             ACTION => "enforcement",
+            DNS => "dns",
             _ => "unknown",
         }
     }
@@ -405,6 +408,27 @@ pub struct NetEvent {
     /// What enforcement did ([`action`]).
     pub action: u32,
     pub _pad: u32,
+}
+
+/// The most of a DNS message a [`DnsEvent`] carries: the classic 512-byte
+/// UDP limit twice over, enough for the answers of address lookups (a longer
+/// message is cut, and userspace reads what of it parses).
+pub const DNS_PAYLOAD_MAX: usize = 1024;
+
+/// A DNS response (UDP or TCP, source port 53) received by a socket of a
+/// watched cgroup, seen by the `cgroup_skb` ingress hook. It runs in softirq
+/// context: the header's pid, tid, uid, gid and comm are 0, and `cgroup_id`
+/// is the receiving socket's cgroup, not the current task's.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsEvent {
+    pub header: Header,
+    /// The message's length in the packet (it may exceed the bytes copied).
+    pub len: u32,
+    /// How many bytes of `payload` hold the message.
+    pub copied: u32,
+    /// The DNS message (without TCP's two-byte length prefix).
+    pub payload: [u8; DNS_PAYLOAD_MAX],
 }
 
 /// A cgroup directory made or removed in the v2 hierarchy.

@@ -91,8 +91,10 @@ fn current_with(scope: fn(u64) -> bool) -> Option<Task> {
 }
 
 /// The cached verdict, or a watched root itself; nothing is cached here.
+/// Also for the DNS hook, which has only the socket's cgroup id: the
+/// container's first exec, before any lookup of its, cached the verdict.
 #[inline(always)]
-fn in_scope_cached(cgroup_id: u64) -> bool {
+pub fn in_scope_cached(cgroup_id: u64) -> bool {
     match unsafe { SCOPE_VERDICTS.get(&cgroup_id) } {
         Some(verdict) => *verdict != 0,
         None => unsafe { SCOPE_ROOTS.get(&cgroup_id) }.is_some(),

@@ -9,6 +9,7 @@
 
 mod cgroup;
 mod context;
+mod dns;
 mod exec;
 mod file;
 mod kmem;

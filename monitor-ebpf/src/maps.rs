@@ -113,19 +113,30 @@ pub fn count_lost(kind: u32, reason: u32) {
         unsafe { *counter += 1 };
     }
     // A cgroup record's current task is whoever made or removed the cgroup
-    // (a runtime, systemd), not the cgroup it names: not attributed.
-    if kind != kind::CGROUP {
-        count_lost_in_cgroup(kind, reason);
+    // (a runtime, systemd), not the cgroup it names: not attributed. A DNS
+    // record's program counts its own (`count_lost_of`).
+    if kind != kind::CGROUP && kind != kind::DNS {
+        count_lost_in_cgroup(unsafe { bpf_get_current_cgroup_id() }, kind, reason);
     }
+}
+
+/// [`count_lost`] for a program that knows the record's cgroup and has no
+/// meaningful current task (the DNS hook, in softirq).
+#[inline(always)]
+pub fn count_lost_of(cgroup_id: u64, kind: u32, reason: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(kind * loss::COUNT + reason) {
+        unsafe { *counter += 1 };
+    }
+    count_lost_in_cgroup(cgroup_id, kind, reason);
 }
 
 const BPF_NOEXIST: u64 = 1;
 
-/// Attributes a loss to the current task's cgroup in [`CGROUP_LOST`].
+/// Attributes a loss to `cgroup_id` in [`CGROUP_LOST`].
 #[inline(always)]
-fn count_lost_in_cgroup(kind: u32, reason: u32) {
+fn count_lost_in_cgroup(cgroup_id: u64, kind: u32, reason: u32) {
     let key = CgroupLossKey {
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id,
         kind,
         reason,
     };
@@ -153,7 +164,7 @@ fn count_lost_in_cgroup(kind: u32, reason: u32) {
 /// ring buffer the way an open loop does (each costs the kernel far more).
 #[inline(always)]
 pub fn budgeted(kind: u32) -> bool {
-    kind == kind::FILE || kind == kind::NET || kind == kind::SYSCALL
+    kind == kind::FILE || kind == kind::NET || kind == kind::SYSCALL || kind == kind::DNS
 }
 
 /// Per-cgroup fairness: whether the current task's cgroup may send one more
@@ -167,11 +178,17 @@ pub fn budgeted(kind: u32) -> bool {
 /// and both pass; the budget is then a little generous, never stricter.
 #[inline(always)]
 pub fn within_budget(kind: u32) -> Result<(), u32> {
+    within_budget_of(unsafe { bpf_get_current_cgroup_id() }, kind)
+}
+
+/// [`within_budget`] for the records of `cgroup_id`, for a program whose
+/// current task is not the record's (the DNS hook, in softirq).
+#[inline(always)]
+pub fn within_budget_of(cgroup_id: u64, kind: u32) -> Result<(), u32> {
     let interval = setting!(fair_interval_ns);
     if interval == 0 || !budgeted(kind) {
         return Ok(());
     }
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(bucket) = FAIR_BUCKETS.get_ptr_mut(&cgroup_id) else {
         // The cgroup's first budgeted record (or its bucket was evicted): a

@@ -15,6 +15,7 @@ pub mod finding;
 pub mod health;
 pub mod host;
 pub mod install;
+pub mod learn;
 pub mod metrics;
 pub mod policy;
 pub mod posture;

@@ -22,12 +22,24 @@ enum Command {
     Trace {
         #[command(flatten)]
         source: config::SourceSettings,
-        /// Event kinds to print: exec, process (exec, fork, exit), file, net, cgroup, all.
+        /// Event kinds to print: exec, process (exec, fork, exit), file, net, cgroup, syscall, dns, all.
         #[arg(long, default_value = "all", value_name = "LIST")]
         kind: String,
     },
     /// Match events against the rules and deliver alerts (JSON lines on stdout by default).
     Run(Box<RunArgs>),
+    /// Watch the workloads for a while and write what each did as rule files
+    /// (one policy per workload), merged with what an earlier run wrote there.
+    Learn {
+        #[command(flatten)]
+        source: config::SourceSettings,
+        /// How long to watch (`10m`, `1h`); SIGINT or SIGTERM ends it early.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        duration: Duration,
+        /// The directory the rule files go to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Load the kernel programs, print every hook as active or inactive with
     /// the reason, and exit: 0 when every core hook attached, else 1.
     Hooks {
@@ -306,6 +318,20 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
         Step::Other(c) => c,
     };
     match command {
+        Command::Learn {
+            source,
+            duration,
+            out,
+        } => {
+            let opts = monitor::learn::LearnOptions {
+                source: source.options(),
+                host_root: source.host_root.clone(),
+                duration,
+                out,
+            };
+            prepare_host(&opts.host_root)?;
+            runtime()?.block_on(monitor::learn::run(opts))?;
+        }
         Command::Trace { source, kind } => {
             let kinds = trace::KindFilter::parse(&kind)?;
             let opts = trace::TraceOptions {

@@ -14,7 +14,7 @@ use crate::{
     context::{
         ContainerInfo, EnrichedEvent, Enricher, EnricherConfig, MetadataStatus, ProcessInfo,
     },
-    event::{CgroupOp, Event, EventBody, FileInfo, NetworkInfo, SyscallInfo},
+    event::{CgroupOp, Event, EventBody, FileInfo, NetworkInfo, SyscallInfo, dns::DnsAnswer},
 };
 
 /// Which events `--kind` lets through.
@@ -26,10 +26,11 @@ pub struct KindFilter {
     pub net: bool,
     pub cgroup: bool,
     pub syscall: bool,
+    pub dns: bool,
 }
 
 impl KindFilter {
-    /// Parses `exec,file,net` (also `process` for fork/exit, `cgroup`, `syscall`, `all`).
+    /// Parses `exec,file,net` (also `process` for fork/exit, `cgroup`, `syscall`, `dns`, `all`).
     pub fn parse(list: &str) -> anyhow::Result<Self> {
         let mut f = KindFilter::default();
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -43,9 +44,10 @@ impl KindFilter {
                 "net" | "network" => f.net = true,
                 "cgroup" => f.cgroup = true,
                 "syscall" => f.syscall = true,
+                "dns" => f.dns = true,
                 "all" => f = KindFilter::all(),
                 other => bail!(
-                    "unknown event kind `{other}` in --kind; use exec, process, file, net, cgroup, syscall or all"
+                    "unknown event kind `{other}` in --kind; use exec, process, file, net, cgroup, syscall, dns or all"
                 ),
             }
         }
@@ -60,6 +62,7 @@ impl KindFilter {
             net: true,
             cgroup: true,
             syscall: true,
+            dns: true,
         }
     }
 
@@ -71,6 +74,7 @@ impl KindFilter {
             EventBody::Network(_) => self.net,
             EventBody::Cgroup(_) => self.cgroup,
             EventBody::Syscall(_) => self.syscall,
+            EventBody::Dns(_) => self.dns,
         }
     }
 }
@@ -86,7 +90,7 @@ pub struct TraceOptions {
 #[derive(Serialize)]
 pub struct TraceLine<'a> {
     pub time: String,
-    /// `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`.
+    /// `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`, `dns`.
     pub event: &'static str,
     pub cgroup_id: u64,
     pub metadata_status: MetadataStatus,
@@ -98,6 +102,9 @@ pub struct TraceLine<'a> {
     pub syscall: Option<&'a SyscallInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<CgroupLine<'a>>,
+    /// A DNS answer's question and addresses (`event: "dns"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<&'a DnsAnswer>,
 }
 
 #[derive(Serialize)]
@@ -237,6 +244,10 @@ pub fn line<'a>(clock: &WallClock, e: &'a EnrichedEvent) -> TraceLine<'a> {
                 id: c.id,
                 path: &c.path,
             }),
+            _ => None,
+        },
+        dns: match &event.body {
+            EventBody::Dns(d) => Some(d),
             _ => None,
         },
     }

@@ -684,6 +684,248 @@ fn connect_off_the_allowlist_is_an_egress_alert() {
     );
 }
 
+/// The egress rules by DNS name: a policy of the user's that allows the
+/// shop's API by name, and denies a known-bad name, over the shipped
+/// `egress` rule.
+const DNS_RULES: &str = r#"
+policies:
+  - name: shop/egress
+    selector: {image: ["shop/*"]}
+    rules:
+      - name: bad-name
+        description: A container connected to an address it resolved from a known-bad name.
+        severity: high
+        egress:
+          deny:
+            - dns: ["bad.test", "*.bad.test"]
+  - name: default/egress
+    extend: true
+    exceptions:
+      - reason: the shop's own API, by name; its addresses change
+        rules: [egress]
+        selector: {image: ["shop/*"]}
+        dns: ["*.allowed.test"]
+"#;
+
+/// Resolves each name through the real resolver (glibc, `/etc/resolv.conf`)
+/// and connects to what it got; then, after the first answer's TTL has run
+/// out, connects to that address again without asking. Every connect must
+/// be refused (the test server holds the addresses), and exits 0 only then.
+const RESOLVE_AND_CONNECT: &str = r#"
+import errno, socket, sys, time
+def connect(address):
+    s = socket.socket()
+    s.settimeout(10)
+    try:
+        s.connect((address, 443))
+        sys.exit(4)
+    except OSError as e:
+        if e.errno != errno.ECONNREFUSED:
+            sys.exit(3)
+    finally:
+        s.close()
+def resolve(name):
+    return socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+first = resolve("www.allowed.test")
+if first != "192.0.2.10":
+    sys.exit(5)
+connect(first)
+connect(resolve("other.test"))
+connect(resolve("cdn.bad.test"))
+time.sleep(6)
+connect(first)
+"#;
+
+#[test]
+fn egress_by_dns_name_follows_the_containers_own_answers() {
+    if !kernel_tests_enabled("egress_by_dns_name_follows_the_containers_own_answers") {
+        return;
+    }
+    let _serial = serial();
+    // www.allowed.test is a CNAME with a 3-second TTL, as a CDN gives.
+    let dns = common::dns::DnsServer::start(
+        &[
+            "host-record=edge.cdn.test,192.0.2.10,3",
+            "cname=www.allowed.test,edge.cdn.test,3",
+            "host-record=other.test,192.0.2.20,60",
+            "host-record=cdn.bad.test,192.0.2.30,60",
+        ],
+        &["192.0.2.10", "192.0.2.20", "192.0.2.30"],
+    );
+    let mut h = Harness::start(Setup {
+        containers: &[("shop", "shop/api:3")],
+        user_rules: &[("dns.yaml", DNS_RULES)],
+        ..Default::default()
+    });
+    let py = h.scratch_file("resolve.py", RESOLVE_AND_CONNECT);
+    let isolation = Isolation {
+        join_net: Some(dns.client_netns()),
+        mounts: vec![Mount::Bind {
+            source: dns.resolv_conf.path().to_str().unwrap().to_owned(),
+            target: "/etc/resolv.conf".into(),
+        }],
+        ..Default::default()
+    };
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    let pid = h
+        .container("shop")
+        .cgroup
+        .run_isolated(&isolation, args[0], &args[1..], None);
+    let alerts = h.finish();
+    let mut got: Vec<(String, String, Value)> = alerts
+        .iter()
+        .map(|a| {
+            assert_eq!(a["process"]["pid"], pid, "{}", dump(&alerts));
+            (
+                a["rule"].as_str().unwrap().to_owned(),
+                a["network"]["daddr"].as_str().unwrap_or("-").to_owned(),
+                a["network"]["dns"].clone(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    // Allowed by name: the first connect to 192.0.2.10; the same address
+    // after its answer expired is judged by address alone. The bad name's
+    // connection is one alert, the deny rule's (one alert per connection).
+    // The DNS queries themselves go to cluster DNS, which the shipped rule
+    // allows.
+    assert_eq!(
+        got,
+        vec![
+            (
+                "bad-name".to_owned(),
+                "192.0.2.30".to_owned(),
+                json!("cdn.bad.test")
+            ),
+            ("egress".to_owned(), "192.0.2.10".to_owned(), Value::Null),
+            (
+                "egress".to_owned(),
+                "192.0.2.20".to_owned(),
+                json!("other.test")
+            ),
+        ],
+        "{}",
+        dump(&alerts)
+    );
+    let other = alerts
+        .iter()
+        .find(|a| a["network"]["daddr"] == "192.0.2.20")
+        .unwrap();
+    assert!(
+        other["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("egress to 192.0.2.20:443/tcp (other.test), "),
+        "{}",
+        other["summary"]
+    );
+}
+
+/// Writes a file below `dir` and connects to each destination from an empty
+/// network namespace (ENETUNREACH at once, after the hooks saw it).
+fn learn_workload_script(dir: &str, dests: &[(&str, u16)]) -> String {
+    format!(
+        "import os\nos.makedirs('{dir}', exist_ok=True)\nopen('{dir}/page.html', 'w').write('x')\n{}",
+        connect_script(dests)
+    )
+}
+
+#[test]
+fn a_learned_policy_loads_and_flags_only_what_is_new() {
+    if !kernel_tests_enabled("a_learned_policy_loads_and_flags_only_what_is_new") {
+        return;
+    }
+    let _serial = serial();
+    // Learning: one replica of shop/api, a write and a connection.
+    let host_root = common::tempdir();
+    std::os::unix::fs::symlink("/proc", host_root.path().join("proc")).unwrap();
+    let tree = TestCgroup::parent();
+    let id = runtime::write_docker(host_root.path(), "shop-1", "shop/api:3");
+    let cgroup = tree.subdir(&format!("docker-{id}.scope"));
+    let out = common::tempdir();
+    let scratch_dir = common::tempdir();
+    let scratch = scratch_dir.path().canonicalize().unwrap();
+    let cache = scratch.join("cache");
+    let cache = cache.to_str().unwrap();
+    let py = scratch.join("work.py");
+    fs::write(&py, learn_workload_script(cache, &[("203.0.113.7", 443)])).unwrap();
+    let args = ["/usr/bin/python3", "-B", "-I", py.to_str().unwrap()];
+    let learn = Monitor::start(
+        &[
+            "learn",
+            "--duration",
+            "10m",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--cgroup",
+            tree.path.to_str().unwrap(),
+            "--host-root",
+            host_root.path().to_str().unwrap(),
+        ],
+        "learning",
+    );
+    cgroup.run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    let stderr = learn.stop();
+    assert!(stderr.contains("policy written"), "{stderr}");
+    let file = out.path().join("image-shop-api.yaml");
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}; stderr:\n{stderr}"));
+    for want in [
+        r#"- exe: ["/usr/bin/python3"]"#.to_owned(),
+        format!(r#"- "{cache}/**""#),
+        r#"- to: ["203.0.113.7/32"]"#.to_owned(),
+        "shop-1".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want} not in:\n{text}");
+    }
+    // `rules check` takes it, with the shipped pack.
+    let check = std::process::Command::new(common::monitor_bin())
+        .args(["rules", "check"])
+        .arg(shipped_rules())
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // The learning phase's cgroups go before the next agent starts.
+    cgroup.remove();
+    drop(tree);
+
+    // Active, on another replica: the learned behaviour is quiet, a new
+    // destination is not.
+    let mut h = Harness::start(Setup {
+        containers: &[("shop-2", "shop/api:3")],
+        user_rules: &[("learned.yaml", &text)],
+        ..Default::default()
+    });
+    let py = h.scratch_file(
+        "work.py",
+        &learn_workload_script(cache, &[("203.0.113.7", 443)]),
+    );
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    assert_rules(&h.sync(), &[]);
+    let py = h.scratch_file("new.py", &connect_script(&[("203.0.113.99", 443)]));
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    let alerts = h.finish();
+    assert_eq!(alerts.len(), 1, "{}", dump(&alerts));
+    assert_eq!(
+        alerts[0]["network"]["daddr"],
+        "203.0.113.99",
+        "{}",
+        dump(&alerts)
+    );
+    assert_eq!(alerts[0]["rule"], "learned-egress", "{}", dump(&alerts));
+}
+
 #[test]
 fn running_a_binary_the_container_wrote_is_drift() {
     if !kernel_tests_enabled("running_a_binary_the_container_wrote_is_drift") {
@@ -852,6 +1094,7 @@ fn allowed_behaviour_raises_no_alert() {
     let isolation = Isolation {
         net: true,
         mounts: vec![Mount::Tmpfs("/etc".into())],
+        ..Default::default()
     };
     sh_in(&h.container("web").cgroup, &isolation, &script);
     // Sentinel: the sentinel container's alert is the only one.

@@ -18,6 +18,9 @@ pub(super) enum Attach {
     RawTracepoint(&'static str),
     /// A cgroup socket-address hook on the cgroup v2 root.
     CgroupRoot,
+    /// A `cgroup_skb` ingress hook on the cgroup v2 root (it lets every
+    /// packet through).
+    CgroupSkbRoot,
 }
 
 /// A family of hooks. A concern may have rows in several tiers; the loader
@@ -102,6 +105,7 @@ impl Hook {
             Attach::Tracepoint(g, n) => format!("tracepoint/{g}/{n}"),
             Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
             Attach::CgroupRoot => format!("cgroup/{}", self.program),
+            Attach::CgroupSkbRoot => format!("cgroup_skb/{}", self.program),
         }
     }
 
@@ -257,6 +261,10 @@ const HOOKS: &[Hook] = &[
     cgroup_hook("sendmsg6", "egress (udp)", false),
     cgroup_hook("bind4", "listening", false),
     cgroup_hook("bind6", "listening", false),
+    Hook {
+        attach: Attach::CgroupSkbRoot,
+        ..cgroup_hook("dns_ingress", "dns answers", false)
+    },
 ];
 
 /// Every hook: the fixed table plus the enter/exit pair of each file syscall.

@@ -8,7 +8,9 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+    },
 };
 use monitor_common::{KernelOffsets, SENSITIVE_NAME_LEN, Settings, kind, loss};
 use tracing::{debug, info, warn};
@@ -145,7 +147,9 @@ impl Kernel {
         for hook in all_hooks() {
             let name = hook.name();
             let target = match hook.attach {
-                Attach::CgroupRoot => format!("{name} on {}", opts.cgroup2_mount.display()),
+                Attach::CgroupRoot | Attach::CgroupSkbRoot => {
+                    format!("{name} on {}", opts.cgroup2_mount.display())
+                }
                 _ => name.clone(),
             };
             let error = if let Attach::Tracepoint(g, n) = hook.attach
@@ -330,20 +334,36 @@ fn attach(
             if first {
                 p.load().map_err(HookError::of_load)?;
             }
-            // Never displace another tool's programs on the root. From 5.7 aya
-            // attaches with a bpf_link, which always coexists with others and
-            // takes no flags; before that, prog_attach needs ALLOW_MULTI.
-            let links = aya::util::KernelVersion::current()
-                .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0));
-            let mode = if links {
-                CgroupAttachMode::Single
-            } else {
-                CgroupAttachMode::AllowMultiple
-            };
-            p.attach(cgroup_root, mode).map_err(attach_error)?;
+            p.attach(cgroup_root, root_attach_mode())
+                .map_err(attach_error)?;
+        }
+        Attach::CgroupSkbRoot => {
+            let p: &mut CgroupSkb = program.try_into().map_err(load_error)?;
+            if first {
+                p.load().map_err(HookError::of_load)?;
+            }
+            p.attach(
+                cgroup_root,
+                CgroupSkbAttachType::Ingress,
+                root_attach_mode(),
+            )
+            .map_err(attach_error)?;
         }
     }
     Ok(())
+}
+
+/// Never displace another tool's programs on the root. From 5.7 aya
+/// attaches with a bpf_link, which always coexists with others and takes no
+/// flags; before that, prog_attach needs ALLOW_MULTI.
+fn root_attach_mode() -> CgroupAttachMode {
+    let links = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0));
+    if links {
+        CgroupAttachMode::Single
+    } else {
+        CgroupAttachMode::AllowMultiple
+    }
 }
 
 /// The hook table as this kernel took it, for `monitor hooks`

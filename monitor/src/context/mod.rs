@@ -5,6 +5,7 @@
 //! - [`runtime`]: the runtime's own state files -> name, image, pod, posture.
 //! - [`registry`]: cgroup id -> container, kept from a scan and mkdir/rmdir events.
 //! - [`process`]: pid -> process, kept from `/proc` and exec/fork/exit events.
+//! - [`names`]: per cgroup, address -> the DNS name it was resolved from.
 //! - [`Enricher`]: owns the last two and enriches each event.
 //!
 //! How complete the container context is ([`MetadataStatus`]):
@@ -31,6 +32,7 @@ use crate::event::{CgroupOp, Event, EventBody};
 
 pub mod cgroup_path;
 pub mod held;
+pub mod names;
 pub mod process;
 pub mod registry;
 pub mod runtime;
@@ -219,6 +221,8 @@ pub struct Enricher {
     inits: HashMap<u64, u32>,
     /// Events of cgroups not resolved yet ([`push`](Self::push)).
     held: HeldEvents,
+    /// The names each cgroup resolved, for `network.dns`.
+    names: names::ResolvedNames,
 }
 
 /// Containers whose first process is remembered; past this the oldest
@@ -239,6 +243,7 @@ impl Enricher {
             next_retry_check: None,
             inits: HashMap::new(),
             held: HeldEvents::new(HoldLimits::default()),
+            names: names::ResolvedNames::new(names::NameLimits::default()),
         }
     }
 
@@ -343,15 +348,27 @@ impl Enricher {
     /// still in flight, or lost) triggers a lookup of that id through the
     /// process's `/proc/<pid>/cgroup`; until it succeeds, or the mkdir arrives,
     /// the event carries no container and status `pending`.
-    pub fn enrich_at(&mut self, event: Event, now: Instant) -> EnrichedEvent {
-        if let EventBody::Cgroup(change) = &event.body {
-            match change.op {
+    pub fn enrich_at(&mut self, mut event: Event, now: Instant) -> EnrichedEvent {
+        match &mut event.body {
+            EventBody::Cgroup(change) => match change.op {
                 CgroupOp::Mkdir => self.registry.on_mkdir(change.id, &change.path, now),
                 CgroupOp::Rmdir => {
                     self.registry.on_rmdir(change.id);
                     self.inits.remove(&change.id);
+                    self.names.forget(change.id);
                 }
+            },
+            EventBody::Dns(answer) => {
+                self.names
+                    .record(event.header.cgroup_id, event.header.ktime_ns, answer);
             }
+            EventBody::Network(net) => {
+                net.dns = self
+                    .names
+                    .name_for(event.header.cgroup_id, net.daddr, event.header.ktime_ns)
+                    .map(str::to_owned);
+            }
+            _ => {}
         }
         if self.next_retry_check.is_none_or(|t| now >= t) {
             self.registry.retry_pending(now);
@@ -359,8 +376,11 @@ impl Enricher {
         }
 
         let h = &event.header;
+        // A DNS answer reaches a socket, not a process (pid 0): only its
+        // cgroup is known.
+        let has_process = h.pid != 0;
         // A process older than the seed, or whose fork was lost: read it once.
-        let first_sight = self.table.get(h.pid).is_none();
+        let first_sight = has_process && self.table.get(h.pid).is_none();
         if first_sight
             && let Ok(entry) = ProcessTable::read_proc(
                 &self.config.proc_root,
@@ -370,14 +390,20 @@ impl Enricher {
         {
             self.table.insert(entry);
         }
-        self.table.update(&event);
+        if has_process {
+            self.table.update(&event);
+        }
         if first_sight || matches!(event.body, EventBody::Exec(_)) {
             self.learn_ancestors(h.pid);
         }
-        let process = self.process_info(&event);
+        let process = if has_process {
+            self.process_info(&event)
+        } else {
+            ProcessInfo::default()
+        };
 
         let cgroup_id = h.cgroup_id;
-        if cgroup_id != 0 && !self.registry.contains(cgroup_id) {
+        if has_process && cgroup_id != 0 && !self.registry.contains(cgroup_id) {
             self.registry
                 .lookup_unknown(cgroup_id, h.pid, &self.config.proc_root, now);
         }
@@ -408,7 +434,9 @@ impl Enricher {
         };
         let mut ev = self.enrich_at(event, now);
         let cgroup = ev.event.header.cgroup_id;
-        if cgroup == 0 {
+        // A DNS answer has done its work (the names cache) and has no
+        // process to judge: nothing waits on its cgroup.
+        if cgroup == 0 || matches!(ev.event.body, EventBody::Dns(_)) {
             out.push(ev);
         } else if self.registry.contains(cgroup) {
             self.release(cgroup, true, out);

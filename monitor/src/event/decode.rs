@@ -5,8 +5,8 @@ use std::{
 };
 
 use monitor_common::{
-    CgroupEvent, DirWalk, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent, PATH_LEN,
-    SyscallEvent, cgroup_op, file_op, kind, net_op, syscall_flags, walk_flags,
+    CgroupEvent, DirWalk, DnsEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent,
+    PATH_LEN, SyscallEvent, cgroup_op, file_op, kind, net_op, syscall_flags, walk_flags,
 };
 use thiserror::Error;
 
@@ -27,6 +27,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("unknown {what} code {code}")]
     UnknownCode { what: &'static str, code: u32 },
+    #[error(transparent)]
+    Dns(#[from] super::dns::DnsError),
 }
 
 /// Copies a `#[repr(C)]` record out of the ring buffer's bytes.
@@ -104,6 +106,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         kind::SYSCALL => {
             EventBody::Syscall(syscall(&read::<SyscallEvent>(data, "syscall record")?)?)
         }
+        kind::DNS => EventBody::Dns(dns(data)?),
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok(Event {
@@ -370,6 +373,25 @@ fn network(ev: &NetEvent) -> Result<NetworkInfo, DecodeError> {
         dns: None,
         action: ActionTaken::from_code(ev.action),
     })
+}
+
+/// The DNS message is parsed where it lies in the ring buffer: the record
+/// is a kilobyte, mostly payload, not worth copying out first.
+fn dns(data: &[u8]) -> Result<super::dns::DnsAnswer, DecodeError> {
+    let start = std::mem::offset_of!(DnsEvent, payload);
+    let short = |need| DecodeError::Short {
+        what: "dns record",
+        len: data.len(),
+        need,
+    };
+    let lengths = data
+        .get(std::mem::offset_of!(DnsEvent, len)..start)
+        .ok_or(short(start))?;
+    let field = |at: usize| u32::from_ne_bytes(lengths[at..at + 4].try_into().expect("4 bytes"));
+    let (len, copied) = (field(0), field(4));
+    let end = start + copied as usize;
+    let message = data.get(start..end).ok_or(short(end))?;
+    Ok(super::dns::parse(message, copied < len)?)
 }
 
 fn syscall(ev: &SyscallEvent) -> Result<SyscallInfo, DecodeError> {
@@ -721,6 +743,56 @@ mod tests {
         let json = serde_json::to_value(&n).unwrap();
         assert_eq!(json["protocol"], "udp");
         assert_eq!(json["daddr"], "::1");
+    }
+
+    #[test]
+    fn decodes_a_dns_answer_where_it_lies_and_tells_a_cut_one() {
+        use hickory_proto::{
+            op::{Message, MessageType, OpCode, Query},
+            rr::{Name, RData, Record, RecordType, rdata::A},
+        };
+        use std::str::FromStr as _;
+        let name = Name::from_str("api.test.").unwrap();
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(
+            name,
+            9,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
+        ));
+        let wire = m.to_vec().unwrap();
+        let mut ev = DnsEvent {
+            header: header(kind::DNS),
+            len: wire.len() as u32,
+            copied: wire.len() as u32,
+            payload: [0u8; monitor_common::DNS_PAYLOAD_MAX],
+        };
+        ev.payload[..wire.len()].copy_from_slice(&wire);
+        let EventBody::Dns(d) = decode(&bytes(&ev)).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(d.name, "api.test");
+        assert_eq!(
+            d.addresses[0].address,
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))
+        );
+        assert_eq!(d.addresses[0].ttl, 9);
+        assert!(!d.truncated);
+        // The kernel copied less than the packet held: said so.
+        let cut = DnsEvent {
+            len: ev.len + 100,
+            ..ev
+        };
+        let EventBody::Dns(d) = decode(&bytes(&cut)).unwrap().body else {
+            panic!()
+        };
+        assert!(d.truncated);
+        // A length past the record is a short record, not a panic.
+        let bad = DnsEvent { copied: 5000, ..ev };
+        assert!(matches!(
+            decode(&bytes(&bad)),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub mod decode;
+pub mod dns;
 pub mod syscall;
 
 pub use syscall::SyscallInfo;
@@ -40,12 +41,19 @@ pub struct EventHeader {
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventBody {
     Exec(ExecInfo),
-    Fork { child_pid: u32 },
-    Exit { exit_code: i32 },
+    Fork {
+        child_pid: u32,
+    },
+    Exit {
+        exit_code: i32,
+    },
     File(FileInfo),
     Network(NetworkInfo),
     Cgroup(CgroupChange),
     Syscall(SyscallInfo),
+    /// A DNS answer a socket of the cgroup received (no process: the
+    /// header's pid is 0).
+    Dns(dns::DnsAnswer),
 }
 
 impl Event {
@@ -56,13 +64,13 @@ impl Event {
                 EventKind::Process
             }
             EventBody::File(_) => EventKind::File,
-            EventBody::Network(_) => EventKind::Network,
+            EventBody::Network(_) | EventBody::Dns(_) => EventKind::Network,
             EventBody::Cgroup(_) => EventKind::Cgroup,
             EventBody::Syscall(_) => EventKind::Syscall,
         }
     }
 
-    /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`.
+    /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`, `dns`.
     pub fn name(&self) -> &'static str {
         match self.body {
             EventBody::Exec(_) => "exec",
@@ -72,6 +80,7 @@ impl Event {
             EventBody::Network(_) => "network",
             EventBody::Cgroup(_) => "cgroup",
             EventBody::Syscall(_) => "syscall",
+            EventBody::Dns(_) => "dns",
         }
     }
 }

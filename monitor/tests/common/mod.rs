@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod alerts;
 pub mod cgroups;
 pub mod delivery;
+pub mod dns;
 pub mod docker;
 pub mod namespaces;
 pub mod runtime;

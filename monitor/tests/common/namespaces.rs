@@ -20,6 +20,9 @@ pub struct Isolation {
     /// An empty network namespace: connects fail at once (ENETUNREACH) after
     /// the cgroup hooks have seen them, so nothing leaves the machine.
     pub net: bool,
+    /// A network namespace to join instead (`/run/netns/NAME`, made by the
+    /// test with `ip netns add`): one wired to the test's own servers.
+    pub join_net: Option<std::path::PathBuf>,
     /// Mounts in a private mount namespace (one is made when any is given);
     /// propagation is private, so the machine's mounts never change.
     pub mounts: Vec<Mount>,
@@ -57,6 +60,10 @@ impl Isolation {
     fn apply(&self, cmd: &mut Command) {
         let c = |s: &str| CString::new(s).unwrap();
         let net = self.net;
+        // Opened before the fork; the descriptor is the child's to setns.
+        let join_net = self.join_net.as_ref().map(|path| {
+            std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        });
         // (source, target, fstype, flags), prepared before the fork: only
         // async-signal-safe calls may run between fork and exec.
         let mounts: Vec<(CString, CString, Option<CString>, libc::c_ulong)> = self
@@ -76,6 +83,11 @@ impl Isolation {
             cmd.pre_exec(move || {
                 let fail = || Err(std::io::Error::last_os_error());
                 if net && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return fail();
+                }
+                if let Some(ns) = &join_net
+                    && libc::setns(std::os::fd::AsRawFd::as_raw_fd(ns), libc::CLONE_NEWNET) != 0
+                {
                     return fail();
                 }
                 if mounts.is_empty() {

@@ -12,9 +12,11 @@ use anyhow::{Context as _, bail};
 
 use super::kernel::Kernel;
 
-/// Modules the guest needs, when the kernel does not have them built in.
-/// Their dependencies come from each module's own `depends=`.
-const REQUIRED: &[&str] = &["virtio_pci", "virtiofs", "overlay"];
+/// Modules the guest needs, when the kernel does not have them built in:
+/// the host's root over virtiofs with an overlay, and veth for the tests'
+/// own network namespaces (the DNS server's). Their dependencies come from
+/// each module's own `depends=`.
+const REQUIRED: &[&str] = &["virtio_pci", "virtiofs", "overlay", "veth"];
 /// Loaded when the kernel has them: a virtio RNG, so that early getrandom()
 /// does not wait on entropy under emulation.
 const OPTIONAL: &[&str] = &["virtio_rng"];
