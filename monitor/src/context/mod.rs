@@ -253,14 +253,6 @@ impl Enricher {
         self
     }
 
-    /// Like [`new`](Self::new), reading runtime state through `paths`
-    /// (non-default Docker data root, containerd state directory, ...).
-    pub fn with_runtime_paths(config: EnricherConfig, paths: RuntimePaths) -> Self {
-        let mut e = Enricher::new(config);
-        e.registry = CgroupRegistry::new(paths).with_retry_policy(e.config.retry);
-        e
-    }
-
     /// Walks the cgroup2 tree and reads every process from `proc_root`: the
     /// state before the first event. Events should be flowing (buffered)
     /// already, so nothing between the walk and the first event is missed.

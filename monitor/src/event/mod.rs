@@ -57,19 +57,6 @@ pub enum EventBody {
 }
 
 impl Event {
-    /// The kind as `monitor trace --kind` and the alert record name it.
-    pub fn kind(&self) -> EventKind {
-        match self.body {
-            EventBody::Exec(_) | EventBody::Fork { .. } | EventBody::Exit { .. } => {
-                EventKind::Process
-            }
-            EventBody::File(_) => EventKind::File,
-            EventBody::Network(_) | EventBody::Dns(_) => EventKind::Network,
-            EventBody::Cgroup(_) => EventKind::Cgroup,
-            EventBody::Syscall(_) => EventKind::Syscall,
-        }
-    }
-
     /// A short name for the record type: `exec`, `fork`, `exit`, `file`, `network`, `cgroup`, `syscall`, `dns`.
     pub fn name(&self) -> &'static str {
         match self.body {
@@ -83,16 +70,6 @@ impl Event {
             EventBody::Dns(_) => "dns",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Process,
-    File,
-    Network,
-    Cgroup,
-    Syscall,
 }
 
 impl Event {
@@ -244,7 +221,6 @@ pub enum NetOp {
     Connect,
     Sendmsg,
     Bind,
-    Listen,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

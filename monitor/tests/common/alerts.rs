@@ -113,7 +113,7 @@ pub fn alerts() -> Vec<Alert> {
         (NetOp::Connect, Protocol::Tcp, "203.0.113.7"),
         (NetOp::Sendmsg, Protocol::Udp, "2001:db8::7"),
         (NetOp::Bind, Protocol::Other(132), "0.0.0.0"),
-        (NetOp::Listen, Protocol::Tcp, "::"),
+        (NetOp::Bind, Protocol::Tcp, "::"),
     ]
     .into_iter()
     .enumerate()

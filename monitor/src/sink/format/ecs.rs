@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `@timestamp`, `message`, `tags` | `time`, `summary`, `tags` (ATT&CK ids) |
 //! | `event.kind` | `alert` |
-//! | `event.category`, `event.type` | by kind: process `process`/`start`; file `file` and `change`, `creation` (creat, link, symlink), `deletion` (unlink) or `access` (a read-only open); a unix-socket connect `network`/`connection`; network `network` and `connection`, `start` (connect, sendmsg) or `start` (bind, listen); syscall `process`/`change`; posture `configuration`/`info`; agent `host`/`info`; every kind also `intrusion_detection`/`info` |
+//! | `event.category`, `event.type` | by kind: process `process`/`start`; file `file` and `change`, `creation` (creat, link, symlink), `deletion` (unlink) or `access` (a read-only open); a unix-socket connect `network`/`connection`; network `network` and `connection`, `start` (connect, sendmsg) or `start` (bind); syscall `process`/`change`; posture `configuration`/`info`; agent `host`/`info`; every kind also `intrusion_detection`/`info` |
 //! | `event.severity` | info 1, low 21, medium 47, high 73, critical 99 (Elastic Security's scale) |
 //! | `event.id`, `event.start`, `event.end`, `event.outcome` | `id`, `first_seen`, `last_seen`; `failure` for a failed file operation or syscall, `success` for one that succeeded |
 //! | `event.module`, `event.dataset`, `event.provider`, `event.action` | `monitor`, `monitor.alert`, `monitor`, the operation (`exec`, the file or network op, the syscall's name) |
@@ -12,7 +12,7 @@
 //! | `threat.*` | framework MITRE ATT&CK, `technique.id` and `technique.subtechnique.id` from `tags` |
 //! | `process.*` | `pid`, `name` = `comm`, `executable` = `exe`, `args`, `args_count`, `command_line`, `user.id` = `uid`, `parent.pid` = `ppid`, `parent.executable` (the nearest ancestor's exe) |
 //! | `file.*` | `path`, `name`, `directory`, `target_path` (symlink) |
-//! | `destination.*`, `network.*` | `ip`, `address`, `port`, `domain` = `dns`; `transport`, `iana_number`, `type` (ipv4, ipv6), `direction` (`egress`, or `ingress` for bind and listen) |
+//! | `destination.*`, `network.*` | `ip`, `address`, `port`, `domain` = `dns`; `transport`, `iana_number`, `type` (ipv4, ipv6), `direction` (`egress`, or `ingress` for bind) |
 //! | `container.*` | `id`, `name`, `runtime`, `image.name`, `image.tag` |
 //! | `orchestrator.*` | `type` kubernetes, `namespace`, `resource.type` pod, `resource.name` (when the container is in a pod) |
 //! | `host.name`, `host.hostname`, `observer.*` | `host`; the agent (`product` monitor, `vendor` monitor, `type` agent, `version`, `hostname`) |
@@ -44,7 +44,7 @@ pub fn document(a: &Value) -> Value {
             _ => (&["file"], &["change"]),
         },
         "network" => match text(a, &["network", "op"]) {
-            Some("bind" | "listen") => (&["network"], &["start"]),
+            Some("bind") => (&["network"], &["start"]),
             _ => (&["network"], &["connection", "start"]),
         },
         "syscall" => (&["process"], &["change"]),
@@ -231,7 +231,7 @@ fn network(n: &Value, out: &mut Map<String, Value>) {
         _ => {}
     }
     put(&mut net, "type", text(n, &["family"]));
-    let inbound = matches!(text(n, &["op"]), Some("bind" | "listen"));
+    let inbound = matches!(text(n, &["op"]), Some("bind"));
     net.insert(
         "direction".into(),
         json!(if inbound { "ingress" } else { "egress" }),

@@ -12,7 +12,7 @@
 //! | `device` | the node: `hostname` = `host` |
 //! | `evidences[0].process` | `pid`, `name` = `comm`, `cmd_line` = `args` joined, `file` = `exe`, `user.uid`, `parent_process` (`ppid`, the nearest ancestor's exe), `ancestry` (the ancestors whose exe is known: OCSF needs a name) |
 //! | `evidences[0].file` | `path`, `name`, `type_id` (5 Local Socket for a unix-socket connect, else 0 Unknown) |
-//! | `evidences[0].dst_endpoint`, `src_endpoint`, `connection_info` | `daddr`, `dport`, `dns`; the node as source of outbound ops; `protocol_name`, `protocol_num`, `protocol_ver_id` (4, 6), `direction_id` (2 Outbound: connect, sendmsg; 1 Inbound: bind, listen) |
+//! | `evidences[0].dst_endpoint`, `src_endpoint`, `connection_info` | `daddr`, `dport`, `dns`; the node as source of outbound ops; `protocol_name`, `protocol_num`, `protocol_ver_id` (4, 6), `direction_id` (2 Outbound: connect, sendmsg; 1 Inbound: bind) |
 //! | `evidences[0].device` | the node, when the container is the only other evidence (posture findings) |
 //! | `evidences[0].container` | `uid` = `id`, `name`, `runtime`, `image` (`name`, `tag`; `uid` = the image reference: the agent reads no image digest), `orchestrator` Kubernetes when the container is in a pod |
 //! | `resources[0]` | the pod: `type` `kubernetes.pod`, `name`, `namespace` |
@@ -237,7 +237,7 @@ fn network(n: &Value, host: Option<&str>, evidence: &mut Map<String, Value>) {
     let Some(ip) = text(n, &["daddr"]) else {
         return;
     };
-    let inbound = matches!(text(n, &["op"]), Some("bind" | "listen"));
+    let inbound = matches!(text(n, &["op"]), Some("bind"));
     let mut dst = Map::new();
     dst.insert("ip".into(), json!(ip));
     put(&mut dst, "port", n.get("dport").and_then(Value::as_u64));
