@@ -181,6 +181,21 @@ enum RulesCommand {
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
     },
+    /// Show, rule by rule, what changes from OLD to NEW (each loaded after
+    /// the `--base` directories); exit 0 when nothing does, 1 when
+    /// something does, 2 when a side does not load.
+    Diff {
+        /// The rule directory as it is (a learned policy as `learn` wrote it).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The rule directory as it would be (the edited policy).
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// Directories both sides are loaded after (the shipped pack, for a
+        /// learned policy that extends it). Repeatable.
+        #[arg(long = "base", value_name = "DIR")]
+        base: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -378,6 +393,29 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            });
+        }
+        Command::Rules {
+            command: RulesCommand::Diff { old, new, base },
+        } => {
+            let side = |dir: PathBuf| base.iter().cloned().chain([dir]).collect::<Vec<_>>();
+            return Ok(match policy::diff::diff(&side(old), &side(new)) {
+                Ok(changes) if changes.is_empty() => {
+                    println!("no rule changes");
+                    ExitCode::SUCCESS
+                }
+                Ok(changes) => {
+                    for c in &changes {
+                        println!("{c}");
+                    }
+                    ExitCode::from(1)
+                }
+                Err(diags) => {
+                    for d in &diags {
+                        eprintln!("{d}");
+                    }
+                    ExitCode::from(2)
+                }
             });
         }
         Command::Config {

@@ -5,6 +5,7 @@
 //! stage that writes to the kernel, enforcement, is `enforce`.
 mod enforce;
 mod options;
+mod shadow;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,8 +15,11 @@ use std::{
 use anyhow::Context as _;
 use tracing::{error, info, warn};
 
-use self::enforce::{Enforcer, unmatched_action};
 pub use self::options::{RunOptions, print_config};
+use self::{
+    enforce::{Enforcer, unmatched_action},
+    shadow::Shadow,
+};
 use crate::{
     alert::{Alert, AlertPipeline, LostCount, LostSummary, Severity, host_name},
     bpf::{CgroupLoss, Fairness, source::EventSource},
@@ -72,6 +76,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut enforcer = Enforcer::default();
     enforcer.reconcile(&mut source, &enricher, &rules, &sinks, &host);
     let mut evaluator = Evaluator::new(rules);
+    let mut shadow = match &opts.shadow {
+        Some(dir) => Some(
+            Shadow::load(&opts.rules, dir)
+                .with_context(|| format!("the shadow rules ({}) do not load", dir.display()))?,
+        ),
+        None => None,
+    };
     let mut posture = PostureWatch::new();
     let mut posture_out: Vec<PostureAlert> = Vec::new();
     let mut pipeline = AlertPipeline::new(opts.pipeline.clone(), &host, Some(metrics.clone()));
@@ -105,7 +116,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if cgroup_change {
                     enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                 }
-                judge(&mut ready, &mut evaluator, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                judge(&mut ready, &mut evaluator, &mut shadow, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
             }
             _ = tick.tick() => {
                 event_counts.flush_to(&metrics);
@@ -126,7 +137,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 enricher.retry_pending(now);
                 enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                 enricher.expire_held(now, &mut ready);
-                judge(&mut ready, &mut evaluator, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
+                judge(&mut ready, &mut evaluator, &mut shadow, &mut posture, &mut findings, &mut pipeline, &sinks, &clock, &host, now);
                 // Containers whose metadata was read since the last tick
                 // (and, on the first tick, every container already running),
                 // and those whose unused-port grace ended.
@@ -158,6 +169,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             _ = reload_tick.tick() => {
                 if watcher.changed() {
                     reload(&opts.rules, &mut evaluator, &metrics, "rule files changed");
+                    if let Some(s) = &mut shadow {
+                        s.reload("rule files changed");
+                    }
                     enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                     posture.rules_replaced();
                 }
@@ -165,6 +179,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 watcher.changed();
                 reload(&opts.rules, &mut evaluator, &metrics, "SIGHUP");
+                if let Some(s) = &mut shadow {
+                    s.reload("SIGHUP");
+                }
                 enforcer.reconcile(&mut source, &enricher, evaluator.rules(), &sinks, &host);
                 posture.rules_replaced();
             }
@@ -181,6 +198,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     judge(
         &mut ready,
         &mut evaluator,
+        &mut shadow,
         &mut posture,
         &mut findings,
         &mut pipeline,
@@ -320,6 +338,7 @@ fn cgroup_loss_alert(
 fn judge(
     ready: &mut Vec<EnrichedEvent>,
     evaluator: &mut Evaluator,
+    shadow: &mut Option<Shadow>,
     posture: &mut PostureWatch,
     findings: &mut Vec<Finding>,
     pipeline: &mut AlertPipeline,
@@ -338,8 +357,17 @@ fn judge(
                 sinks.dispatch(&out);
             }
         }
+        let shadowed = match shadow {
+            Some(s) => s.judge(&enriched, findings, at, host),
+            None => Vec::new(),
+        };
         for finding in findings.drain(..) {
             let alert = Alert::from_finding(&finding, &enriched, at, host);
+            for out in pipeline.push(alert, now) {
+                sinks.dispatch(&out);
+            }
+        }
+        for alert in shadowed {
             for out in pipeline.push(alert, now) {
                 sinks.dispatch(&out);
             }

@@ -93,6 +93,8 @@ struct Setup<'a> {
     /// Rule files of a user directory loaded after the shipped pack (file
     /// name, contents); the directory is passed even when this is empty.
     user_rules: &'a [(&'a str, &'a str)],
+    /// A candidate rule directory for `--shadow`.
+    shadow: Option<&'a Path>,
 }
 
 /// A running agent over a test's own cgroup tree, host root and scratch space.
@@ -150,22 +152,30 @@ impl Harness {
         let sentinel = make("sentinel", "busybox:1.36");
         let host_like = setup.host_like.then(|| tree.subdir("host-like"));
         let spool = scratch.join("spool");
+        let shadow: Vec<&str> = setup
+            .shadow
+            .map(|dir| vec!["--shadow", dir.to_str().unwrap()])
+            .unwrap_or_default();
         let monitor = Monitor::start(
             &[
-                "run",
-                "--rules",
-                shipped_rules().to_str().unwrap(),
-                "--rules",
-                user_rules.to_str().unwrap(),
-                "--cgroup",
-                tree.path.to_str().unwrap(),
-                "--host-root",
-                host_root.path().to_str().unwrap(),
-                "--spool-dir",
-                spool.to_str().unwrap(),
-                "--dedup-window",
-                "60s",
-            ],
+                &[
+                    "run",
+                    "--rules",
+                    shipped_rules().to_str().unwrap(),
+                    "--rules",
+                    user_rules.to_str().unwrap(),
+                    "--cgroup",
+                    tree.path.to_str().unwrap(),
+                    "--host-root",
+                    host_root.path().to_str().unwrap(),
+                    "--spool-dir",
+                    spool.to_str().unwrap(),
+                    "--dedup-window",
+                    "60s",
+                ][..],
+                &shadow,
+            ]
+            .concat(),
             "running; alerts go to",
         );
         Harness {
@@ -893,6 +903,77 @@ fn a_learned_policy_loads_and_flags_only_what_is_new() {
     // The learning phase's cgroups go before the next agent starts.
     cgroup.remove();
     drop(tree);
+
+    // In shadow, on another replica: the active alerts as ever (the shipped
+    // `egress` rule for both destinations), and a shadow alert for the new
+    // destination alone.
+    let mut h = Harness::start(Setup {
+        containers: &[("shop-2", "shop/api:3")],
+        shadow: Some(out.path()),
+        ..Default::default()
+    });
+    let py = h.scratch_file(
+        "work.py",
+        &learn_workload_script(cache, &[("203.0.113.7", 443)]),
+    );
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    let py = h.scratch_file("new.py", &connect_script(&[("203.0.113.99", 443)]));
+    let args = ["/usr/bin/python3", "-B", "-I", py.as_str()];
+    h.container("shop-2")
+        .cgroup
+        .run_isolated(&Isolation::net(), args[0], &args[1..], None);
+    // Egress alerts wait out the port-scan fold's window: all come at the stop.
+    let mut alerts = h.finish();
+    alerts.sort_by_key(|a| {
+        (
+            a["rule"].as_str().unwrap().to_owned(),
+            a["network"]["daddr"].as_str().unwrap().to_owned(),
+        )
+    });
+    assert_rules(&alerts, &["egress", "egress", "learned-egress"]);
+    assert_eq!(alerts[0]["network"]["daddr"], "203.0.113.7");
+    assert!(alerts[0].get("shadow").is_none(), "{}", dump(&alerts));
+    let (active, shadow) = (&alerts[1], &alerts[2]);
+    assert_eq!(active["network"]["daddr"], "203.0.113.99");
+    assert!(active.get("shadow").is_none(), "{}", dump(&alerts));
+    assert_eq!(shadow["network"]["daddr"], "203.0.113.99");
+    assert_eq!(shadow["shadow"], true, "{}", dump(&alerts));
+    assert_eq!(shadow["severity"], "info");
+    assert_eq!(shadow["policy"], "learned/image/shop/api");
+    assert!(
+        shadow["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("shadow: egress to 203.0.113.99:443/tcp"),
+        "{}",
+        shadow["summary"]
+    );
+    drop(h);
+
+    // `rules diff` shows what an edit changes.
+    let edited = common::tempdir();
+    fs::write(
+        edited.path().join("image-shop-api.yaml"),
+        text.replace("203.0.113.7/32", "203.0.113.0/24"),
+    )
+    .unwrap();
+    let diff = std::process::Command::new(common::monitor_bin())
+        .args(["rules", "diff", "--base"])
+        .arg(shipped_rules())
+        .arg(out.path())
+        .arg(edited.path())
+        .output()
+        .unwrap();
+    let diff_text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(1), "{diff_text}");
+    assert!(
+        diff_text.contains("~ learned/image/shop/api/learned-egress:")
+            && diff_text.contains("egress.allow + {\"ports\":[443],\"protocols\":[\"tcp\"],\"to\":[\"203.0.113.0/24\"]}"),
+        "{diff_text}"
+    );
 
     // Active, on another replica: the learned behaviour is quiet, a new
     // destination is not.

@@ -87,6 +87,11 @@ pub struct Alert {
     /// done: the agent runs without `--enforce` (a dry run), or the container
     /// was not under enforcement yet.
     pub would_deny: bool,
+    /// Added field: `true` for what a candidate rule set (`monitor run
+    /// --shadow DIR`) would flag beyond the active rules; absent otherwise.
+    /// Such an alert is `info`, and nothing is enforced for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Added field: for an `events-lost` alert about one container (or host
     /// cgroup), what the kernel programs could not send of its events;
     /// absent otherwise.
@@ -184,6 +189,7 @@ impl Alert {
             scan: None,
             action_taken: None,
             would_deny: false,
+            shadow: false,
             lost: None,
             posture: None,
             subject: String::new(),

@@ -87,6 +87,13 @@ settings! {
         rules: Vec<PathBuf> {
             flag: "rules", env: "MONITOR_RULES", value_name: "DIR", file: RuleDirs,
         }
+        /// A candidate rule directory (such as `monitor learn --out`'s),
+        /// judged beside the active rules and loaded after them: what it
+        /// would flag beyond them is reported as `info` alerts marked
+        /// `shadow`; the active alerts are unchanged, nothing is enforced.
+        shadow: Option<PathBuf> {
+            flag: "shadow", env: "MONITOR_SHADOW", value_name: "DIR", file: Optional<FilePath>,
+        }
         /// POST alerts to this URL (repeatable).
         webhook: Vec<String> {
             flag: "webhook", env: "MONITOR_WEBHOOK", value_name: "URL", file: HttpUrls,

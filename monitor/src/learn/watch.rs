@@ -15,6 +15,10 @@ use crate::{
     context::{Enricher, EnricherConfig},
 };
 
+/// How long the ring buffer must stay empty at the stop before learning
+/// ends: several of the reader's polls.
+const QUIET: Duration = Duration::from_millis(100);
+
 pub struct LearnOptions {
     pub source: SourceOptions,
     /// The host's `/` as the agent sees it (`/host` in a DaemonSet).
@@ -73,8 +77,15 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
             _ = sigterm.recv() => break,
         }
     }
-    // What the workloads did up to the stop is in the ring buffer already.
-    while let Some(event) = source.try_next() {
+    // What the workloads did up to the stop is in the ring buffer already;
+    // the reader looks every 10 ms. Read until it has been quiet a while.
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(event)) = tokio::time::timeout_at(
+        until.min(tokio::time::Instant::now() + QUIET),
+        source.next(),
+    )
+    .await
+    {
         enricher.push(event, Instant::now(), &mut ready);
     }
     enricher.drain_held(&mut ready);

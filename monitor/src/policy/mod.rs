@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 mod compile;
 mod detect;
+pub mod diff;
 mod enforce;
 mod evaluate;
 mod load;

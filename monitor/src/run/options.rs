@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub source: SourceOptions,
     /// Rule directories, later ones extending earlier ones.
     pub rules: Vec<PathBuf>,
+    /// A candidate rule directory judged beside them (`--shadow`).
+    pub shadow: Option<PathBuf>,
     pub host_root: PathBuf,
     pub sinks: Vec<SinkConfig>,
     pub spool_dir: PathBuf,
@@ -158,6 +160,7 @@ impl RunOptions {
                 ..s.source.options()
             },
             rules: s.rules.clone(),
+            shadow: s.shadow.clone(),
             host_root: s.source.host_root.clone(),
             sinks,
             spool_dir: s.spool_dir.clone(),

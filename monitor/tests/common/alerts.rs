@@ -181,6 +181,12 @@ pub fn alerts() -> Vec<Alert> {
         }],
     });
     out.push(lost);
+    // What a candidate rule set (`--shadow`) would flag: info, marked.
+    let mut shadow = out[0].clone();
+    shadow.severity = Severity::Info;
+    shadow.shadow = true;
+    shadow.summary = format!("shadow: {}", shadow.summary);
+    out.push(shadow);
     out
 }
 

@@ -16,7 +16,7 @@
 //! | `container.*` | `id`, `name`, `runtime`, `image.name`, `image.tag` |
 //! | `orchestrator.*` | `type` kubernetes, `namespace`, `resource.type` pod, `resource.name` (when the container is in a pod) |
 //! | `host.name`, `host.hostname`, `observer.*` | `host`; the agent (`product` monitor, `vendor` monitor, `type` agent, `version`, `hostname`) |
-//! | `monitor.*` | what ECS has no field for, under the product's own name: `schema`, `severity`, `count`, `update_of`, `metadata_status`, `attempt`, `action_taken`, `would_deny`, the file's `op`, `flags`, `result`, `target`, `mode`, `requested_path`, `truncated`, the network `op`, `syscall`, `scan`, `lost`, `container.cgroup` |
+//! | `monitor.*` | what ECS has no field for, under the product's own name: `schema`, `severity`, `count`, `update_of`, `metadata_status`, `attempt`, `action_taken`, `would_deny`, `shadow`, the file's `op`, `flags`, `result`, `target`, `mode`, `requested_path`, `truncated`, the network `op`, `syscall`, `scan`, `lost`, `container.cgroup` |
 //!
 //! `monitor/tests/alert_formats.rs` holds every kind of alert to the
 //! published field definitions (npm `@elastic/ecs` 9.4.0, its `ecs_flat`).
@@ -279,6 +279,7 @@ fn own(a: &Value) -> Value {
             "attempt",
             "action_taken",
             "would_deny",
+            "shadow",
             "syscall",
             "scan",
             "lost",

@@ -16,7 +16,7 @@
 //! | `evidences[0].device` | the node, when the container is the only other evidence (posture findings) |
 //! | `evidences[0].container` | `uid` = `id`, `name`, `runtime`, `image` (`name`, `tag`; `uid` = the image reference: the agent reads no image digest), `orchestrator` Kubernetes when the container is in a pod |
 //! | `resources[0]` | the pod: `type` `kubernetes.pod`, `name`, `namespace` |
-//! | `unmapped.monitor` | what OCSF has no attribute for: `schema`, `rule`, `policy`, `kind`, `metadata_status`, `attempt`, `action_taken`, `would_deny`, the file's `op`, `flags`, `result`, `target`, `mode`, `requested_path`, `truncated`, the network `op`, `syscall`, `scan`, `lost`, `container.cgroup` |
+//! | `unmapped.monitor` | what OCSF has no attribute for: `schema`, `rule`, `policy`, `kind`, `metadata_status`, `attempt`, `action_taken`, `would_deny`, `shadow`, the file's `op`, `flags`, `result`, `target`, `mode`, `requested_path`, `truncated`, the network `op`, `syscall`, `scan`, `lost`, `container.cgroup` |
 //!
 //! `monitor/tests/alert_formats.rs` holds every kind of alert to the
 //! published schema (PyPI `pydantic-ocsf` 3.0.0's copy of OCSF 1.7.0).
@@ -315,6 +315,7 @@ fn unmapped(a: &Value) -> Value {
             "attempt",
             "action_taken",
             "would_deny",
+            "shadow",
             "syscall",
             "scan",
             "lost",
