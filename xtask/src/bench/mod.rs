@@ -20,6 +20,8 @@ mod pipeline;
 mod process;
 mod profile;
 mod report;
+mod results;
+mod scratch;
 mod stats;
 pub mod synthetic;
 mod throughput;
@@ -27,14 +29,8 @@ mod throughput;
 use std::{
     fs,
     io::Write as _,
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::Duration,
 };
 
@@ -45,6 +41,8 @@ use serde::Serialize;
 use self::{
     cgroup::BenchCgroup,
     process::{Drained, LineHook, Ready, interrupted},
+    results::{Machine, NotMeasured, Results, loadavg},
+    scratch::{Listener, ShmDir},
 };
 
 #[derive(clap::Args, Debug)]
@@ -237,198 +235,6 @@ impl Ctx {
         }
         Ok(n)
     }
-}
-
-/// The bench's files on tmpfs, removed when dropped.
-struct ShmDir(PathBuf);
-
-impl ShmDir {
-    fn create() -> anyhow::Result<ShmDir> {
-        let base = Path::new("/dev/shm");
-        if let Ok(rd) = fs::read_dir(base) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name.strip_prefix("monitor-bench-")
-                    && !Path::new("/proc").join(pid).exists()
-                {
-                    let _ = fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let dir = base.join(format!("monitor-bench-{}", std::process::id()));
-        fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        Ok(ShmDir(dir))
-    }
-}
-
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Accepts and drops connections on 127.0.0.1 until dropped.
-struct Listener {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Listener {
-    fn start() -> anyhow::Result<Listener> {
-        let l = listen_loopback().context("listening on 127.0.0.1")?;
-        let port = l.local_addr()?.port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in l.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    break;
-                }
-                drop(conn);
-            }
-        });
-        Ok(Listener {
-            port,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// A listener on 127.0.0.1 with a deep accept queue: with std's 128, a
-/// moment without the CPU fills the queue, a SYN is dropped, and one connect
-/// of the loop waits a second for its retransmission.
-fn listen_loopback() -> std::io::Result<TcpListener> {
-    use std::os::fd::FromRawFd as _;
-    // SAFETY: plain socket calls; the fd is owned by the TcpListener on success
-    // and closed on failure.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        if libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_in).cast(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        ) != 0
-            || libc::listen(fd, 4096) != 0
-        {
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            return Err(e);
-        }
-        Ok(TcpListener::from_raw_fd(fd))
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocking accept.
-        let _ =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The machine the figures belong to.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    pub kernel: String,
-    pub cpu_model: String,
-    pub cpus: usize,
-    pub mem_gib: f64,
-    pub loadavg_start: [f64; 3],
-    pub loadavg_end: [f64; 3],
-    /// Other processes kept the CPUs busy when the bench started.
-    pub busy: bool,
-    /// Other eBPF agents, kernel tests, bpftrace or auditd seen at the start
-    /// or the end (`pid comm`).
-    pub other_observers: Vec<String>,
-}
-
-fn loadavg() -> [f64; 3] {
-    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut v = text.split_whitespace().map(|x| x.parse().unwrap_or(0.0));
-    [
-        v.next().unwrap_or(0.0),
-        v.next().unwrap_or(0.0),
-        v.next().unwrap_or(0.0),
-    ]
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
-        let mem_kib: f64 = fs::read_to_string("/proc/meminfo")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let load = loadavg();
-        Machine {
-            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            cpu_model,
-            cpus,
-            mem_gib: mem_kib / 1024.0 / 1024.0,
-            loadavg_start: load,
-            loadavg_end: load,
-            busy: load[0] > 0.5,
-            other_observers: process::other_observers(),
-        }
-    }
-}
-
-/// A measurement the issue asks for that this tree cannot make yet.
-#[derive(Clone, Debug, Serialize)]
-pub struct NotMeasured {
-    pub what: String,
-    pub why: String,
-}
-
-/// Everything the bench measured: `bench-results.json`.
-#[derive(Debug, Serialize)]
-pub struct Results {
-    pub generated_utc: String,
-    pub commit: String,
-    pub command: String,
-    pub machine: Machine,
-    pub plan: Plan,
-    pub sections_run: Vec<Section>,
-    pub overhead: Option<overhead::Overhead>,
-    pub throughput: Option<throughput::Throughput>,
-    pub latency: Option<latency::Latency>,
-    pub memory: Option<memory::Memory>,
-    pub pipeline: Option<pipeline::Pipeline>,
-    pub profile: Option<Vec<profile::Profile>>,
-    pub notes: Vec<String>,
-    pub errors: Vec<String>,
-    pub not_measured: Vec<NotMeasured>,
-    /// Wall-clock seconds each section took, and the whole bench (builds included).
-    pub section_secs: Vec<(Section, f64)>,
-    pub total_secs: f64,
 }
 
 fn capture(cmd: &mut Command) -> String {
