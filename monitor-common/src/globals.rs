@@ -114,6 +114,11 @@ impl KernelOffsets {
     };
 }
 
+/// The hierarchy id of cgroup v2 as `cgroup_mkdir` reports it in `root`
+/// (the default hierarchy is always 0): that tracepoint fires for the v1
+/// hierarchies too, and only v2 is kept.
+pub const CGROUP2_HIERARCHY_ID: u32 = 0;
+
 /// Agent settings the kernel programs read, handed over as a global before load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,9 +127,6 @@ pub struct Settings {
     pub agent_pid: u32,
     /// 1: report only tasks in the subtrees whose roots are in `SCOPE_ROOTS`.
     pub filter_cgroups: u32,
-    /// The hierarchy id of cgroup v2 as `cgroup_mkdir` reports it in `root`: that
-    /// tracepoint fires for the v1 hierarchies too, and only v2 is kept.
-    pub cgroup2_root: u32,
     /// 1: decide the cgroup scope by walking the task's cgroup v2 parents
     /// (`KernelOffsets::task_cgroups`...), because this kernel's tracing
     /// programs may not call `bpf_get_current_ancestor_cgroup_id`.
@@ -139,7 +141,6 @@ pub struct Settings {
     pub sensitive_reads: u32,
     /// 1: `--enforce`: the exec hook kills what `KILL_EXECS` names.
     pub enforce: u32,
-    pub _pad: u32,
     /// Per-cgroup fairness: the ring buffer time one budgeted record (file,
     /// network, syscall) costs its cgroup, `1e9 / rate`; 0 switches the
     /// budget off. Exec, fork, exit and cgroup records are never budgeted.
@@ -154,14 +155,12 @@ impl Settings {
     pub const ZERO: Settings = Settings {
         agent_pid: 0,
         filter_cgroups: 0,
-        cgroup2_root: 0,
         scope_by_walk: 0,
         nr_clone: 0,
         nr_clone3: 0,
         nr_socket: 0,
         sensitive_reads: 0,
         enforce: 0,
-        _pad: 0,
         fair_interval_ns: 0,
         fair_burst_ns: 0,
     };

@@ -12,7 +12,7 @@ mod records;
 
 pub use self::{
     enforce::{EgressVerdict, ExecKey, PortSegment},
-    globals::{KernelOffsets, Settings},
+    globals::{CGROUP2_HIERARCHY_ID, KernelOffsets, Settings},
     records::{
         AT_FDCWD, CgroupEvent, DNS_PAYLOAD_MAX, DirWalk, DnsEvent, ExecArgs, ExecEvent, ExitEvent,
         FileEvent, ForkEvent, Header, NetEvent, SyscallEvent, action, cgroup_op, file_op, net_op,

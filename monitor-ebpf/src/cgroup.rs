@@ -8,11 +8,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{CGROUP_PATH_LEN, CgroupEvent, cgroup_op, kind, loss};
+use monitor_common::{CGROUP_PATH_LEN, CGROUP2_HIERARCHY_ID, CgroupEvent, cgroup_op, kind, loss};
 
 use crate::{
     context,
-    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, counted, offset, setting},
+    maps::{BPF_RB_FORCE_WAKEUP, EVENTS, counted, offset},
 };
 
 #[tracepoint]
@@ -33,7 +33,7 @@ fn try_cgroup(ctx: &TracePointContext, op: u32) -> Result<(), u32> {
         ctx.read_at(offset!(tp_cgroup_root) as usize)
             .map_err(|_| loss::READ_FAULT)?
     };
-    if root != setting!(cgroup2_root) {
+    if root != CGROUP2_HIERARCHY_ID {
         return Ok(());
     }
     // Not filtered by cgroup or pid: the registry needs every container's birth.

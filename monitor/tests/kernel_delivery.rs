@@ -443,7 +443,14 @@ fn alerts_reach_a_real_alertmanager_through_the_flag() {
         assert_eq!(l["host"], host.as_str(), "{found:#}");
         assert_eq!(l["container"], a["container"]["name"], "{found:#}");
         assert_eq!(l["container_id"], a["container"]["id"], "{found:#}");
-        assert_eq!(l["subject"], a["process"]["exe"], "{found:#}");
+        // The subject is the dedup subject (#12): the executable and its
+        // arguments after argv[0], shown with spaces.
+        let mut subject = a["process"]["exe"].as_str().unwrap().to_owned();
+        for arg in a["process"]["args"].as_array().unwrap().iter().skip(1) {
+            subject.push(' ');
+            subject.push_str(arg.as_str().unwrap());
+        }
+        assert_eq!(l["subject"], subject.as_str(), "{found:#}");
         assert_eq!(found["annotations"]["summary"], a["summary"], "{found:#}");
         assert_eq!(found["status"]["state"], "active", "{found:#}");
         match a["container"]["name"].as_str() {

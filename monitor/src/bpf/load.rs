@@ -114,14 +114,12 @@ impl Kernel {
         let settings = Settings {
             agent_pid: std::process::id(),
             filter_cgroups: opts.filter_cgroups as u32,
-            cgroup2_root: 0,
             scope_by_walk: scope_by_walk as u32,
             nr_clone: libc::SYS_clone as u32,
             nr_clone3: libc::SYS_clone3 as u32,
             nr_socket: libc::SYS_socket as u32,
             sensitive_reads: 1,
             enforce: opts.enforce as u32,
-            _pad: 0,
             fair_interval_ns: opts.fairness.interval_ns(),
             fair_burst_ns: opts.fairness.burst_ns(),
         };
