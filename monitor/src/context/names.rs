@@ -109,24 +109,22 @@ impl ResolvedNames {
         let Some(map) = self.by_cgroup.get_mut(&cgroup) else {
             return;
         };
-        let before = map.len();
-        map.retain(|_, e| e.expires_ns > now_ns);
-        if map.len() == before
+        let mut freed = drop_expired(map, now_ns);
+        if freed == 0
             && let Some(soonest) = map
                 .iter()
                 .min_by_key(|(_, e)| e.expires_ns)
                 .map(|(a, _)| *a)
         {
             map.remove(&soonest);
+            freed = 1;
         }
-        self.total -= before - map.len();
+        self.total -= freed;
     }
 
     fn expire_all(&mut self, now_ns: u64) {
         for map in self.by_cgroup.values_mut() {
-            let before = map.len();
-            map.retain(|_, e| e.expires_ns > now_ns);
-            self.total -= before - map.len();
+            self.total -= drop_expired(map, now_ns);
         }
         self.by_cgroup.retain(|_, m| !m.is_empty());
     }
@@ -154,6 +152,13 @@ impl ResolvedNames {
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
+}
+
+/// Removes the entries expired at `now_ns`; returns how many went.
+fn drop_expired(map: &mut HashMap<IpAddr, Entry>, now_ns: u64) -> usize {
+    let before = map.len();
+    map.retain(|_, e| e.expires_ns > now_ns);
+    before - map.len()
 }
 
 #[cfg(test)]

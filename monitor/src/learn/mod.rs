@@ -174,6 +174,14 @@ impl Learner {
         }
     }
 
+    /// Learns from every event in `ready` (emptying it), each at its own
+    /// kernel time.
+    pub fn observe_all(&mut self, ready: &mut Vec<EnrichedEvent>, clock: &crate::clock::WallClock) {
+        for e in ready.drain(..) {
+            self.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
+        }
+    }
+
     /// Events learned from, in all.
     pub fn events(&self) -> u64 {
         self.workloads.values().map(|l| l.events).sum()

@@ -55,9 +55,7 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
                 let Some(mut event) = event else { break };
                 loop {
                     enricher.push(event, Instant::now(), &mut ready);
-                    for e in ready.drain(..) {
-                        learner.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
-                    }
+                    learner.observe_all(&mut ready, &clock);
                     match source.try_next() {
                         Some(next) => event = next,
                         None => break,
@@ -66,9 +64,7 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
             }
             _ = tick.tick() => {
                 enricher.expire_held(Instant::now(), &mut ready);
-                for e in ready.drain(..) {
-                    learner.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
-                }
+                learner.observe_all(&mut ready, &clock);
                 ticks += 1;
                 progress(&learner, opts.duration.saturating_sub(started.elapsed()), ticks);
             }
@@ -89,9 +85,7 @@ pub async fn run(opts: LearnOptions) -> anyhow::Result<Vec<state::Written>> {
         enricher.push(event, Instant::now(), &mut ready);
     }
     enricher.drain_held(&mut ready);
-    for e in ready.drain(..) {
-        learner.observe(&e, &clock.rfc3339(e.event.header.ktime_ns));
-    }
+    learner.observe_all(&mut ready, &clock);
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
