@@ -104,6 +104,12 @@ pub const HOOKED: &[RareSyscall] = calls![
     ("socket", SYS_socket, "socket", RAW_SOCKETS, true),
 ];
 
-/// The fentry tier's program for the seccomp refusals of every call.
+/// The fentry tier's program for the seccomp refusals of every call, on
+/// the function that runs the filters. One program, so the trampoline on a
+/// function every syscall of a confined task calls runs one program only: it
+/// is a concern of its own. It reports the refusals of the calls whose
+/// concern the fentry tier serves (the loader fills `REFUSABLE` once the
+/// tiers are settled); the tracepoint tier's exits report the others'.
 pub const REFUSAL_PROGRAM: &str = "seccomp_refusal";
 pub const REFUSAL_FUNCTION: &str = "__secure_computing";
+pub const REFUSALS: &str = "seccomp refusals";
