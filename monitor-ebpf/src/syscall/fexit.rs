@@ -1,6 +1,6 @@
 //! The fentry tier of the rare syscalls: an fexit program on each call's
-//! `__x64_sys_<name>`, which sees the arguments (in the `struct pt_regs` the
-//! call was made with) and the result at once; and one on
+//! `__x64_sys_<name>`, which sees the arguments (in the task's saved user
+//! registers, which the call was made with) and the result at once; and one on
 //! `__secure_computing` for the calls a seccomp profile refuses, which never
 //! reach `__x64_sys_*`. Attached to those functions only, they cost nothing
 //! to any other syscall, where one program on a syscall tracepoint puts every
@@ -51,13 +51,19 @@ fn reg(regs: u64, off: usize) -> Result<u64, u32> {
         .map_err(|_| loss::READ_FAULT)
 }
 
-/// `__x64_sys_<name>(const struct pt_regs *regs)` has returned `ret`.
+/// `__x64_sys_<name>(const struct pt_regs *regs)` has returned.
 #[inline(always)]
 fn try_fexit(ctx: &FExitContext, filter: Filter) -> Result<(), u32> {
     let Some(task) = context::current() else {
         return Ok(());
     };
-    let regs: u64 = ctx.arg(0);
+    // `regs` is the task's saved user registers; found from the task, not
+    // from the argument: 5.10's BTF has `struct pt_regs` only declared, not
+    // defined, for some of these functions (process_vm_writev, bpf, the
+    // module calls...), and its verifier refuses to read such an argument.
+    let Some(regs) = user_regs()? else {
+        return Ok(());
+    };
     // fexit's arguments are the function's, then its return value.
     let ret: i64 = ctx.arg(1);
     let mut args = [0u64; 6];
@@ -159,8 +165,9 @@ fn try_refusal(ctx: &FExitContext) -> Result<(), u32> {
 }
 
 /// The current task's user registers, saved at the top of its kernel stack
-/// (`task_pt_regs`): `sd` is NULL on x86_64 and `bpf_task_pt_regs` came only
-/// in 5.15. The padding above them depends on the kernel's configuration, so
+/// (`task_pt_regs`, what `do_syscall_64` hands the syscall functions): for
+/// `__secure_computing`, `sd` is NULL on x86_64, and `bpf_task_pt_regs` came
+/// only in 5.15. The padding above them depends on the kernel's configuration, so
 /// each candidate is checked to hold a user code and stack segment. `None`
 /// for a 32-bit task: its numbers are another table's, not hooked here.
 #[inline(always)]
