@@ -176,7 +176,8 @@ fn try_keep_argc(ctx: &FEntryContext) -> Result<(), u32> {
 /// Skipping what was prepended leaves the caller's argv, except that for a
 /// script argv[0] is the path the kernel ran, not the caller's argv[0]
 /// (lost, overwritten in place); they differ only when the caller chose an
-/// argv[0] other than the path.
+/// argv[0] other than the path. And an exec with an empty argv has one empty
+/// string here (the kernel gives the program `""` as argv[0] since 5.18).
 #[fentry]
 pub fn bprm_committed_creds(ctx: FEntryContext) -> u32 {
     counted(kind::EXEC, try_stash_committed(&ctx));
