@@ -159,7 +159,8 @@ fn exec_fork_and_exit_are_events() {
     let EventBody::Exec(x) = &exec.body else {
         unreachable!()
     };
-    // argv from sys_enter_execve, stashed until the exec.
+    // argv from sys_enter_execve (or the kernel's copy, in the fentry tier),
+    // stashed until the exec.
     assert_eq!(
         x.args,
         ["/bin/sh", "-c", "(exit 3); /bin/true probe-arg"],
@@ -198,7 +199,8 @@ fn exec_fork_and_exit_are_events() {
         of(e, pid) && matches!(e.body, EventBody::Exit { exit_code: 0 })
     });
 
-    // fexecve is execveat(fd, "", AT_EMPTY_PATH): argv from sys_enter_execveat.
+    // fexecve is execveat(fd, "", AT_EMPTY_PATH): argv from sys_enter_execveat
+    // in the tracepoint tier.
     let script = r#"
 import os
 fd = os.open("/bin/true", os.O_RDONLY)
