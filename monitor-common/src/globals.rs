@@ -62,6 +62,17 @@ pub struct KernelOffsets {
     pub tp_cgroup_level: u32,
     pub tp_cgroup_id: u32,
     pub tp_cgroup_path: u32,
+    // The fentry tier's exec and seccomp programs (kept apart from the
+    // members above: the file programs add their own block).
+    /// 1 when the `struct linux_binprm` members below were found: exec's
+    /// argv read from the kernel's copy at `security_bprm_committed_creds`.
+    pub bprm_valid: u32,
+    /// `p`: where the argv strings start, on the new program's stack.
+    pub bprm_p: u32,
+    pub bprm_argc: u32,
+    /// `task_struct.stack`, 0 when unknown: a seccomp refusal's syscall
+    /// number and errno are in the registers saved at the stack's top.
+    pub task_stack: u32,
     pub _pad: u32,
 }
 
@@ -110,6 +121,10 @@ impl KernelOffsets {
         tp_cgroup_level: 0,
         tp_cgroup_id: 0,
         tp_cgroup_path: 0,
+        bprm_valid: 0,
+        bprm_p: 0,
+        bprm_argc: 0,
+        task_stack: 0,
         _pad: 0,
     };
 }

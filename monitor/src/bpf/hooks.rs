@@ -12,7 +12,6 @@ use aya::programs::ProgramError;
 use super::ScopeRoute;
 
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code, reason = "the fentry tier's rows come with its programs")]
 pub(super) enum Attach {
     /// `group/name` under tracefs `events/`.
     Tracepoint(&'static str, &'static str),
@@ -170,7 +169,6 @@ const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -
 /// concern cannot be served by this tier without it (every row of a concern
 /// in a tier must attach for the tier to serve it; `core` only says, when
 /// the tracepoint tier is missing too, whether the agent can start).
-#[allow(dead_code, reason = "the tier's rows come with its programs")]
 pub(super) const fn fentry(
     program: &'static str,
     function: &'static str,
@@ -190,7 +188,6 @@ pub(super) const fn fentry(
 }
 
 /// A row of the fentry tier, as an `fexit` program (see [`fentry`]).
-#[allow(dead_code, reason = "the tier's rows come with its programs")]
 pub(super) const fn fexit(
     program: &'static str,
     function: &'static str,

@@ -148,6 +148,7 @@ impl Kernel {
         })?;
         let hooks = attach_tiers(&mut ebpf, opts, &cgroup_root);
         log_hooks(&hooks);
+        fill_refusable(&mut ebpf, &hooks)?;
         let scope_route = match (opts.filter_cgroups, scope_by_walk) {
             (false, _) => ScopeRoute::Unfiltered,
             (true, false) => ScopeRoute::AncestorHelper,
@@ -544,6 +545,33 @@ fn fill_sensitive_names(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         names
             .insert(sensitive_key(name), 1, 0)
             .with_context(|| format!("adding {name} to the sensitive names"))?;
+    }
+    Ok(())
+}
+
+/// Tells the fentry tier's seccomp-refusal program which calls are its to
+/// report: those whose concern that tier serves (the tracepoint tier's exit
+/// programs report the others' refusals), minus the filtered ones.
+fn fill_refusable(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> anyhow::Result<()> {
+    let tiers = concern_tiers(hooks);
+    let served = |concern: &str| {
+        tiers
+            .iter()
+            .any(|(c, t)| *c == concern && *t == Some(Tier::Fentry))
+    };
+    if !served(super::syscalls::REFUSALS) {
+        return Ok(());
+    }
+    let map = ebpf
+        .map_mut("REFUSABLE")
+        .ok_or_else(|| anyhow!("REFUSABLE map missing"))?;
+    let mut refusable: HashMap<_, u32, u32> = HashMap::try_from(map)?;
+    for call in super::syscalls::HOOKED {
+        if !call.filtered && served(call.concern) {
+            refusable
+                .insert(call.nr as u32, 1, 0)
+                .with_context(|| format!("adding {} to the refusable calls", call.name))?;
+        }
     }
     Ok(())
 }

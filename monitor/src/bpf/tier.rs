@@ -4,17 +4,49 @@
 //!
 //! A concern's rows here carry the same concern name as the tracepoint rows
 //! they replace (`hooks::all_hooks`): the loader compares by that name.
-use super::hooks::Hook;
+use super::{
+    hooks::{Hook, fentry, fexit},
+    syscalls::{HOOKED, REFUSAL_FUNCTION, REFUSAL_PROGRAM, REFUSALS},
+};
 
 /// File writes, renames, unlinks, links, chmods, truncates, symlinks,
 /// sensitive reads and `*.sock` connects, from the `security_*` hooks.
 pub(super) const FILE_TIER: &[Hook] = &[];
 
-/// argv of an exec from the kernel's copy.
-pub(super) const EXEC_TIER: &[Hook] = &[];
+/// argv of an exec from the kernel's copy (`monitor-ebpf/src/exec.rs`): the
+/// argc the caller passed, before any interpreter was prepended, then the
+/// strings past the point of no return. The record itself is still sent at
+/// `sched_process_exec`, a shared row of the tracepoint tier.
+pub(super) const EXEC_TIER: &[Hook] = &[
+    fentry(
+        "bprm_creds_for_exec",
+        "security_bprm_creds_for_exec",
+        "exec",
+        true,
+    ),
+    fentry(
+        "bprm_committed_creds",
+        "security_bprm_committed_creds",
+        "exec",
+        true,
+    ),
+];
 
-/// The rare syscalls (`syscalls::HOOKED`) at their entry functions.
-pub(super) const SYSCALL_TIER: &[Hook] = &[];
+/// The rare syscalls (`syscalls::HOOKED`) at their entry functions, one
+/// fexit program each, and the seccomp refusals of all of them.
+pub(super) const SYSCALL_TIER: &[Hook] = &syscall_rows();
+
+/// Each call's row in its own concern, then the refusals' row.
+const fn syscall_rows() -> [Hook; HOOKED.len() + 1] {
+    let mut rows = [fexit(REFUSAL_PROGRAM, REFUSAL_FUNCTION, REFUSALS, false); HOOKED.len() + 1];
+    let mut i = 0;
+    while i < HOOKED.len() {
+        let call = HOOKED[i];
+        rows[i] = fexit(call.program, call.function, call.concern, false);
+        i += 1;
+    }
+    rows
+}
 
 /// Every row of the tier, in the order the loader tries them.
 pub(super) const ROWS: [&[Hook]; 3] = [FILE_TIER, EXEC_TIER, SYSCALL_TIER];

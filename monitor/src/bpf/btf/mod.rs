@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 mod offsets;
 
-pub use offsets::{cgroup_walk_offsets, kernel_offsets, pidns_offsets};
+pub use offsets::{cgroup_walk_offsets, fentry_tier_offsets, kernel_offsets, pidns_offsets};
 
 /// Where the running kernel exposes its own BTF.
 pub const VMLINUX_PATH: &str = "/sys/kernel/btf/vmlinux";

@@ -162,3 +162,17 @@ pub fn pidns_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     o.pidns_valid = 1;
     Ok(())
 }
+
+/// Fills the members the fentry tier's exec and seccomp programs read and
+/// sets `bprm_valid`: `linux_binprm.p` and `argc` (argv from the kernel's
+/// copy of it), and `task_struct.stack` (a refused call's saved registers).
+/// Every BTF kernel has them; were one missing, those programs would count
+/// each argv and refusal as lost (`loss::READ_FAULT`), and the caller says so.
+pub fn fentry_tier_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U32, U64};
+    o.bprm_p = btf.checked("linux_binprm", "p", U64)?;
+    o.bprm_argc = btf.checked("linux_binprm", "argc", U32)?;
+    o.task_stack = btf.checked("task_struct", "stack", Pointer)?;
+    o.bprm_valid = 1;
+    Ok(())
+}
