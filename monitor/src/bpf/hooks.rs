@@ -223,6 +223,22 @@ impl Hook {
         }
     }
 
+    /// A row whose concern the tracepoint tier covers with rows of other
+    /// concerns: without it attached, its concern is still served there.
+    pub(super) const fn covered_by(self, covered_by: &'static str) -> Hook {
+        Hook {
+            covered_by: Some(covered_by),
+            ..self
+        }
+    }
+
+    /// Whether its absence from this kernel leaves its concern's tier whole:
+    /// an optional row whose function the kernel does not have (its
+    /// tracepoint twin is then missing too).
+    pub(super) fn absent_here(&self, error: &HookError) -> bool {
+        !self.core && matches!(error, HookError::NoFunction { .. })
+    }
+
     const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
         Hook {
             since,
@@ -443,6 +459,8 @@ pub struct HookStatus {
     pub standby: bool,
     /// `None` when attached or in standby, else why not.
     pub error: Option<HookError>,
+    /// What serves its concern when this row does not ([`Hook::covered_by`]).
+    pub covered_by: Option<&'static str>,
 }
 
 impl HookStatus {
@@ -493,6 +511,9 @@ pub enum HookError {
     },
     /// The compiled object has no program of that name (a build mismatch).
     NotInObject { program: &'static str },
+    /// This kernel's BTF has no such function: the syscall or hook is not
+    /// built in (a kernel without modules has no `init_module`).
+    NoFunction { function: &'static str },
     /// The verifier refused the program.
     Verifier {
         /// The load syscall's error (`Permission denied`, `Argument list too long`...).
@@ -524,6 +545,7 @@ impl HookError {
         match self {
             HookError::NoTracepoint { .. } => "no_tracepoint",
             HookError::NotInObject { .. } => "not_in_object",
+            HookError::NoFunction { .. } => "no_function",
             HookError::Verifier { .. } => "verifier",
             HookError::Load(_) => "load",
             HookError::Attach(_) => "attach",
@@ -577,6 +599,9 @@ impl fmt::Display for HookError {
             HookError::NotInObject { program } => {
                 write!(f, "program {program} is not in the object")
             }
+            HookError::NoFunction { function } => {
+                write!(f, "this kernel has no function {function}")
+            }
             // An empty log: refused before the verifier ran (EPERM for a
             // program type this kernel does not let the agent load).
             HookError::Verifier { reason, log_tail } if log_tail.is_empty() => {
@@ -614,7 +639,14 @@ impl std::error::Error for HookError {}
 pub fn concern_tiers(hooks: &[HookStatus]) -> Vec<(&'static str, Option<Tier>)> {
     let mut out: Vec<(&'static str, Option<Tier>)> = Vec::new();
     for h in hooks {
-        let tier = h.attached().then_some(h.tier);
+        // An upper row covered by the tracepoint tier's rows of other
+        // concerns (the seccomp refusals, by the rare syscalls' exits).
+        let covered = h.tier > Tier::Tracepoint && h.covered_by.is_some() && !h.attached();
+        let tier = if covered {
+            Some(Tier::Tracepoint)
+        } else {
+            h.attached().then_some(h.tier)
+        };
         match out.iter_mut().find(|(c, _)| *c == h.concern) {
             Some((_, t)) => *t = (*t).max(tier),
             None => out.push((h.concern, tier)),
@@ -689,6 +721,7 @@ mod tests {
             core,
             standby: false,
             error,
+            covered_by: None,
         }
     }
 

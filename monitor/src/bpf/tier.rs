@@ -38,7 +38,11 @@ pub(super) const SYSCALL_TIER: &[Hook] = &syscall_rows();
 
 /// Each call's row in its own concern, then the refusals' row.
 const fn syscall_rows() -> [Hook; HOOKED.len() + 1] {
-    let mut rows = [fexit(REFUSAL_PROGRAM, REFUSAL_FUNCTION, REFUSALS, false); HOOKED.len() + 1];
+    // Without it, the tracepoint tier's `sys_exit_rare` rows (which see a
+    // refused call's exit) report the refusals.
+    let refusals = fexit(REFUSAL_PROGRAM, REFUSAL_FUNCTION, REFUSALS, false)
+        .covered_by("the rare syscalls' sys_exit tracepoints");
+    let mut rows = [refusals; HOOKED.len() + 1];
     let mut i = 0;
     while i < HOOKED.len() {
         let call = HOOKED[i];
