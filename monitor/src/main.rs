@@ -366,14 +366,11 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
                 opts.btf.as_deref(),
                 false,
                 false,
+                opts.tier,
             )?;
             let report = monitor::bpf::load::report(&started.kernel);
             print!("{report}");
-            let core_missing = started
-                .kernel
-                .hooks
-                .iter()
-                .any(|h| h.core && h.error.is_some());
+            let core_missing = started.kernel.hooks.iter().any(|h| h.core_missing());
             if core_missing {
                 return Ok(ExitCode::FAILURE);
             }

@@ -66,7 +66,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let mut source = EventSource::<Event>::start(&opts.source)?;
     for h in &source.started.kernel.hooks {
-        metrics.set_hook(h.hook(), h.core, h.status());
+        metrics.set_hook(h.hook(), h.required(), h.status());
+    }
+    for (concern, tier) in crate::bpf::hooks::concern_tiers(&source.started.kernel.hooks) {
+        let tier = tier.map_or("none".to_owned(), |t| t.to_string());
+        metrics.set_concern_tier(concern, &tier);
     }
     metrics.set_programs_attached(true);
     let mut enricher = Enricher::new(EnricherConfig::for_host_root(&opts.host_root));

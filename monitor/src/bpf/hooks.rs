@@ -12,6 +12,7 @@ use aya::programs::ProgramError;
 use super::ScopeRoute;
 
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code, reason = "the fentry tier's rows come with its programs")]
 pub(super) enum Attach {
     /// `group/name` under tracefs `events/`.
     Tracepoint(&'static str, &'static str),
@@ -21,23 +22,85 @@ pub(super) enum Attach {
     /// A `cgroup_skb` ingress hook on the cgroup v2 root (it lets every
     /// packet through).
     CgroupSkbRoot,
+    /// An `fentry` program on this kernel function (found in the kernel's BTF).
+    FEntry(&'static str),
+    /// An `fexit` program on this kernel function: it sees the arguments and
+    /// the return value.
+    FExit(&'static str),
 }
 
 /// A family of hooks. A concern may have rows in several tiers; the loader
-/// attaches every row this kernel offers and the concern is served by its
-/// best active tier (the LSM/fentry tier will rank above tracepoints).
+/// serves each concern from the best tier whose every row attaches here,
+/// and leaves the rows of the tiers below it in standby (`load`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
     /// Syscall and scheduler tracepoints, raw tracepoints, cgroup socket
-    /// hooks: every kernel from 5.8 (the ring buffer) has them.
+    /// hooks: every kernel from 5.8 (the ring buffer) has them. Paths are the
+    /// caller's strings, io_uring is not seen, and while any program sits on
+    /// a syscall tracepoint every syscall of every task takes the slow path.
     Tracepoint,
+    /// `fentry`/`fexit` on the kernel's `security_*` functions and syscall
+    /// entry points: paths from kernel objects (after symlinks), io_uring
+    /// covered, and no cost for syscalls nobody hooks. Needs BTF and a
+    /// kernel that lets this agent load tracing programs (5.5 on x86_64;
+    /// lockdown or a missing trampoline refuses them).
+    Fentry,
 }
 
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Tier::Tracepoint => "tracepoint",
+            Tier::Fentry => "fentry",
         })
+    }
+}
+
+/// Which tiers the loader may use (`--hook-tier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TierChoice {
+    /// The best tier each concern can have on this kernel.
+    #[default]
+    Auto,
+    /// The tracepoint tier only: to compare the tiers, or where tracing
+    /// programs must not be loaded.
+    Tracepoint,
+}
+
+impl TierChoice {
+    pub const ALL: [TierChoice; 2] = [TierChoice::Auto, TierChoice::Tracepoint];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierChoice::Auto => "auto",
+            TierChoice::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// Whether rows of `tier` are tried at all.
+    pub(super) fn allows(self, tier: Tier) -> bool {
+        self == TierChoice::Auto || tier == Tier::Tracepoint
+    }
+}
+
+impl fmt::Display for TierChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TierChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TierChoice::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a hook tier: write `auto` (the best each kernel offers) or `tracepoint`"
+                )
+            })
     }
 }
 
@@ -64,6 +127,11 @@ pub(super) struct Hook {
     pub(super) since: &'static str,
     /// What still covers the concern on kernels without this row.
     pub(super) covered_by: Option<&'static str>,
+    /// A tracepoint row that stays attached when a higher tier serves its
+    /// concern: a scheduler tracepoint costs nothing on unrelated syscalls,
+    /// and the higher tier's programs rely on it (`sched_process_exec`
+    /// sends the exec record both tiers fill).
+    pub(super) shared: bool,
 }
 
 const fn tp(
@@ -81,6 +149,7 @@ const fn tp(
         core,
         since: BASELINE,
         covered_by: None,
+        shared: false,
     }
 }
 
@@ -93,6 +162,44 @@ const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -
         core,
         since: BASELINE,
         covered_by: None,
+        shared: false,
+    }
+}
+
+/// A row of the fentry tier on kernel function `function`. `core`: the
+/// concern cannot be served by this tier without it (every row of a concern
+/// in a tier must attach for the tier to serve it; `core` only says, when
+/// the tracepoint tier is missing too, whether the agent can start).
+#[allow(dead_code, reason = "the tier's rows come with its programs")]
+pub(super) const fn fentry(
+    program: &'static str,
+    function: &'static str,
+    concern: &'static str,
+    core: bool,
+) -> Hook {
+    Hook {
+        program,
+        attach: Attach::FEntry(function),
+        concern,
+        tier: Tier::Fentry,
+        core,
+        since: "5.5",
+        covered_by: None,
+        shared: false,
+    }
+}
+
+/// A row of the fentry tier, as an `fexit` program (see [`fentry`]).
+#[allow(dead_code, reason = "the tier's rows come with its programs")]
+pub(super) const fn fexit(
+    program: &'static str,
+    function: &'static str,
+    concern: &'static str,
+    core: bool,
+) -> Hook {
+    Hook {
+        attach: Attach::FExit(function),
+        ..fentry(program, function, concern, core)
     }
 }
 
@@ -106,6 +213,16 @@ impl Hook {
             Attach::RawTracepoint(n) => format!("raw_tracepoint/{n}"),
             Attach::CgroupRoot => format!("cgroup/{}", self.program),
             Attach::CgroupSkbRoot => format!("cgroup_skb/{}", self.program),
+            Attach::FEntry(function) => format!("fentry/{function}"),
+            Attach::FExit(function) => format!("fexit/{function}"),
+        }
+    }
+
+    /// Kept attached whatever tier serves the concern (see [`Hook::shared`]).
+    const fn shared(self) -> Hook {
+        Hook {
+            shared: true,
+            ..self
         }
     }
 
@@ -215,19 +332,20 @@ const HOOKS: &[Hook] = &[
         "sched_process_exec",
         "exec",
         true,
-    ),
+    )
+    .shared(),
     tp(
         "sys_enter_execve",
         "syscalls",
         "sys_enter_execve",
-        "exec argv",
+        "exec",
         true,
     ),
     tp(
         "sys_enter_execveat",
         "syscalls",
         "sys_enter_execveat",
-        "exec argv",
+        "exec",
         false,
     ),
     Hook {
@@ -267,9 +385,15 @@ const HOOKS: &[Hook] = &[
     },
 ];
 
-/// Every hook: the fixed table plus the enter/exit pair of each file syscall.
+/// Every hook: the fentry tier's rows first (the loader decides each
+/// concern's tier from them before it attaches any tracepoint), then the
+/// fixed table, the enter/exit pair of each file syscall and the rare calls.
 pub(super) fn all_hooks() -> Vec<Hook> {
-    let mut hooks = HOOKS.to_vec();
+    let mut hooks: Vec<Hook> = super::tier::ROWS
+        .iter()
+        .flat_map(|r| r.iter().copied())
+        .collect();
+    hooks.extend_from_slice(HOOKS);
     for (enter, exit, core, newer) in FILE_SYSCALLS {
         // The opens' exits also report reads of sensitive files.
         let exit_program = match exit {
@@ -318,7 +442,9 @@ pub struct HookStatus {
     pub concern: &'static str,
     pub tier: Tier,
     pub core: bool,
-    /// `None` when attached, else why not.
+    /// Not attached because a higher tier serves the concern: no error.
+    pub standby: bool,
+    /// `None` when attached or in standby, else why not.
     pub error: Option<HookError>,
 }
 
@@ -331,12 +457,28 @@ impl HookStatus {
     }
 
     pub fn attached(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && !self.standby
     }
 
-    /// `attached`, or the kind of error ([`HookError::kind`]).
+    /// The agent cannot run without it: a core hook of the tracepoint tier,
+    /// the fallback every kernel has (a higher tier's row has it beneath).
+    pub fn required(&self) -> bool {
+        self.core && self.tier == Tier::Tracepoint
+    }
+
+    /// A required hook that neither attached nor has a higher tier
+    /// standing in for it.
+    pub fn core_missing(&self) -> bool {
+        self.required() && self.error.is_some()
+    }
+
+    /// `attached`, `standby`, or the kind of error ([`HookError::kind`]).
     pub fn status(&self) -> &'static str {
-        self.error.as_ref().map_or("attached", HookError::kind)
+        match &self.error {
+            Some(e) => e.kind(),
+            None if self.standby => "standby",
+            None => "attached",
+        }
     }
 }
 
@@ -366,6 +508,14 @@ pub enum HookError {
     Load(Arc<ProgramError>),
     /// The program loaded and the kernel refused to attach it.
     Attach(Arc<ProgramError>),
+    /// It attached, and was detached again: another row of its concern in
+    /// the same tier could not attach, and a tier serves a concern whole.
+    TierIncomplete {
+        /// The row that failed.
+        missing: String,
+    },
+    /// This kernel has no BTF to load tracing programs against.
+    NoBtf(String),
 }
 
 /// How many of the verifier's last lines an error keeps.
@@ -380,6 +530,8 @@ impl HookError {
             HookError::Verifier { .. } => "verifier",
             HookError::Load(_) => "load",
             HookError::Attach(_) => "attach",
+            HookError::TierIncomplete { .. } => "tier_incomplete",
+            HookError::NoBtf(_) => "no_btf",
         }
     }
 
@@ -433,6 +585,11 @@ impl fmt::Display for HookError {
                 "the verifier refused the program ({reason}): {}",
                 log_tail.join(" | ")
             ),
+            HookError::TierIncomplete { missing } => write!(
+                f,
+                "detached: {missing} of the same concern and tier did not attach"
+            ),
+            HookError::NoBtf(why) => write!(f, "no kernel BTF to load against: {why}"),
             // The error and its causes, as `{:#}` of an anyhow error writes them.
             HookError::Load(e) | HookError::Attach(e) => {
                 write!(f, "{e}")?;
@@ -449,6 +606,21 @@ impl fmt::Display for HookError {
 
 impl std::error::Error for HookError {}
 
+/// Each concern, in the table's order, with the tier serving it (`None`:
+/// nothing attached). For the start-up log, `monitor hooks`, `/readyz` and
+/// the `monitor_concern_tier` metric.
+pub fn concern_tiers(hooks: &[HookStatus]) -> Vec<(&'static str, Option<Tier>)> {
+    let mut out: Vec<(&'static str, Option<Tier>)> = Vec::new();
+    for h in hooks {
+        let tier = h.attached().then_some(h.tier);
+        match out.iter_mut().find(|(c, _)| *c == h.concern) {
+            Some((_, t)) => *t = (*t).max(tier),
+            None => out.push((h.concern, tier)),
+        }
+    }
+    out
+}
+
 /// The hook table as a kernel took it, for `monitor hooks`: a line per
 /// concern with the tier serving it, then a line per hook.
 pub fn report(release: &str, scope_route: ScopeRoute, hooks: &[HookStatus]) -> String {
@@ -460,11 +632,8 @@ pub fn report(release: &str, scope_route: ScopeRoute, hooks: &[HookStatus]) -> S
         "kernel {release}: {active} of {} hooks active, cgroup scope: {scope_route}",
         hooks.len(),
     ));
-    let mut concerns: Vec<&str> = hooks.iter().map(|h| h.concern).collect();
-    concerns.dedup();
-    for concern in concerns {
+    for (concern, tier) in concern_tiers(hooks) {
         let rows: Vec<&HookStatus> = hooks.iter().filter(|h| h.concern == concern).collect();
-        let tier = rows.iter().filter(|h| h.attached()).map(|h| h.tier).max();
         let used = rows.iter().filter(|h| h.attached()).count();
         w(match tier {
             Some(tier) => format!(
@@ -479,7 +648,11 @@ pub fn report(release: &str, scope_route: ScopeRoute, hooks: &[HookStatus]) -> S
     }
     for h in hooks {
         let role = if h.core { "core" } else { "optional" };
-        let state = if h.attached() { "active  " } else { "inactive" };
+        let state = match h.status() {
+            "attached" => "active  ",
+            "standby" => "standby ",
+            _ => "inactive",
+        };
         let mut line = format!(
             "{state}  {role:8} {:10} {:14} {}",
             h.tier, h.concern, h.target
@@ -512,6 +685,7 @@ mod tests {
             concern,
             tier: Tier::Tracepoint,
             core,
+            standby: false,
             error,
         }
     }
@@ -622,6 +796,42 @@ mod tests {
             ),
             "{}",
             lines[4]
+        );
+    }
+
+    #[test]
+    fn a_concern_is_served_by_the_best_attached_tier_and_standby_is_not_missing() {
+        let mut fentry = status("fentry/security_file_open", "file writes", true, None);
+        fentry.tier = Tier::Fentry;
+        let mut standby = status(
+            "tracepoint/syscalls/sys_enter_openat",
+            "file writes",
+            true,
+            None,
+        );
+        standby.standby = true;
+        let exec = status("tracepoint/sched/sched_process_exec", "exec", true, None);
+        let hooks = [fentry.clone(), exec.clone(), standby.clone()];
+        assert_eq!(
+            concern_tiers(&hooks),
+            [
+                ("file writes", Some(Tier::Fentry)),
+                ("exec", Some(Tier::Tracepoint))
+            ]
+        );
+        assert_eq!(standby.status(), "standby");
+        assert!(!standby.attached() && !standby.core_missing());
+        // A failed fentry row is never what stops the agent: tracepoints are beneath it.
+        fentry.error = Some(HookError::NoBtf("missing".to_owned()));
+        assert!(fentry.core && !fentry.required() && !fentry.core_missing());
+        let lines = report("6.12.0", ScopeRoute::Unfiltered, &[fentry, standby]);
+        assert!(
+            lines.contains("concern file writes: none (2 hooks, none active)"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("standby   core     tracepoint file writes"),
+            "{lines}"
         );
     }
 

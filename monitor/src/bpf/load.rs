@@ -6,16 +6,19 @@ use std::{collections::HashSet, fs::File, sync::Arc};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader, VerifierLogLevel,
+    Btf, Ebpf, EbpfLoader, Endianness, VerifierLogLevel,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FEntry, FExit,
+        RawTracePoint, TracePoint,
     },
 };
 use monitor_common::{KernelOffsets, SENSITIVE_NAME_LEN, Settings, kind, loss};
 use tracing::{debug, info, warn};
 
-use super::hooks::{Attach, BASELINE, Hook, HookError, HookStatus, Tier, all_hooks};
+use super::hooks::{
+    Attach, BASELINE, Hook, HookError, HookStatus, Tier, TierChoice, all_hooks, concern_tiers,
+};
 
 /// The compiled kernel programs, built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -36,6 +39,11 @@ pub struct LoadOptions {
     pub cgroup2_mount: std::path::PathBuf,
     /// Where tracefs is mounted, to tell a missing tracepoint from a failure.
     pub tracefs: std::path::PathBuf,
+    /// The kernel's BTF where `/sys/kernel/btf/vmlinux` is missing: the
+    /// fentry tier's programs are loaded against it.
+    pub btf: Option<std::path::PathBuf>,
+    /// Which hook tiers may serve the concerns (`--hook-tier`).
+    pub tier: TierChoice,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -77,7 +85,7 @@ impl Kernel {
         let missing_core: Vec<String> = kernel
             .hooks
             .iter()
-            .filter(|h| h.core && !h.attached())
+            .filter(|h| h.core_missing())
             .map(|h| h.target.clone())
             .collect();
         if !missing_core.is_empty() {
@@ -138,69 +146,8 @@ impl Kernel {
                 opts.cgroup2_mount.display()
             )
         })?;
-        let mut loaded: HashSet<&'static str> = HashSet::new();
-        let mut failed_load: std::collections::HashMap<&'static str, HookError> =
-            Default::default();
-        let mut hooks = Vec::new();
-        for hook in all_hooks() {
-            let name = hook.name();
-            let target = match hook.attach {
-                Attach::CgroupRoot | Attach::CgroupSkbRoot => {
-                    format!("{name} on {}", opts.cgroup2_mount.display())
-                }
-                _ => name.clone(),
-            };
-            let error = if let Attach::Tracepoint(g, n) = hook.attach
-                && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
-            {
-                Some(HookError::NoTracepoint {
-                    since: hook.since,
-                    covered_by: hook.covered_by,
-                })
-            } else if let Some(e) = failed_load.get(hook.program) {
-                Some(e.clone())
-            } else {
-                match attach(&mut ebpf, hook, &mut loaded, &cgroup_root) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        if !loaded.contains(hook.program) {
-                            failed_load.insert(hook.program, e.clone());
-                        }
-                        Some(e)
-                    }
-                }
-            };
-            hooks.push(HookStatus {
-                program: hook.program,
-                name,
-                target,
-                concern: hook.concern,
-                tier: hook.tier,
-                core: hook.core,
-                error,
-            });
-        }
-        for h in &hooks {
-            match &h.error {
-                None => debug!(program = h.program, target = %h.target, "hook attached"),
-                Some(e) if h.core => {
-                    warn!(program = h.program, target = %h.target, concern = h.concern, "core hook unavailable: {e}")
-                }
-                Some(e) => {
-                    info!(program = h.program, target = %h.target, concern = h.concern, "optional hook unavailable: {e}")
-                }
-            }
-        }
-        let active = hooks.iter().filter(|h| h.attached()).count();
-        let mut tiers: Vec<(&str, Tier)> = Vec::new();
-        for h in hooks.iter().filter(|h| h.attached()) {
-            match tiers.iter_mut().find(|(c, _)| *c == h.concern) {
-                Some((_, tier)) => *tier = (*tier).max(h.tier),
-                None => tiers.push((h.concern, h.tier)),
-            }
-        }
-        let tiers: Vec<String> = tiers.iter().map(|(c, t)| format!("{c}={t}")).collect();
-        info!(active, total = hooks.len(), tiers = %tiers.join(", "), "kernel hooks attached");
+        let hooks = attach_tiers(&mut ebpf, opts, &cgroup_root);
+        log_hooks(&hooks);
         let scope_route = match (opts.filter_cgroups, scope_by_walk) {
             (false, _) => ScopeRoute::Unfiltered,
             (true, false) => ScopeRoute::AncestorHelper,
@@ -298,11 +245,176 @@ impl Kernel {
     }
 }
 
+/// Attaches the table tier by tier: first every row of the fentry tier
+/// (unless `--hook-tier tracepoint`), which decides the concerns it serves
+/// whole; then the tracepoint rows, those of a concern served from above
+/// left in standby (but the shared ones: see `Hook::shared`).
+fn attach_tiers(ebpf: &mut Ebpf, opts: &LoadOptions, cgroup_root: &File) -> Vec<HookStatus> {
+    let table = all_hooks();
+    let mut loaded: HashSet<&'static str> = HashSet::new();
+    let mut failed_load: std::collections::HashMap<&'static str, HookError> = Default::default();
+    let mut statuses: Vec<HookStatus> = Vec::with_capacity(table.len());
+    let upper: Vec<&Hook> = table
+        .iter()
+        .filter(|h| h.tier > Tier::Tracepoint && opts.tier.allows(h.tier))
+        .collect();
+    // Loaded once, only when some row needs it: parsing vmlinux BTF costs
+    // tens of milliseconds and megabytes.
+    let btf: Option<Result<Btf, String>> = (!upper.is_empty()).then(|| {
+        match &opts.btf {
+            Some(path) => Btf::parse_file(path, Endianness::default()),
+            None => Btf::from_sys_fs(),
+        }
+        .map_err(|e| e.to_string())
+    });
+    let status = |hook: &Hook, opts: &LoadOptions, standby, error| HookStatus {
+        program: hook.program,
+        name: hook.name(),
+        target: match hook.attach {
+            Attach::CgroupRoot | Attach::CgroupSkbRoot => {
+                format!("{} on {}", hook.name(), opts.cgroup2_mount.display())
+            }
+            _ => hook.name(),
+        },
+        concern: hook.concern,
+        tier: hook.tier,
+        core: hook.core,
+        standby,
+        error,
+    };
+    let mut try_attach = |ebpf: &mut Ebpf, hook: &Hook| -> Option<HookError> {
+        if let Attach::Tracepoint(g, n) = hook.attach
+            && !super::tracefs::tracepoint_exists(&opts.tracefs, g, n)
+        {
+            return Some(HookError::NoTracepoint {
+                since: hook.since,
+                covered_by: hook.covered_by,
+            });
+        }
+        if let Some(e) = failed_load.get(hook.program) {
+            return Some(e.clone());
+        }
+        let btf = match &btf {
+            Some(Ok(btf)) => Some(btf),
+            Some(Err(e)) if hook.tier > Tier::Tracepoint => {
+                return Some(HookError::NoBtf(e.clone()));
+            }
+            _ => None,
+        };
+        match attach(ebpf, *hook, &mut loaded, cgroup_root, btf) {
+            Ok(()) => None,
+            Err(e) => {
+                if !loaded.contains(hook.program) || hook.tier > Tier::Tracepoint {
+                    failed_load.insert(hook.program, e.clone());
+                }
+                Some(e)
+            }
+        }
+    };
+    for hook in &upper {
+        let error = try_attach(ebpf, hook);
+        statuses.push(status(hook, opts, false, error));
+    }
+    // A tier serves a concern whole or not at all: half a tier beside half
+    // of another would report some operations twice and others never.
+    let mut served: HashSet<&'static str> = upper.iter().map(|h| h.concern).collect();
+    for concern in served.clone() {
+        let Some(missing) = statuses
+            .iter()
+            .find(|s| s.concern == concern && s.error.is_some())
+            .map(|s| s.name.clone())
+        else {
+            continue;
+        };
+        served.remove(concern);
+        for s in statuses
+            .iter_mut()
+            .filter(|s| s.concern == concern && s.error.is_none())
+        {
+            if let Some(program) = ebpf.program_mut(s.program) {
+                // Unloading detaches its one link; an error leaves it loaded
+                // and attached, which the status then says.
+                let unloaded = match s.name.split_once('/') {
+                    Some(("fentry", _)) => <&mut FEntry>::try_from(program).map(|p| p.unload()),
+                    _ => <&mut FExit>::try_from(program).map(|p| p.unload()),
+                };
+                if !matches!(unloaded, Ok(Ok(()))) {
+                    warn!(
+                        program = s.program,
+                        "could not detach a program of an incomplete tier"
+                    );
+                    continue;
+                }
+            }
+            s.error = Some(HookError::TierIncomplete {
+                missing: missing.clone(),
+            });
+        }
+    }
+    for hook in table.iter().filter(|h| h.tier == Tier::Tracepoint) {
+        if served.contains(hook.concern) && !hook.shared {
+            statuses.push(status(hook, opts, true, None));
+            continue;
+        }
+        let error = try_attach(ebpf, hook);
+        statuses.push(status(hook, opts, false, error));
+    }
+    statuses
+}
+
+/// Says in the log what attached, what did not and why, and which tier
+/// serves each concern. A tier that this kernel refuses as a whole (the
+/// same error for every row) is one line, not one per row.
+fn log_hooks(hooks: &[HookStatus]) {
+    let upper_errors: Vec<&HookError> = hooks
+        .iter()
+        .filter(|h| h.tier > Tier::Tracepoint)
+        .filter_map(|h| h.error.as_ref())
+        .collect();
+    let upper_rows = hooks.iter().filter(|h| h.tier > Tier::Tracepoint).count();
+    let refused_whole = upper_rows > 0
+        && upper_errors.len() == upper_rows
+        && upper_errors
+            .iter()
+            .all(|e| e.kind() == upper_errors[0].kind());
+    if refused_whole {
+        info!(
+            "the fentry tier is unavailable on this kernel ({}): the tracepoint tier serves every concern",
+            upper_errors[0]
+        );
+    }
+    for h in hooks {
+        match &h.error {
+            None if h.standby => {
+                debug!(program = h.program, target = %h.target, "hook in standby: a higher tier serves its concern")
+            }
+            None => debug!(program = h.program, target = %h.target, "hook attached"),
+            Some(_) if refused_whole && h.tier > Tier::Tracepoint => {}
+            Some(e) if h.core_missing() => {
+                warn!(program = h.program, target = %h.target, concern = h.concern, "core hook unavailable: {e}")
+            }
+            Some(e) => {
+                info!(program = h.program, target = %h.target, concern = h.concern, "optional hook unavailable: {e}")
+            }
+        }
+    }
+    let active = hooks.iter().filter(|h| h.attached()).count();
+    let tiers: Vec<String> = concern_tiers(hooks)
+        .into_iter()
+        .map(|(c, t)| match t {
+            Some(t) => format!("{c}={t}"),
+            None => format!("{c}=none"),
+        })
+        .collect();
+    info!(active, total = hooks.len(), tiers = %tiers.join(", "), "kernel hooks attached");
+}
+
 fn attach(
     ebpf: &mut Ebpf,
     hook: Hook,
     loaded: &mut HashSet<&'static str>,
     cgroup_root: &File,
+    btf: Option<&Btf>,
 ) -> Result<(), HookError> {
     let program = ebpf
         .program_mut(hook.program)
@@ -346,6 +458,22 @@ fn attach(
                 root_attach_mode(),
             )
             .map_err(attach_error)?;
+        }
+        Attach::FEntry(function) => {
+            let btf = btf.ok_or_else(|| HookError::NoBtf("not loaded".to_owned()))?;
+            let p: &mut FEntry = program.try_into().map_err(load_error)?;
+            if first {
+                p.load(function, btf).map_err(HookError::of_load)?;
+            }
+            p.attach().map_err(attach_error)?;
+        }
+        Attach::FExit(function) => {
+            let btf = btf.ok_or_else(|| HookError::NoBtf("not loaded".to_owned()))?;
+            let p: &mut FExit = program.try_into().map_err(load_error)?;
+            if first {
+                p.load(function, btf).map_err(HookError::of_load)?;
+            }
+            p.attach().map_err(attach_error)?;
         }
     }
     Ok(())

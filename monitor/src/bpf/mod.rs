@@ -15,6 +15,7 @@ pub mod mountinfo;
 pub mod reader;
 pub mod source;
 pub mod syscalls;
+mod tier;
 pub mod tracefs;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 
 use monitor_common::KernelOffsets;
 
-pub use hooks::{HookError, HookStatus, Tier};
+pub use hooks::{HookError, HookStatus, Tier, TierChoice};
 pub use load::{CgroupFilter, Kernel, LoadOptions, LostCounters, ScopeRoute};
 pub use losses::{CgroupLoss, CgroupLossMap, Fairness};
 
@@ -47,6 +48,7 @@ pub fn start(
     btf: Option<&Path>,
     require_core: bool,
     enforce: bool,
+    tier: TierChoice,
 ) -> anyhow::Result<Started> {
     let tracefs = tracefs::ensure_mounted()?;
     let cgroup2_mount = cgroupfs::cgroup2_mount()?;
@@ -59,6 +61,8 @@ pub fn start(
         offsets,
         cgroup2_mount: cgroup2_mount.clone(),
         tracefs: tracefs.clone(),
+        btf: btf.map(Path::to_path_buf),
+        tier,
     };
     let kernel = if require_core {
         Kernel::load(&opts)?

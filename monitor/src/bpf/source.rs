@@ -28,6 +28,8 @@ pub struct SourceOptions {
     pub btf: Option<PathBuf>,
     /// `--enforce`: load the enforcing programs.
     pub enforce: bool,
+    /// Which hook tiers may serve the concerns (`--hook-tier`).
+    pub tier: super::hooks::TierChoice,
 }
 
 /// Records of one kind the kernel programs could not send, for one reason.
@@ -78,6 +80,7 @@ impl<E: FromRecord> EventSource<E> {
             opts.btf.as_deref(),
             true,
             opts.enforce,
+            opts.tier,
         )?;
         let scope = if filtered {
             let kernel_filter = started.kernel.take_cgroup_filter()?;

@@ -9,7 +9,7 @@ use std::{
 
 use clap::{Arg, ArgAction, ArgMatches, builder::ValueParser, value_parser};
 
-use crate::sink::AlertFormat;
+use crate::{bpf::hooks::TierChoice, sink::AlertFormat};
 
 /// A type a flag (and its variable) can give.
 pub trait CliValue: Sized {
@@ -42,6 +42,7 @@ scalar!(
     SocketAddr => value_parser!(SocketAddr),
     IpAddr => value_parser!(IpAddr),
     AlertFormat => value_parser!(AlertFormat),
+    TierChoice => value_parser!(TierChoice),
     Duration => ValueParser::new(humantime::parse_duration),
 );
 

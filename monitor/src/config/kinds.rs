@@ -17,7 +17,7 @@ use super::{
     SourcedText, TextSource, Validator, placed,
     raw::{OneOrMany, Value},
 };
-use crate::{diagnostic::Diagnostic, sink::AlertFormat};
+use crate::{bpf::hooks::TierChoice, diagnostic::Diagnostic, sink::AlertFormat};
 
 /// A kind of value in the file: what it is once checked.
 pub trait FileValue {
@@ -177,6 +177,19 @@ kind!(
 kind!(
     /// `native`, `ocsf` or `ecs`.
     OutputFormat: String => AlertFormat, |v, r, key| { v.format(r, key) }
+);
+
+kind!(
+    /// `auto` or `tracepoint`.
+    HookTier: String => TierChoice, |v, r, key| {
+        match r.value.trim().parse::<TierChoice>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                v.err(r.referenced, format!("`{key}`: {e}"), "write `auto` (the default) or `tracepoint`");
+                None
+            }
+        }
+    }
 );
 
 kind!(

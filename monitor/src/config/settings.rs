@@ -26,14 +26,14 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use super::{
     ConfigFile,
     kinds::{
-        CgroupDirs, FairnessCount, FilePath, HostRoot, HttpUrl, HttpUrls, HumanDuration,
+        CgroupDirs, FairnessCount, FilePath, HookTier, HostRoot, HttpUrl, HttpUrls, HumanDuration,
         ListenAddr, ListenIp, LogFilter, Optional, OutputFormat, RingBufferBytes, RuleDirs,
         SlackUrl, Switch, SyslogUrl,
     },
     table::{Origin, default_text, in_file, part, row_arg, row_given, row_merge, settings},
 };
 use crate::{
-    bpf::{Fairness, source::SourceOptions},
+    bpf::{Fairness, hooks::TierChoice, source::SourceOptions},
     diagnostic::Diagnostic,
     sink::{AlertFormat, SinkConfig},
 };
@@ -77,6 +77,14 @@ settings! {
         /// `/sys/kernel/btf/vmlinux` (e.g. a file from BTFHub or `pahole`).
         btf: Option<PathBuf> {
             flag: "btf", env: "MONITOR_BTF", value_name: "FILE",
+        }
+        /// Which hook tier may serve each concern: `auto` takes the best the
+        /// kernel lets attach (fentry on the kernel's security and syscall
+        /// functions where it can, else tracepoints); `tracepoint` never tries
+        /// the fentry tier.
+        hook_tier: TierChoice {
+            flag: "hook-tier", env: "MONITOR_HOOK_TIER", default: "auto", value_name: "TIER",
+            file: HookTier,
         }
     }
     /// `monitor run`'s settings in force: the command line over the
@@ -216,6 +224,7 @@ impl SourceSettings {
             },
             btf: self.btf.clone(),
             enforce: false,
+            tier: self.hook_tier,
         }
     }
 }

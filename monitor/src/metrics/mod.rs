@@ -77,6 +77,12 @@ struct HookLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConcernLabels {
+    concern: String,
+    tier: String,
+}
+
 /// What `/readyz` says of one hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct HookState {
@@ -89,10 +95,18 @@ impl HookState {
     fn attached(&self) -> bool {
         self.status == ATTACHED
     }
+
+    /// Neither attached nor standing by for a higher tier that serves its
+    /// concern.
+    fn missing(&self) -> bool {
+        self.status != ATTACHED && self.status != STANDBY
+    }
 }
 
 /// The status of a hook that is attached (any other is an error kind).
 const ATTACHED: &str = "attached";
+/// The status of a hook a higher tier stands in for.
+const STANDBY: &str = "standby";
 
 /// The agent's metrics and health flags.
 pub struct Metrics {
@@ -104,6 +118,8 @@ pub struct Metrics {
     rules_ready: AtomicBool,
     /// Each kernel hook as the loader left it, in load order.
     hooks: std::sync::Mutex<Vec<HookState>>,
+    /// Each concern and the tier serving it (`none`), in the table's order.
+    concerns: std::sync::Mutex<Vec<(String, String)>>,
 
     events: Family<KindLabel, Counter>,
     events_lost: Family<LostLabels, Counter>,
@@ -127,6 +143,7 @@ pub struct Metrics {
     heartbeat_age: Gauge<f64, AtomicU64>,
     programs_attached: Gauge,
     hook_attached: Family<HookLabels, Gauge>,
+    concern_tier: Family<ConcernLabels, Gauge>,
     decode_errors: Counter,
 }
 
@@ -163,6 +180,8 @@ impl Metrics {
             heartbeat_age: Gauge::default(),
             programs_attached: Gauge::default(),
             hook_attached: Family::default(),
+            concern_tier: Family::default(),
+            concerns: Default::default(),
             decode_errors: Counter::default(),
         };
         let r = &mut registry;
@@ -252,6 +271,11 @@ impl Metrics {
             "hook_attached",
             "1 when a kernel hook is attached, else 0, by hook (its attach point) and status (attached, no_tracepoint, not_in_object, verifier, load, attach)",
             m.hook_attached.clone(),
+        );
+        r.register(
+            "concern_tier",
+            "1 for the hook tier serving each concern (tracepoint, fentry; none when no hook of it attached)",
+            m.concern_tier.clone(),
         );
         r.register(
             "decode_errors",
@@ -417,6 +441,26 @@ impl Metrics {
             .set((status == ATTACHED) as i64);
     }
 
+    /// The tier serving `concern` (`none` when nothing of it attached).
+    pub fn set_concern_tier(&self, concern: &str, tier: &str) {
+        let mut concerns = self.concerns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = concerns.iter_mut().find(|(c, _)| c == concern) {
+            self.concern_tier.remove(&ConcernLabels {
+                concern: old.0.clone(),
+                tier: old.1.clone(),
+            });
+            old.1 = tier.to_owned();
+        } else {
+            concerns.push((concern.to_owned(), tier.to_owned()));
+        }
+        self.concern_tier
+            .get_or_create(&ConcernLabels {
+                concern: concern.to_owned(),
+                tier: tier.to_owned(),
+            })
+            .set(1);
+    }
+
     /// `n` more ring buffer records that did not decode.
     pub fn decode_errors(&self, n: u64) {
         self.decode_errors.inc_by(n);
@@ -445,7 +489,7 @@ impl Metrics {
         let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
         let missing_core: Vec<&str> = hooks
             .iter()
-            .filter(|h| h.core && !h.attached())
+            .filter(|h| h.core && h.missing())
             .map(|h| h.hook.as_str())
             .collect();
         let loaded =
@@ -463,8 +507,17 @@ impl Metrics {
         };
         if !hooks.is_empty() {
             let attached = hooks.iter().filter(|h| h.attached()).count();
-            let _ = writeln!(page, "hooks: {attached} of {} attached", hooks.len());
-            for h in hooks.iter().filter(|h| !h.attached()) {
+            let standby = hooks.iter().filter(|h| h.status == STANDBY).count();
+            let _ = writeln!(
+                page,
+                "hooks: {attached} of {} attached, {standby} in standby",
+                hooks.len()
+            );
+            let concerns = self.concerns.lock().unwrap_or_else(|e| e.into_inner());
+            for (concern, tier) in concerns.iter() {
+                let _ = writeln!(page, "concern {concern}: tier {tier}");
+            }
+            for h in hooks.iter().filter(|h| h.missing()) {
                 let role = if h.core { "core" } else { "optional" };
                 let _ = writeln!(page, "{} ({role}): {}", h.hook, h.status);
             }
@@ -625,11 +678,17 @@ mod tests {
             false,
             "no_tracepoint",
         );
+        // A core row a higher tier stands in for is not missing.
+        m.set_hook("tracepoint/syscalls/sys_enter_openat", true, "standby");
+        m.set_concern_tier("exec", "tracepoint");
+        m.set_concern_tier("file writes", "fentry");
         let (ready, page) = m.readiness();
         assert!(ready, "{page}");
         assert_eq!(
             page,
-            "ready\nhooks: 1 of 2 attached\n\
+            "ready\nhooks: 1 of 3 attached, 1 in standby\n\
+             concern exec: tier tracepoint\n\
+             concern file writes: tier fentry\n\
              tracepoint/syscalls/sys_enter_openat2 (optional): no_tracepoint\n"
         );
         let text = m.encode();
@@ -641,6 +700,10 @@ mod tests {
         );
         assert!(
             text.contains("monitor_hook_attached{hook=\"tracepoint/syscalls/sys_enter_openat2\",status=\"no_tracepoint\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("monitor_concern_tier{concern=\"file writes\",tier=\"fentry\"} 1"),
             "{text}"
         );
 
