@@ -20,9 +20,7 @@
 //!   `security_path_unlink`/`_rmdir` for `rmdir(2)`: this tier reports those
 //!   too (the tracepoint tier hooks neither).
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel_str,
-    macros::fexit,
-    programs::FExitContext,
+    helpers::generated::bpf_probe_read_kernel_str, macros::fexit, programs::FExitContext,
 };
 use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op, kind, loss};
 
@@ -168,8 +166,8 @@ fn open(ctx: &FExitContext) -> Result<(), u32> {
     if write {
         ev.flags = flags;
         // Zero unless O_CREAT or O_TMPFILE: then the mode asked for.
-        let mode = unsafe { read_u32(op, offset!(open_flags_mode)) }
-            .map_err(|_| loss::READ_FAULT)?;
+        let mode =
+            unsafe { read_u32(op, offset!(open_flags_mode)) }.map_err(|_| loss::READ_FAULT)?;
         ev.mode = mode & 0xffff & S_IALLUGO;
     } else {
         // As the tracepoint tier: a sensitive read is flagged O_RDONLY and
@@ -177,7 +175,8 @@ fn open(ctx: &FExitContext) -> Result<(), u32> {
         ev.ns_pid = context::ns_tgid();
     }
     let pathname: u64 = ctx.arg(1);
-    let name = unsafe { read_ptr(pathname, offset!(filename_name)) }.map_err(|_| loss::READ_FAULT)?;
+    let name =
+        unsafe { read_ptr(pathname, offset!(filename_name)) }.map_err(|_| loss::READ_FAULT)?;
     ev.path_len = kernel_str(name, &mut ev.path);
     if !failed {
         // The opened file's own path, as the kernel resolved it.
@@ -197,7 +196,10 @@ fn open(ctx: &FExitContext) -> Result<(), u32> {
 /// and for every `open(O_TRUNC)`, which the open's record reports already.
 #[fexit(function = "vfs_truncate")]
 pub fn vfs_truncate(ctx: FExitContext) -> u32 {
-    counted(kind::FILE, whole_path(&ctx, file_op::TRUNCATE, 0, ret_of(&ctx, 2)));
+    counted(
+        kind::FILE,
+        whole_path(&ctx, file_op::TRUNCATE, 0, ret_of(&ctx, 2)),
+    );
     0
 }
 
@@ -206,7 +208,10 @@ pub fn vfs_truncate(ctx: FExitContext) -> u32 {
 #[fexit(function = "security_path_chmod")]
 pub fn vfs_chmod(ctx: FExitContext) -> u32 {
     let mode = ctx.arg::<u64>(1) as u32 & 0xffff;
-    counted(kind::FILE, whole_path(&ctx, file_op::CHMOD, mode, ret_of(&ctx, 2)));
+    counted(
+        kind::FILE,
+        whole_path(&ctx, file_op::CHMOD, mode, ret_of(&ctx, 2)),
+    );
     0
 }
 

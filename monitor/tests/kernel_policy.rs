@@ -1544,7 +1544,12 @@ fn a_write_through_a_symlinked_directory_is_judged_by_the_real_path() {
     assert_eq!(a["process"]["pid"], pid, "{}", dump(&alerts));
     let real = protected.join("f");
     assert_eq!(a["file"]["op"], "open", "{}", dump(&alerts));
-    assert_eq!(a["file"]["path"], real.to_str().unwrap(), "{}", dump(&alerts));
+    assert_eq!(
+        a["file"]["path"],
+        real.to_str().unwrap(),
+        "{}",
+        dump(&alerts)
+    );
     assert_eq!(
         a["file"]["flags"],
         json!(["O_WRONLY", "O_CREAT", "O_TRUNC"])
@@ -1622,7 +1627,12 @@ fn an_io_uring_open_for_writing_alerts_on_the_fentry_tier() {
         "fentry" => {
             assert_rules(&alerts, &["test-protected-write"]);
             let a = &alerts[0];
-            assert_eq!(a["file"]["path"], target.to_str().unwrap(), "{}", dump(&alerts));
+            assert_eq!(
+                a["file"]["path"],
+                target.to_str().unwrap(),
+                "{}",
+                dump(&alerts)
+            );
             assert_eq!(a["file"]["flags"], json!(["O_WRONLY", "O_CREAT"]));
             assert_eq!(a["file"]["mode"], 0o644);
             assert_eq!(a["process"]["pid"], pid, "{}", dump(&alerts));

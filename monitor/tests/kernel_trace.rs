@@ -583,9 +583,7 @@ fn opens_racing_a_swapped_path_buffer_report_the_file_opened() {
     // Records arrive in order: once this exec is out, every open is too.
     let marker = cg.run("/bin/true", &["swap-done"], None);
     m.expect("the marker's exec", WAIT, |v| is(v, "exec", marker));
-    let lines = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
-    };
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
     let (b, p) = (lines(&benign), lines(&protected));
     assert_eq!(b + p, 200);
     let reported = |path: &std::path::Path| {
@@ -603,7 +601,10 @@ fn opens_racing_a_swapped_path_buffer_report_the_file_opened() {
         (b, p),
         "opens reported per file, against the lines each file got"
     );
-    assert!(p > 0, "the protected file was never opened: the race did not run");
+    assert!(
+        p > 0,
+        "the protected file was never opened: the race did not run"
+    );
     let stray = m
         .seen
         .iter()
