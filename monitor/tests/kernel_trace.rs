@@ -535,6 +535,8 @@ for name in ("app.socket", "docker.sock"):
 /// it again, the file opened is one. Each reported open must name the file
 /// it really opened, so the events per path are exactly the lines written
 /// to each file, and a protected file really written is reported.
+/// On the tracepoint tier too: a successful open's path is walked from its
+/// descriptor there, not read again from the buffer.
 const SWAPPED_PATH_OPENS: &str = r#"
 import ctypes, os, sys, threading
 libc = ctypes.CDLL(None, use_errno=True)
@@ -549,6 +551,9 @@ def swap():
 t = threading.Thread(target=swap)
 t.start()
 for i in range(int(sys.argv[3])):
+    # Each open starts from one of the two in turn (so both files are
+    # opened whatever the scheduler does), and the swapper races it.
+    ctypes.memmove(buf, (benign, protected)[i % 2].ljust(size, b"\0"), size)
     fd = libc.open(buf, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     assert fd >= 0, os.strerror(ctypes.get_errno())
     os.write(fd, b"x\n")
