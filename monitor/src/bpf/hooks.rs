@@ -580,6 +580,11 @@ impl fmt::Display for HookError {
             HookError::NotInObject { program } => {
                 write!(f, "program {program} is not in the object")
             }
+            // An empty log: refused before the verifier ran (EPERM for a
+            // program type this kernel does not let the agent load).
+            HookError::Verifier { reason, log_tail } if log_tail.is_empty() => {
+                write!(f, "the kernel refused to load the program ({reason})")
+            }
             HookError::Verifier { reason, log_tail } => write!(
                 f,
                 "the verifier refused the program ({reason}): {}",
@@ -718,6 +723,10 @@ mod tests {
              line 17 | line 18 | line 19 | line 20"
         );
         assert_eq!(refused.kind(), "verifier");
+        assert_eq!(
+            HookError::verifier("Operation not permitted (os error 1)", "").to_string(),
+            "the kernel refused to load the program (Operation not permitted (os error 1))"
+        );
         let short = HookError::verifier("E2BIG", "only line");
         assert_eq!(
             short.to_string(),
