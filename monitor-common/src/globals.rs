@@ -54,6 +54,14 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     /// `sizeof(struct upid)`; `nr` is its first member.
     pub upid_size: u32,
+    // The fentry tier's file programs (`vfs.rs`): 1 when the members below
+    // were all found; without them the tier's file rows are not loaded.
+    pub vfs_valid: u32,
+    /// `struct open_flags`: `open_flag` (int) and `mode` (umode_t).
+    pub open_flags_flag: u32,
+    pub open_flags_mode: u32,
+    /// `struct filename`: `name`, the kernel's copy of the path.
+    pub filename_name: u32,
     /// Tracepoint fields (`sched/*`, `cgroup/*`), from tracefs.
     pub tp_exec_filename: u32,
     pub tp_exec_pid: u32,
@@ -114,6 +122,10 @@ impl KernelOffsets {
         pid_level: 0,
         pid_numbers: 0,
         upid_size: 0,
+        vfs_valid: 0,
+        open_flags_flag: 0,
+        open_flags_mode: 0,
+        filename_name: 0,
         tp_exec_filename: 0,
         tp_exec_pid: 0,
         tp_exec_old_pid: 0,

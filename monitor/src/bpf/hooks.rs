@@ -166,9 +166,11 @@ const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -
 }
 
 /// A row of the fentry tier on kernel function `function`. `core`: the
-/// concern cannot be served by this tier without it (every row of a concern
-/// in a tier must attach for the tier to serve it; `core` only says, when
-/// the tracepoint tier is missing too, whether the agent can start).
+/// concern cannot be served by this tier without it. A concern takes the
+/// tier only when each of its rows attaches, or is optional and names a
+/// function this kernel does not have (a syscall that is not built in, whose
+/// tracepoint is then missing too); an fentry row never stops the agent
+/// from starting, the tracepoint tier is beneath it.
 pub(super) const fn fentry(
     program: &'static str,
     function: &'static str,

@@ -10,8 +10,24 @@ use super::{
 };
 
 /// File writes, renames, unlinks, links, chmods, truncates, symlinks,
-/// sensitive reads and `*.sock` connects, from the `security_*` hooks.
-pub(super) const FILE_TIER: &[Hook] = &[];
+/// sensitive reads and `*.sock` connects (`monitor-ebpf/src/vfs.rs`): the
+/// opens at `do_filp_open` (the syscalls' and io_uring's, with the flags,
+/// mode and name as asked), `truncate(2)` at `vfs_truncate`, the rest at
+/// the LSM's `security_path_*` and `security_socket_connect`.
+pub(super) const FILE_TIER: &[Hook] = &[
+    fexit("vfs_open", "do_filp_open", FILE, true),
+    fexit("vfs_truncate", "vfs_truncate", FILE, true),
+    fexit("vfs_chmod", "security_path_chmod", FILE, true),
+    fexit("vfs_unlink", "security_path_unlink", FILE, true),
+    fexit("vfs_rmdir", "security_path_rmdir", FILE, true),
+    fexit("vfs_rename", "security_path_rename", FILE, true),
+    fexit("vfs_link", "security_path_link", FILE, true),
+    fexit("vfs_symlink", "security_path_symlink", FILE, true),
+    fexit("vfs_connect", "security_socket_connect", FILE, true),
+];
+
+/// The tracepoint rows' concern (`hooks::all_hooks`).
+const FILE: &str = "file writes";
 
 /// argv of an exec from the kernel's copy (`monitor-ebpf/src/exec.rs`): the
 /// argc the caller passed, before any interpreter was prepended, then the
