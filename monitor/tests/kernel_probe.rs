@@ -871,7 +871,10 @@ fn each_concern_is_served_whole_by_the_best_tier_the_kernel_offers() {
         for h in &upper {
             let kind = h.error.as_ref().map(|e| e.kind());
             assert!(
-                matches!(kind, Some("verifier" | "load" | "attach" | "no_btf")),
+                matches!(
+                    kind,
+                    Some("verifier" | "load" | "attach" | "no_btf" | "no_function")
+                ),
                 "{}: {:?}",
                 h.target,
                 h.status()
