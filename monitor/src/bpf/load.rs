@@ -371,21 +371,14 @@ fn attach_tiers(ebpf: &mut Ebpf, opts: &LoadOptions, cgroup_root: &File) -> Vec<
 /// serves each concern. A tier that this kernel refuses as a whole (the
 /// same error for every row) is one line, not one per row.
 fn log_hooks(hooks: &[HookStatus]) {
-    let upper_errors: Vec<&HookError> = hooks
-        .iter()
-        .filter(|h| h.tier > Tier::Tracepoint)
-        .filter_map(|h| h.error.as_ref())
-        .collect();
-    let upper_rows = hooks.iter().filter(|h| h.tier > Tier::Tracepoint).count();
-    let refused_whole = upper_rows > 0
-        && upper_errors.len() == upper_rows
-        && upper_errors
-            .iter()
-            .all(|e| e.kind() == upper_errors[0].kind());
-    if refused_whole {
+    // No row of the tier attached: the kernel refuses the tier as a whole
+    // (lockdown, no trampolines, no BTF); one line with the first row's
+    // reason says it, the rows' own reasons are at debug level.
+    let upper: Vec<&HookStatus> = hooks.iter().filter(|h| h.tier > Tier::Tracepoint).collect();
+    let refused_whole = !upper.is_empty() && upper.iter().all(|h| h.error.is_some());
+    if refused_whole && let Some(e) = upper.iter().find_map(|h| h.error.as_ref()) {
         info!(
-            "the fentry tier is unavailable on this kernel ({}): the tracepoint tier serves every concern",
-            upper_errors[0]
+            "the fentry tier is unavailable on this kernel ({e}): the tracepoint tier serves every concern"
         );
     }
     for h in hooks {
@@ -394,7 +387,9 @@ fn log_hooks(hooks: &[HookStatus]) {
                 debug!(program = h.program, target = %h.target, "hook in standby: a higher tier serves its concern")
             }
             None => debug!(program = h.program, target = %h.target, "hook attached"),
-            Some(_) if refused_whole && h.tier > Tier::Tracepoint => {}
+            Some(e) if refused_whole && h.tier > Tier::Tracepoint => {
+                debug!(program = h.program, target = %h.target, "fentry row unavailable: {e}")
+            }
             Some(e) if h.core_missing() => {
                 warn!(program = h.program, target = %h.target, concern = h.concern, "core hook unavailable: {e}")
             }
