@@ -187,6 +187,14 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
             dirs = 2;
         }
     }
+    send_record(ev, dirs);
+    Ok(())
+}
+
+/// Sends a file record cut after its last walked directory (`dirs` of
+/// them: the tiers fill the record alike and send it alike).
+#[inline(always)]
+pub fn send_record(ev: &FileEvent, dirs: u32) {
     let size = match dirs {
         0 => FileEvent::SIZE_NO_DIRS,
         1 => FileEvent::SIZE_ONE_DIR,
@@ -195,7 +203,6 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), size) };
     send(bytes, kind::FILE);
-    Ok(())
 }
 
 /// Defines a `sys_enter_*` program from a function that reads the call.

@@ -26,9 +26,9 @@ use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op,
 
 use crate::{
     context::{self, Task},
-    file::{FILE_SCRATCH, SENSITIVE_NAMES, WRITE_FLAGS},
+    file::{FILE_SCRATCH, SENSITIVE_NAMES, WRITE_FLAGS, send_record},
     kmem::{read_ptr, read_u32},
-    maps::{counted, offset, send, setting, within_budget},
+    maps::{counted, offset, setting, within_budget},
     path::{KPath, read_path, walk_dirfd, walk_kernel},
 };
 
@@ -78,19 +78,6 @@ fn dentry_name(dentry: u64, out: &mut [u8; PATH_LEN]) -> Result<u32, u32> {
     let name = unsafe { read_ptr(dentry, offset!(dentry_name) + offset!(qstr_name)) }
         .map_err(|_| loss::READ_FAULT)?;
     Ok(kernel_str(name, out))
-}
-
-/// Sends the record, cut after its last walked directory (`dirs` of them).
-#[inline(always)]
-fn finish(ev: &FileEvent, dirs: u32) {
-    let size = match dirs {
-        0 => FileEvent::SIZE_NO_DIRS,
-        1 => FileEvent::SIZE_ONE_DIR,
-        _ => size_of::<FileEvent>(),
-    };
-    // SAFETY: `size` is at most the record's size, and the record is in map memory.
-    let bytes = unsafe { core::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), size) };
-    send(bytes, kind::FILE);
 }
 
 #[inline(always)]
@@ -184,10 +171,10 @@ fn open(ctx: &FExitContext) -> Result<(), u32> {
     } else if ev.path_len > 0 && ev.path[0] != b'/' {
         walk_dirfd(ev.dirfd, &mut ev.dir);
     } else {
-        finish(ev, 0);
+        send_record(ev, 0);
         return Ok(());
     }
-    finish(ev, 1);
+    send_record(ev, 1);
     Ok(())
 }
 
@@ -226,7 +213,7 @@ fn whole_path(ctx: &FExitContext, op: u32, mode: u32, ret: i64) -> Result<(), u3
     let ev = record(task, op, ret)?;
     ev.mode = mode;
     walk_kernel(path, true, &mut ev.dir);
-    finish(ev, 1);
+    send_record(ev, 1);
     Ok(())
 }
 
@@ -257,7 +244,7 @@ fn in_dir(ctx: &FExitContext, flags: u32, ret: i64) -> Result<(), u32> {
     ev.flags = flags;
     ev.path_len = dentry_name(dentry, &mut ev.path)?;
     walk_kernel(dir, false, &mut ev.dir);
-    finish(ev, 1);
+    send_record(ev, 1);
     Ok(())
 }
 
@@ -281,7 +268,7 @@ fn rename(ctx: &FExitContext) -> Result<(), u32> {
     ev.path2_len = dentry_name(ctx.arg(3), &mut ev.path2)?;
     walk_kernel(old_dir, false, &mut ev.dir);
     walk_kernel(new_dir, false, &mut ev.dir2);
-    finish(ev, 2);
+    send_record(ev, 2);
     Ok(())
 }
 
@@ -307,7 +294,7 @@ fn link(ctx: &FExitContext) -> Result<(), u32> {
     ev.path2_len = dentry_name(ctx.arg(2), &mut ev.path2)?;
     walk_kernel(old, true, &mut ev.dir);
     walk_kernel(new_dir, false, &mut ev.dir2);
-    finish(ev, 2);
+    send_record(ev, 2);
     Ok(())
 }
 
@@ -330,7 +317,7 @@ fn symlink(ctx: &FExitContext) -> Result<(), u32> {
     ev.path2_len = dentry_name(ctx.arg(1), &mut ev.path2)?;
     // dir2 follows dir in the record: dir stays marked absent.
     walk_kernel(dir, false, &mut ev.dir2);
-    finish(ev, 2);
+    send_record(ev, 2);
     Ok(())
 }
 
@@ -379,9 +366,9 @@ fn connect(ctx: &FExitContext) -> Result<(), u32> {
     if ev.path_len > 0 && ev.path[0] != b'/' {
         // Relative to the caller's working directory, as `connect(2)` resolves it.
         walk_dirfd(AT_FDCWD, &mut ev.dir);
-        finish(ev, 1);
+        send_record(ev, 1);
     } else {
-        finish(ev, 0);
+        send_record(ev, 0);
     }
     Ok(())
 }
