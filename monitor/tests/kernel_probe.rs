@@ -18,7 +18,10 @@ use std::{
 
 use common::{TestCgroup, WAIT, kernel_tests_enabled, scaled, tempdir};
 use monitor::{
-    bpf::source::{EventSource, SourceOptions},
+    bpf::{
+        Tier,
+        source::{EventSource, SourceOptions},
+    },
     event::{CgroupOp, Event, EventBody, Family, FileOp, NetOp, Protocol, syscall::ArgValue},
 };
 
@@ -726,7 +729,7 @@ fn every_core_hook_attached_and_the_source_counts_records() {
         .kernel
         .hooks
         .iter()
-        .filter(|h| h.core && !h.attached())
+        .filter(|h| h.core_missing())
         .map(|h| format!("{}: {}", h.target, h.status()))
         .collect();
     assert!(missing.is_empty(), "core hooks not attached: {missing:?}");
@@ -737,4 +740,90 @@ fn every_core_hook_attached_and_the_source_counts_records() {
     assert!(p.source.records() > 0);
     assert_eq!(p.source.newly_undecodable(), 0, "records did not decode");
     assert_eq!(p.source.lost_total(), 0);
+}
+
+/// Each concern is served by the best tier this kernel lets attach, whole:
+/// in the VMs (`MONITOR_EXPECT_TIER=fentry`, set by `cargo xtask vm-test`)
+/// every concern with fentry rows is served by them, its syscall
+/// tracepoints in standby, so no syscall pays the tracing slow path for
+/// them; on a kernel that refuses tracing programs (this host's 6.18 under
+/// lockdown) every fentry row says why and the tracepoint tier serves all.
+#[test]
+fn each_concern_is_served_whole_by_the_best_tier_the_kernel_offers() {
+    if !kernel_tests_enabled("each_concern_is_served_whole_by_the_best_tier_the_kernel_offers") {
+        return;
+    }
+    let p = ProbeRunner::start("probe-tiers");
+    let hooks = &p.source.started.kernel.hooks;
+    let upper: Vec<_> = hooks.iter().filter(|h| h.tier == Tier::Fentry).collect();
+    assert!(!upper.is_empty(), "the object has no fentry rows");
+    let tiers = monitor::bpf::hooks::concern_tiers(hooks);
+    let tier_of = |concern: &str| {
+        tiers
+            .iter()
+            .find(|(c, _)| *c == concern)
+            .and_then(|(_, t)| *t)
+    };
+    let expected = std::env::var("MONITOR_EXPECT_TIER").unwrap_or_default();
+    if expected == "fentry" {
+        let failed: Vec<String> = upper
+            .iter()
+            .filter(|h| !h.attached())
+            .map(|h| {
+                format!(
+                    "{}: {}",
+                    h.target,
+                    h.error.as_ref().map_or("standby".into(), |e| e.to_string())
+                )
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "fentry rows that did not attach: {failed:#?}"
+        );
+        for h in &upper {
+            assert_eq!(
+                tier_of(h.concern),
+                Some(Tier::Fentry),
+                "concern {}",
+                h.concern
+            );
+        }
+        // The concerns the fentry tier serves keep none of their syscall
+        // tracepoints attached.
+        let doubled: Vec<&str> = hooks
+            .iter()
+            .filter(|h| h.tier == Tier::Tracepoint && h.attached())
+            .filter(|h| upper.iter().any(|u| u.concern == h.concern))
+            .filter(|h| h.hook().starts_with("tracepoint/syscalls/"))
+            .map(|h| h.target.as_str())
+            .collect();
+        assert!(
+            doubled.is_empty(),
+            "syscall tracepoints beside the fentry tier: {doubled:?}"
+        );
+    } else {
+        assert_eq!(
+            expected, "",
+            "MONITOR_EXPECT_TIER={expected}: only `fentry` is known"
+        );
+        // This kernel refuses the tier as a whole: the loader said why, row
+        // by row, and fell back whole.
+        for h in &upper {
+            let kind = h.error.as_ref().map(|e| e.kind());
+            assert!(
+                matches!(kind, Some("verifier" | "load" | "attach" | "no_btf")),
+                "{}: {:?}",
+                h.target,
+                h.status()
+            );
+        }
+        for (concern, tier) in &tiers {
+            assert_ne!(*tier, Some(Tier::Fentry), "concern {concern}");
+        }
+        assert!(
+            hooks.iter().all(|h| !h.standby),
+            "nothing stands by without a higher tier"
+        );
+    }
 }

@@ -338,14 +338,14 @@ const HOOKS: &[Hook] = &[
         "sys_enter_execve",
         "syscalls",
         "sys_enter_execve",
-        "exec argv",
+        "exec",
         true,
     ),
     tp(
         "sys_enter_execveat",
         "syscalls",
         "sys_enter_execveat",
-        "exec argv",
+        "exec",
         false,
     ),
     Hook {
