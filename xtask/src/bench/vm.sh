@@ -97,11 +97,12 @@ while read -r op run cfg arg <&3; do
         # The agent goes on working a while after `tracing;` (its first
         # scans, under emulation for seconds): the first loop should not pay
         # for that. Until it uses at most 2 ticks in each of two 0.5 s
-        # windows (at most 30 s).
+        # windows, at most 15 s (the median was 13 s in a busy host's guest;
+        # longer waits cost the run's time budget more than they buy).
         last=$(ticks $apid)
         idle=0
         n=0
-        while [ $idle -lt 2 ] && [ $n -lt 60 ]; do
+        while [ $idle -lt 2 ] && [ $n -lt 30 ]; do
             sleep 0.5
             n=$((n + 1))
             t=$(ticks $apid)

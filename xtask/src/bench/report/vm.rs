@@ -147,8 +147,8 @@ fn sessions(md: &mut String, v: &VmBench) {
     let _ = writeln!(
         md,
         "What the agent did while the four loops of one run ran (median over runs; emulated times). The loops \
-         start once the agent is idle (at most 2 clock ticks of CPU in each of two half seconds), so the \
-         first loop does not pay for the agent's start-up work:\n"
+         start once the agent is idle (at most 2 clock ticks of CPU in each of two half seconds, or after \
+         15 s), so the first loop does not pay for the agent's start-up work:\n"
     );
     let _ = writeln!(
         md,
