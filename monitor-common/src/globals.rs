@@ -54,6 +54,14 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     /// `sizeof(struct upid)`; `nr` is its first member.
     pub upid_size: u32,
+    // The fentry tier's file programs (`vfs.rs`): 1 when the members below
+    // were all found; without them the tier's file rows are not loaded.
+    pub vfs_valid: u32,
+    /// `struct open_flags`: `open_flag` (int) and `mode` (umode_t).
+    pub open_flags_flag: u32,
+    pub open_flags_mode: u32,
+    /// `struct filename`: `name`, the kernel's copy of the path.
+    pub filename_name: u32,
     /// Tracepoint fields (`sched/*`, `cgroup/*`), from tracefs.
     pub tp_exec_filename: u32,
     pub tp_exec_pid: u32,
@@ -62,6 +70,17 @@ pub struct KernelOffsets {
     pub tp_cgroup_level: u32,
     pub tp_cgroup_id: u32,
     pub tp_cgroup_path: u32,
+    // The fentry tier's exec and seccomp programs (kept apart from the
+    // members above: the file programs add their own block).
+    /// 1 when the `struct linux_binprm` members below were found: exec's
+    /// argv read from the kernel's copy at `security_bprm_committed_creds`.
+    pub bprm_valid: u32,
+    /// `p`: where the argv strings start, on the new program's stack.
+    pub bprm_p: u32,
+    pub bprm_argc: u32,
+    /// `task_struct.stack`, 0 when unknown: a seccomp refusal's syscall
+    /// number and errno are in the registers saved at the stack's top.
+    pub task_stack: u32,
     pub _pad: u32,
 }
 
@@ -103,6 +122,10 @@ impl KernelOffsets {
         pid_level: 0,
         pid_numbers: 0,
         upid_size: 0,
+        vfs_valid: 0,
+        open_flags_flag: 0,
+        open_flags_mode: 0,
+        filename_name: 0,
         tp_exec_filename: 0,
         tp_exec_pid: 0,
         tp_exec_old_pid: 0,
@@ -110,6 +133,10 @@ impl KernelOffsets {
         tp_cgroup_level: 0,
         tp_cgroup_id: 0,
         tp_cgroup_path: 0,
+        bprm_valid: 0,
+        bprm_p: 0,
+        bprm_argc: 0,
+        task_stack: 0,
         _pad: 0,
     };
 }

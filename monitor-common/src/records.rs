@@ -118,7 +118,8 @@ pub struct ExecEvent {
     pub cwd: DirWalk,
 }
 
-/// argv stashed per thread at `sys_enter_execve`, consumed at `sched_process_exec`.
+/// argv stashed per thread at `sys_enter_execve` (or, in the fentry tier, at
+/// `security_bprm_committed_creds`), consumed at `sched_process_exec`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecArgs {

@@ -1,15 +1,22 @@
-//! Program execution: argv stashed at `sys_enter_execve[at]`, the event sent at
-//! `sched_process_exec` with the kernel's own copy of the filename (the user
-//! pointer could be swapped after the check).
+//! Program execution: argv stashed, the event sent at `sched_process_exec`
+//! with the kernel's own copy of the filename (the user pointer could be
+//! swapped after the check).
+//!
+//! argv comes from one of two tiers. The tracepoint tier reads the caller's
+//! memory at `sys_enter_execve[at]`. The fentry tier reads the kernel's copy
+//! at `security_bprm_committed_creds`, past the point of no return: the
+//! strings the new program receives, which no other thread can swap, and no
+//! syscall tracepoint (whose programs put every task's every syscall on the
+//! tracing slow path).
 use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal},
     },
-    macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray},
-    programs::TracePointContext,
+    macros::{fentry, map, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray},
+    programs::{FEntryContext, TracePointContext},
 };
 use monitor_common::{
     ARGS_LEN, AT_FDCWD, ExecArgs, ExecEvent, ExecKey, MAX_ARGS, PATH_LEN, action,
@@ -24,8 +31,8 @@ use crate::{
     path::walk_dirfd,
 };
 
-/// argv of an exec in flight, by thread id (kept from `sys_enter_execve` to
-/// `sched_process_exec`). A plain hash, not an LRU: an LRU would evict
+/// argv of an exec in flight, by thread id (kept from `sys_enter_execve`, or
+/// `security_bprm_committed_creds`, to `sched_process_exec`). A plain hash, not an LRU: an LRU would evict
 /// another thread's entry without a word, a full hash refuses the insert,
 /// which is counted. Entries go at exec or at the thread's exit.
 #[map]
@@ -68,34 +75,15 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), u32
         return Ok(());
     }
     let argv: u64 = unsafe { ctx.read_at(argv_offset).map_err(|_| loss::READ_FAULT)? };
-    let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
-    let stash: &mut ExecArgs = unsafe { &mut *stash };
-    stash.argc = 0;
-    stash.truncated = 0;
-    // The position lives in map memory, read volatile: see `path::walk`.
-    let len = &raw mut stash.args_len;
-    unsafe { len.write_volatile(0) };
-    let buf = stash.args.as_mut_ptr();
+    let stash = empty_args()?;
     for i in 0..MAX_ARGS {
         let arg: u64 = match unsafe { bpf_probe_read_user((argv + i as u64 * 8) as *const u64) } {
             Ok(p) => p,
             Err(_) => break,
         };
-        if arg == 0 {
+        if arg == 0 || append_arg(stash, arg).is_none() {
             break;
         }
-        let pos = unsafe { len.read_volatile() };
-        if pos >= ARGS_LIMIT {
-            stash.truncated = 1;
-            break;
-        }
-        let at = (pos & (ARGS_LIMIT - 1)) as usize;
-        let n = unsafe { bpf_probe_read_user_str(buf.add(at).cast(), ARGS_LIMIT, arg as *const _) };
-        if n <= 0 {
-            break;
-        }
-        unsafe { len.write_volatile(pos + n as u32) };
-        stash.argc += 1;
         if i == MAX_ARGS - 1 {
             // There may be more: say so rather than pretend argv ended here.
             let next: u64 =
@@ -104,6 +92,141 @@ fn try_stash_args(ctx: &TracePointContext, argv_offset: usize) -> Result<(), u32
             if next != 0 {
                 stash.truncated = 1;
             }
+        }
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    PENDING_ARGS
+        .insert(&tid, &*stash, 0)
+        .map_err(|_| loss::MAP_FULL)
+}
+
+/// Starts an empty argv in the per-CPU scratch.
+#[inline(always)]
+fn empty_args() -> Result<&'static mut ExecArgs, u32> {
+    let stash = ARGS_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
+    let stash: &mut ExecArgs = unsafe { &mut *stash };
+    stash.argc = 0;
+    stash.truncated = 0;
+    // The position lives in map memory, read volatile: see `path::walk`.
+    unsafe { (&raw mut stash.args_len).write_volatile(0) };
+    Ok(stash)
+}
+
+/// Appends the string at user address `src` to argv. Returns its length with
+/// the NUL, or `None` when argv is full (then marked truncated) or the read
+/// failed.
+#[inline(always)]
+fn append_arg(stash: &mut ExecArgs, src: u64) -> Option<u32> {
+    let len = &raw mut stash.args_len;
+    let pos = unsafe { len.read_volatile() };
+    if pos >= ARGS_LIMIT {
+        stash.truncated = 1;
+        return None;
+    }
+    let at = (pos & (ARGS_LIMIT - 1)) as usize;
+    let buf = stash.args.as_mut_ptr();
+    let n = unsafe { bpf_probe_read_user_str(buf.add(at).cast(), ARGS_LIMIT, src as *const _) };
+    if n <= 0 {
+        return None;
+    }
+    unsafe { len.write_volatile(pos + n as u32) };
+    stash.argc += 1;
+    Some(n as u32)
+}
+
+/// The argc each exec in flight was called with, by its `struct
+/// linux_binprm`'s address, from `security_bprm_creds_for_exec` (before any
+/// binary format handler ran) to `security_bprm_committed_creds`. An LRU: an
+/// exec that fails in between leaves its entry for the LRU to drop (the next
+/// exec at that address overwrites it first).
+#[map]
+pub static EXEC_ARGC: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
+
+/// Interpreters (scripts, binfmt_misc) an exec goes through whose names
+/// are skipped: the kernel gives up beyond 5 levels, each adding at most two.
+const MAX_SKIPPED: u32 = 12;
+
+/// The fentry tier: the argc the caller passed, before `load_script` or
+/// binfmt_misc prepend their interpreter.
+#[fentry]
+pub fn bprm_creds_for_exec(ctx: FEntryContext) -> u32 {
+    counted(kind::EXEC, try_keep_argc(&ctx));
+    0
+}
+
+fn try_keep_argc(ctx: &FEntryContext) -> Result<(), u32> {
+    if context::current().is_none() || offset!(bprm_valid) == 0 {
+        return Ok(());
+    }
+    let bprm: u64 = ctx.arg(0);
+    let argc = unsafe { read_u32(bprm, offset!(bprm_argc)) }.map_err(|_| loss::READ_FAULT)?;
+    EXEC_ARGC
+        .insert(&bprm, &argc, 0)
+        .map_err(|_| loss::MAP_FULL)
+}
+
+/// The fentry tier's argv: the kernel's copy, `bprm->argc` strings one after
+/// the other from `bprm->p`. By now the task runs on the new program's mm
+/// (`exec_mmap` is done) and that stack is not yet moved, so `p` is an
+/// address the current mm maps; and `de_thread` is done, so the thread id is
+/// the one `sched_process_exec` runs under.
+///
+/// An interpreter script's argv here is the interpreter's: its name (and
+/// argument) first, then the script's path in place of the caller's argv[0].
+/// Skipping what was prepended leaves the caller's argv, except that for a
+/// script argv[0] is the path the kernel ran, not the caller's argv[0]
+/// (lost, overwritten in place); they differ only when the caller chose an
+/// argv[0] other than the path. And an exec with an empty argv has one empty
+/// string here (the kernel gives the program `""` as argv[0] since 5.18).
+#[fentry]
+pub fn bprm_committed_creds(ctx: FEntryContext) -> u32 {
+    counted(kind::EXEC, try_stash_committed(&ctx));
+    0
+}
+
+fn try_stash_committed(ctx: &FEntryContext) -> Result<(), u32> {
+    if context::current().is_none() {
+        return Ok(());
+    }
+    if offset!(bprm_valid) == 0 {
+        return Err(loss::READ_FAULT);
+    }
+    let bprm: u64 = ctx.arg(0);
+    let mut src = unsafe { read_ptr(bprm, offset!(bprm_p)) }.map_err(|_| loss::READ_FAULT)?;
+    let argc = unsafe { read_u32(bprm, offset!(bprm_argc)) }.map_err(|_| loss::READ_FAULT)?;
+    let called = match unsafe { EXEC_ARGC.get(&bprm) } {
+        Some(n) => *n,
+        None => argc,
+    };
+    // Fails only when the entry is already gone: nothing to count.
+    let _ = EXEC_ARGC.remove(&bprm);
+    let skipped = argc.saturating_sub(called);
+    let stash = empty_args()?;
+    for i in 0..MAX_SKIPPED {
+        if i >= skipped {
+            break;
+        }
+        // Read into the scratch only to learn the length; overwritten below.
+        let n = unsafe {
+            bpf_probe_read_user_str(stash.args.as_mut_ptr().cast(), ARGS_LIMIT, src as *const _)
+        };
+        if n <= 0 || n as u32 >= ARGS_LIMIT {
+            return Err(loss::READ_FAULT);
+        }
+        src += n as u64;
+    }
+    let argc = argc - skipped;
+    for i in 0..MAX_ARGS {
+        if i >= argc {
+            break;
+        }
+        match append_arg(stash, src) {
+            Some(n) => src += n as u64,
+            None => break,
+        }
+        if i == MAX_ARGS - 1 && argc > MAX_ARGS {
+            // There are more: say so rather than pretend argv ended here.
+            stash.truncated = 1;
         }
     }
     let tid = bpf_get_current_pid_tgid() as u32;
@@ -148,14 +271,23 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
         unsafe { bpf_probe_read_kernel_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, src) };
     ev.filename_len = if n > 0 { n as u32 - 1 } else { 0 };
 
-    match unsafe { PENDING_ARGS.get(&old_pid) } {
+    // The tracepoint tier stashed under the thread that called execve, the
+    // fentry tier under the one it became (they differ when a thread other
+    // than the leader execs).
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let key = if unsafe { PENDING_ARGS.get(&old_pid) }.is_some() {
+        old_pid
+    } else {
+        tid
+    };
+    match unsafe { PENDING_ARGS.get(&key) } {
         Some(args) => {
             ev.args = args.args;
             ev.args_len = args.args_len;
             ev.argc = args.argc;
             ev.args_truncated = args.truncated;
             // Fails only when the entry is already gone: nothing to count.
-            let _ = PENDING_ARGS.remove(&old_pid);
+            let _ = PENDING_ARGS.remove(&key);
         }
         None => {
             ev.args_len = 0;

@@ -41,7 +41,7 @@ const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 /// Opens with any of these flags can change the file; the rest are reads.
-const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+pub const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
 /// What a `sys_enter_*` program read from its arguments, kept per thread
 /// until the syscall returns. Small on purpose: the record itself is built

@@ -18,6 +18,7 @@ mod net;
 mod path;
 mod proc;
 mod syscall;
+mod vfs;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -23,8 +23,9 @@ pub struct KPath {
     pub dentry: u64,
 }
 
+/// The `struct path` at `base`.
 #[inline(always)]
-unsafe fn read_path(base: u64) -> Result<KPath, i64> {
+pub unsafe fn read_path(base: u64) -> Result<KPath, i64> {
     unsafe {
         Ok(KPath {
             mnt: read_ptr(base, offset!(path_mnt))?,
@@ -85,6 +86,35 @@ pub fn walk_dirfd(dirfd: i32, out: &mut DirWalk) {
 #[inline(always)]
 pub fn walk_opened(fd: i32, dirfd: i32, out: &mut DirWalk) {
     walk_from(dirfd, fd, out);
+}
+
+/// Fills `out` with the path of `start`, a `struct path` a kernel function
+/// was handed (the fentry tier), up to the task's root: with `file`, it is
+/// the file's own path (`walk_flags::FILE`), else a directory's.
+#[inline(always)]
+pub fn walk_kernel(start: KPath, file: bool, out: &mut DirWalk) {
+    out.len = 0;
+    if offset!(structs_valid) == 0 {
+        out.flags = walk_flags::FAILED;
+        return;
+    }
+    let kind = if file { walk_flags::FILE } else { 0 };
+    out.flags = match unsafe { try_walk_kernel(start, out) } {
+        Ok(flags) => walk_flags::PRESENT | flags | kind,
+        Err(_) => walk_flags::FAILED,
+    };
+}
+
+#[inline(always)]
+unsafe fn try_walk_kernel(start: KPath, out: &mut DirWalk) -> Result<u32, i64> {
+    unsafe {
+        let fs = read_ptr(bpf_get_current_task(), offset!(task_fs))?;
+        if fs == 0 {
+            return Err(-1);
+        }
+        let root = read_path(fs + offset!(fs_root) as u64)?;
+        walk(start, root, out)
+    }
 }
 
 /// One walk loop for both starts: the program is verified once per call

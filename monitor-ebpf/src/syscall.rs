@@ -8,6 +8,10 @@
 //! `sys_enter_*` tracepoint, but its `sys_exit_*` fires with `-EPERM`: such
 //! an exit, with no arguments seen, is sent too: a refused probe of `bpf()`
 //! or `setns` is a signal.
+//!
+//! The fentry tier ([`fexit`]) sends the same records from one fexit program
+//! per call, and the refusals from `__secure_computing`: no syscall
+//! tracepoint, so no tracing slow path for every other syscall.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{map, tracepoint},
@@ -17,9 +21,11 @@ use aya_ebpf::{
 use monitor_common::{SyscallEvent, kind, loss, syscall_flags};
 
 use crate::{
-    context,
+    context::{self, Task},
     maps::{counted, send, setting, within_budget},
 };
+
+mod fexit;
 
 /// What `sys_enter` kept for `sys_exit`, per thread.
 #[repr(C)]
@@ -50,6 +56,35 @@ const AF_PACKET: u64 = 17;
 const SOCK_RAW: u64 = 3;
 const SOCK_TYPE_MASK: u64 = 0xf;
 
+/// The hot calls among the rare ones, which only matter with the arguments
+/// that make them rare.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    None,
+    /// Only with a namespace flag.
+    Clone,
+    /// The same, in the `struct clone_args` the first argument points to.
+    Clone3,
+    /// Only raw and packet sockets.
+    Socket,
+}
+
+/// Whether a call with these arguments leaves the kernel.
+#[inline(always)]
+pub fn wanted(filter: Filter, args: &[u64; 6]) -> Result<bool, u32> {
+    Ok(match filter {
+        Filter::None => true,
+        Filter::Clone => args[0] & CLONE_NEW_ANY != 0,
+        Filter::Clone3 => {
+            // struct clone_args starts with u64 flags.
+            let flags: u64 = unsafe { bpf_probe_read_user(args[0] as *const u64) }
+                .map_err(|_| loss::READ_FAULT)?;
+            flags & CLONE_NEW_ANY != 0
+        }
+        Filter::Socket => args[0] == AF_PACKET || args[1] & SOCK_TYPE_MASK == SOCK_RAW,
+    })
+}
+
 #[inline(always)]
 fn read<T>(ctx: &TracePointContext, offset: usize) -> Result<T, u32> {
     unsafe { ctx.read_at::<T>(offset).map_err(|_| loss::READ_FAULT) }
@@ -71,21 +106,17 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), u32> {
     for (i, arg) in call.args.iter_mut().enumerate() {
         *arg = read::<u64>(ctx, 16 + i * 8)?;
     }
-    // The hot ones among them only matter with the flags that make them rare.
     // The numbers come from userspace: they differ by architecture.
-    let wanted = if nr == setting!(nr_clone) as u64 {
-        call.args[0] & CLONE_NEW_ANY != 0
+    let filter = if nr == setting!(nr_clone) as u64 {
+        Filter::Clone
     } else if nr == setting!(nr_clone3) as u64 {
-        // struct clone_args starts with u64 flags.
-        let flags: u64 = unsafe { bpf_probe_read_user(call.args[0] as *const u64) }
-            .map_err(|_| loss::READ_FAULT)?;
-        flags & CLONE_NEW_ANY != 0
+        Filter::Clone3
     } else if nr == setting!(nr_socket) as u64 {
-        call.args[0] == AF_PACKET || call.args[1] & SOCK_TYPE_MASK == SOCK_RAW
+        Filter::Socket
     } else {
-        true
+        Filter::None
     };
-    if !wanted {
+    if !wanted(filter, &call.args)? {
         return Ok(());
     }
     let tid = bpf_get_current_pid_tgid() as u32;
@@ -127,18 +158,29 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), u32> {
             }
         }
     };
+    let args = match pending {
+        Some(call) if call.nr == nr => Some(call.args),
+        _ => None,
+    };
+    emit(task, nr as u32, ret, args.as_ref())
+}
+
+/// Sends the record of a call: with its arguments when it was seen entering,
+/// without them when it was refused before.
+#[inline(always)]
+fn emit(task: Task, nr: u32, ret: i64, args: Option<&[u64; 6]>) -> Result<(), u32> {
     within_budget(kind::SYSCALL)?;
     let ev = SYSCALL_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
     let ev: &mut SyscallEvent = unsafe { &mut *ev };
     task.write_header(kind::SYSCALL, &mut ev.header);
-    ev.nr = nr as u32;
+    ev.nr = nr;
     ev.ret = ret;
-    match pending {
-        Some(call) if call.nr == nr => {
+    match args {
+        Some(args) => {
             ev.flags = syscall_flags::ARGS;
-            ev.args = call.args;
+            ev.args = *args;
         }
-        _ => {
+        None => {
             ev.flags = 0;
             ev.args = [0; 6];
         }

@@ -11,11 +11,20 @@ fn every_dropped_result_in_the_kernel_programs_says_why() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitor-ebpf/src");
     let mut offences = Vec::new();
     let mut files = 0;
-    for entry in fs::read_dir(&src).expect("monitor-ebpf/src") {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
+    // The modules and their submodules (`syscall/fexit.rs`).
+    let mut dirs = vec![src.clone()];
+    let mut paths = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("monitor-ebpf/src") {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                paths.push(path);
+            }
         }
+    }
+    for path in paths {
         files += 1;
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();

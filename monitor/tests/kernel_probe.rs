@@ -159,7 +159,8 @@ fn exec_fork_and_exit_are_events() {
     let EventBody::Exec(x) = &exec.body else {
         unreachable!()
     };
-    // argv from sys_enter_execve, stashed until the exec.
+    // argv from sys_enter_execve (or the kernel's copy, in the fentry tier),
+    // stashed until the exec.
     assert_eq!(
         x.args,
         ["/bin/sh", "-c", "(exit 3); /bin/true probe-arg"],
@@ -198,7 +199,8 @@ fn exec_fork_and_exit_are_events() {
         of(e, pid) && matches!(e.body, EventBody::Exit { exit_code: 0 })
     });
 
-    // fexecve is execveat(fd, "", AT_EMPTY_PATH): argv from sys_enter_execveat.
+    // fexecve is execveat(fd, "", AT_EMPTY_PATH): argv from sys_enter_execveat
+    // in the tracepoint tier.
     let script = r#"
 import os
 fd = os.open("/bin/true", os.O_RDONLY)
@@ -208,6 +210,40 @@ os.execve(fd, ["true", "via-execveat"], {})
     p.expect("exec through execveat, with its argv", WAIT, |e| {
         of(e, pid) && matches!(&e.body, EventBody::Exec(x) if x.args == ["true", "via-execveat"])
     });
+}
+
+/// An interpreter script's exec carries the caller's argv in both tiers: the
+/// fentry tier reads the kernel's copy, where each interpreter (here two: a
+/// script whose interpreter is a script, with an argument) was prepended,
+/// and skips what was.
+#[test]
+fn an_interpreter_scripts_exec_has_the_callers_argv() {
+    if !kernel_tests_enabled("an_interpreter_scripts_exec_has_the_callers_argv") {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let inner = base.join("inner.sh");
+    let outer = base.join("outer.sh");
+    let executable = |path: &Path, text: String| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    executable(&inner, "#!/bin/sh\nexit 0\n".to_owned());
+    executable(&outer, format!("#!{} -x\nexit 0\n", inner.display()));
+    let mut p = ProbeRunner::start("probe-script");
+    let outer = outer.to_str().unwrap();
+    let script = format!("import os\nos.execv({outer:?}, [{outer:?}, 'one', 'two words'])\n");
+    let pid = p.run("/usr/bin/python3", &["-c", &script], None);
+    let exec = p.expect("exec of the outer script", WAIT, |e| {
+        of(e, pid) && matches!(&e.body, EventBody::Exec(x) if x.filename == outer)
+    });
+    let EventBody::Exec(x) = &exec.body else {
+        unreachable!()
+    };
+    assert_eq!(x.args, [outer, "one", "two words"], "{exec:?}");
+    assert!(!x.args_truncated, "{exec:?}");
 }
 
 #[test]
@@ -292,7 +328,15 @@ fn every_file_syscall_is_an_event() {
     let base = dir.path().canonicalize().unwrap();
     std::fs::write(base.join("token"), "secret").unwrap();
     let mut p = ProbeRunner::start("probe-file-syscalls");
-    let fchmodat2 = p.attached("tracepoint/syscalls/sys_enter_fchmodat2");
+    // Whether this kernel has the call (6.6 and later), whichever tier
+    // serves the concern: a tracepoint row in standby is not probed.
+    let fchmodat2 = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| {
+            Path::new(t)
+                .join("events/syscalls/sys_enter_fchmodat2")
+                .exists()
+        });
     let script = format!(
         r#"
 import ctypes, os, socket
@@ -345,11 +389,23 @@ client.connect("probe.sock")
         file(FileOp::Open, "by-open"),
     );
     assert_eq!(with(&open).flags, ["O_WRONLY", "O_CREAT"]);
-    let creat = p.expect(
-        "creat (sys_enter/exit_creat)",
-        WAIT,
-        file(FileOp::Creat, "by-creat"),
-    );
+    // The fentry tier sees the kernel's open, where `creat(2)` is
+    // `open(O_CREAT | O_WRONLY | O_TRUNC)` and nothing tells them apart.
+    let creat = if p.attached("fexit/do_filp_open") {
+        let ev = p.expect(
+            "creat (fexit/do_filp_open)",
+            WAIT,
+            file(FileOp::Open, "by-creat"),
+        );
+        assert_eq!(with(&ev).flags, ["O_WRONLY", "O_CREAT", "O_TRUNC"]);
+        ev
+    } else {
+        p.expect(
+            "creat (sys_enter/exit_creat)",
+            WAIT,
+            file(FileOp::Creat, "by-creat"),
+        )
+    };
     assert_eq!(with(&creat).mode, Some(0o600));
     p.expect(
         "openat2 (sys_enter/exit_openat2)",
@@ -690,12 +746,15 @@ fn every_rare_syscall_is_an_event() {
     );
     let mut expected = Vec::new();
     for (name, enter, call) in CALLS {
-        if p.attached(&format!("tracepoint/syscalls/{enter}")) {
+        // The fentry tier's row is on the function of the same
+        // SYSCALL_DEFINE: `sys_enter_umount`, `__x64_sys_umount`.
+        let function = format!("fexit/__x64_sys_{}", &enter["sys_enter_".len()..]);
+        if p.attached(&format!("tracepoint/syscalls/{enter}")) || p.attached(&function) {
             script.push_str(call);
             script.push('\n');
             expected.push(*name);
         } else {
-            eprintln!("{name}: this kernel has no {enter} tracepoint, so no hook to test");
+            eprintln!("{name}: this kernel has neither {enter} nor {function}, so no hook to test");
         }
     }
     let pid = p.run("/usr/bin/python3", &["-c", &script], None);
@@ -812,7 +871,10 @@ fn each_concern_is_served_whole_by_the_best_tier_the_kernel_offers() {
         for h in &upper {
             let kind = h.error.as_ref().map(|e| e.kind());
             assert!(
-                matches!(kind, Some("verifier" | "load" | "attach" | "no_btf")),
+                matches!(
+                    kind,
+                    Some("verifier" | "load" | "attach" | "no_btf" | "no_function")
+                ),
                 "{}: {:?}",
                 h.target,
                 h.status()
@@ -825,5 +887,134 @@ fn each_concern_is_served_whole_by_the_best_tier_the_kernel_offers() {
             hooks.iter().all(|h| !h.standby),
             "nothing stands by without a higher tier"
         );
+    }
+}
+
+/// The tracepoint programs this process holds, asked of the kernel fd by
+/// fd, not of the loader: each is a `perf` BPF link (5.15 on) or a
+/// perf event fd with a program, whose tracepoint `BPF_TASK_FD_QUERY` (what
+/// `bpftool perf` shows) names. Returns how many there are and the names it
+/// could learn (a link's name needs 6.6: none here).
+fn tracepoints_held() -> (usize, Vec<String>) {
+    /// `union bpf_attr`'s `task_fd_query`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TaskFdQuery {
+        pid: u32,
+        fd: u32,
+        flags: u32,
+        buf_len: u32,
+        buf: u64,
+        prog_id: u32,
+        fd_type: u32,
+        probe_offset: u64,
+        probe_addr: u64,
+    }
+    const BPF_TASK_FD_QUERY: libc::c_long = 20;
+    const BPF_FD_TYPE_TRACEPOINT: u32 = 1;
+    let (mut count, mut named) = (0, Vec::new());
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        if info.lines().any(|l| l == "link_type:\tperf") {
+            count += 1;
+            continue;
+        }
+        let mut name = [0u8; 256];
+        let mut attr = TaskFdQuery {
+            pid: std::process::id(),
+            fd,
+            buf_len: name.len() as u32,
+            buf: name.as_mut_ptr() as u64,
+            ..TaskFdQuery::default()
+        };
+        // SAFETY: `attr` is the command's attribute struct, `name` outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_TASK_FD_QUERY,
+                &mut attr as *mut TaskFdQuery,
+                size_of::<TaskFdQuery>(),
+            )
+        };
+        // Most fds are no perf event with a program: the query fails for them.
+        if r == 0 && attr.fd_type == BPF_FD_TYPE_TRACEPOINT {
+            count += 1;
+            let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            named.push(String::from_utf8_lossy(&name[..len]).into_owned());
+        }
+    }
+    (count, named)
+}
+
+/// With the fentry tier serving exec and the rare syscalls, none of their
+/// syscall tracepoints holds a program (one would put every syscall of every
+/// task on the tracing slow path). The agent's statuses say so, and the
+/// kernel agrees: this process holds exactly as many tracepoint programs as
+/// the statuses say are attached (none of theirs among those it can name),
+/// and the tracing links are there instead. On the tracepoint tier the same
+/// count must match too, so the check can fail.
+#[test]
+fn exec_and_the_rare_syscalls_hold_no_syscall_tracepoint_on_the_fentry_tier() {
+    if !kernel_tests_enabled(
+        "exec_and_the_rare_syscalls_hold_no_syscall_tracepoint_on_the_fentry_tier",
+    ) {
+        return;
+    }
+    let p = ProbeRunner::start("probe-slow-path");
+    let hooks = &p.source.started.kernel.hooks;
+    let rare = monitor::bpf::syscalls::HOOKED.len();
+    let concerns: Vec<&str> = monitor::bpf::syscalls::HOOKED
+        .iter()
+        .map(|c| c.concern)
+        .chain(["exec"])
+        .collect();
+    let theirs: Vec<_> = hooks
+        .iter()
+        .filter(|h| concerns.contains(&h.concern))
+        .filter(|h| h.hook().starts_with("tracepoint/syscalls/"))
+        .collect();
+    assert!(theirs.len() > 2 * rare, "{theirs:?}");
+    let attached_tracepoints = hooks
+        .iter()
+        .filter(|h| h.attached() && h.hook().starts_with("tracepoint/"))
+        .count();
+    let (held, named) = tracepoints_held();
+    assert_eq!(
+        held, attached_tracepoints,
+        "tracepoint programs held, by the kernel and by the statuses ({named:?})"
+    );
+    if std::env::var("MONITOR_EXPECT_TIER").as_deref() == Ok("fentry") {
+        let attached: Vec<&str> = theirs
+            .iter()
+            .filter(|h| !h.standby)
+            .map(|h| h.target.as_str())
+            .collect();
+        assert!(attached.is_empty(), "not in standby: {attached:?}");
+        let named_theirs: Vec<&String> = named
+            .iter()
+            .filter(|t| theirs.iter().any(|h| h.hook().ends_with(&format!("/{t}"))))
+            .collect();
+        assert!(named_theirs.is_empty(), "the kernel names {named_theirs:?}");
+        // The fentry rows are there instead, as tracing links.
+        let links = std::fs::read_dir("/proc/self/fdinfo")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .filter(|info| info.contains("link_type:\ttracing"))
+            .count();
+        let fentry_rows = hooks
+            .iter()
+            .filter(|h| h.tier == Tier::Fentry && h.attached())
+            .filter(|h| concerns.contains(&h.concern) || h.concern == "seccomp refusals")
+            .count();
+        assert!(
+            fentry_rows > rare && links >= fentry_rows,
+            "{links} tracing links for {fentry_rows} fentry rows"
+        );
+    } else {
+        // The tracepoint tier: theirs are among those held.
+        assert!(theirs.iter().filter(|h| h.attached()).count() > rare);
     }
 }

@@ -528,3 +528,94 @@ for name in ("app.socket", "docker.sock"):
         .count();
     assert_eq!(connects, 1, "{:?}", m.seen);
 }
+
+/// One thread keeps rewriting the path buffer between a benign and a
+/// protected file while another opens it for writing and appends a line:
+/// the string the caller passed may be either by the time anything reads
+/// it again, the file opened is one. Each reported open must name the file
+/// it really opened, so the events per path are exactly the lines written
+/// to each file, and a protected file really written is reported.
+/// On the tracepoint tier too: a successful open's path is walked from its
+/// descriptor there, not read again from the buffer.
+const SWAPPED_PATH_OPENS: &str = r#"
+import ctypes, os, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+benign, protected = (p.encode() for p in sys.argv[1:3])
+size = max(len(benign), len(protected)) + 1
+buf = ctypes.create_string_buffer(size)
+stop = False
+def swap():
+    while not stop:
+        ctypes.memmove(buf, benign.ljust(size, b"\0"), size)
+        ctypes.memmove(buf, protected.ljust(size, b"\0"), size)
+t = threading.Thread(target=swap)
+t.start()
+for i in range(int(sys.argv[3])):
+    # Each open starts from one of the two in turn (so both files are
+    # opened whatever the scheduler does), and the swapper races it.
+    ctypes.memmove(buf, (benign, protected)[i % 2].ljust(size, b"\0"), size)
+    fd = libc.open(buf, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    os.write(fd, b"x\n")
+    os.close(fd)
+stop = True
+t.join()
+"#;
+
+#[test]
+fn opens_racing_a_swapped_path_buffer_report_the_file_opened() {
+    if !kernel_tests_enabled("opens_racing_a_swapped_path_buffer_report_the_file_opened") {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    let (benign, protected) = (base.join("benign"), base.join("protected"));
+    let cg = TestCgroup::new("swap");
+    let mut m = trace(&cg, "file,exec");
+    let opens = "200";
+    let pid = cg.run(
+        "/usr/bin/python3",
+        &[
+            "-B",
+            "-c",
+            SWAPPED_PATH_OPENS,
+            benign.to_str().unwrap(),
+            protected.to_str().unwrap(),
+            opens,
+        ],
+        None,
+    );
+    // Records arrive in order: once this exec is out, every open is too.
+    let marker = cg.run("/bin/true", &["swap-done"], None);
+    m.expect("the marker's exec", WAIT, |v| is(v, "exec", marker));
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    let (b, p) = (lines(&benign), lines(&protected));
+    assert_eq!(b + p, 200);
+    let reported = |path: &std::path::Path| {
+        m.seen
+            .iter()
+            .filter(|v| {
+                is(v, "file", pid)
+                    && v["file"]["op"] == "open"
+                    && v["file"]["path"] == path.to_str().unwrap()
+            })
+            .count()
+    };
+    assert_eq!(
+        (reported(&benign), reported(&protected)),
+        (b, p),
+        "opens reported per file, against the lines each file got"
+    );
+    assert!(
+        p > 0,
+        "the protected file was never opened: the race did not run"
+    );
+    let stray = m
+        .seen
+        .iter()
+        .filter(|v| is(v, "file", pid) && v["file"]["op"] == "open")
+        .filter(|v| v["file"]["path"] != benign.to_str().unwrap())
+        .filter(|v| v["file"]["path"] != protected.to_str().unwrap())
+        .count();
+    assert_eq!(stray, 0, "an open reported with a path no file has");
+}

@@ -12,7 +12,6 @@ use aya::programs::ProgramError;
 use super::ScopeRoute;
 
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code, reason = "the fentry tier's rows come with its programs")]
 pub(super) enum Attach {
     /// `group/name` under tracefs `events/`.
     Tracepoint(&'static str, &'static str),
@@ -167,10 +166,11 @@ const fn cgroup_hook(program: &'static str, concern: &'static str, core: bool) -
 }
 
 /// A row of the fentry tier on kernel function `function`. `core`: the
-/// concern cannot be served by this tier without it (every row of a concern
-/// in a tier must attach for the tier to serve it; `core` only says, when
-/// the tracepoint tier is missing too, whether the agent can start).
-#[allow(dead_code, reason = "the tier's rows come with its programs")]
+/// concern cannot be served by this tier without it. A concern takes the
+/// tier only when each of its rows attaches, or is optional and names a
+/// function this kernel does not have (a syscall that is not built in, whose
+/// tracepoint is then missing too); an fentry row never stops the agent
+/// from starting, the tracepoint tier is beneath it.
 pub(super) const fn fentry(
     program: &'static str,
     function: &'static str,
@@ -190,7 +190,6 @@ pub(super) const fn fentry(
 }
 
 /// A row of the fentry tier, as an `fexit` program (see [`fentry`]).
-#[allow(dead_code, reason = "the tier's rows come with its programs")]
 pub(super) const fn fexit(
     program: &'static str,
     function: &'static str,
@@ -224,6 +223,22 @@ impl Hook {
             shared: true,
             ..self
         }
+    }
+
+    /// A row whose concern the tracepoint tier covers with rows of other
+    /// concerns: without it attached, its concern is still served there.
+    pub(super) const fn covered_by(self, covered_by: &'static str) -> Hook {
+        Hook {
+            covered_by: Some(covered_by),
+            ..self
+        }
+    }
+
+    /// Whether its absence from this kernel leaves its concern's tier whole:
+    /// an optional row whose function the kernel does not have (its
+    /// tracepoint twin is then missing too).
+    pub(super) fn absent_here(&self, error: &HookError) -> bool {
+        !self.core && matches!(error, HookError::NoFunction { .. })
     }
 
     const fn since(self, since: &'static str, covered_by: &'static str) -> Hook {
@@ -446,6 +461,8 @@ pub struct HookStatus {
     pub standby: bool,
     /// `None` when attached or in standby, else why not.
     pub error: Option<HookError>,
+    /// What serves its concern when this row does not ([`Hook::covered_by`]).
+    pub covered_by: Option<&'static str>,
 }
 
 impl HookStatus {
@@ -496,6 +513,9 @@ pub enum HookError {
     },
     /// The compiled object has no program of that name (a build mismatch).
     NotInObject { program: &'static str },
+    /// This kernel's BTF has no such function: the syscall or hook is not
+    /// built in (a kernel without modules has no `init_module`).
+    NoFunction { function: &'static str },
     /// The verifier refused the program.
     Verifier {
         /// The load syscall's error (`Permission denied`, `Argument list too long`...).
@@ -527,6 +547,7 @@ impl HookError {
         match self {
             HookError::NoTracepoint { .. } => "no_tracepoint",
             HookError::NotInObject { .. } => "not_in_object",
+            HookError::NoFunction { .. } => "no_function",
             HookError::Verifier { .. } => "verifier",
             HookError::Load(_) => "load",
             HookError::Attach(_) => "attach",
@@ -580,6 +601,14 @@ impl fmt::Display for HookError {
             HookError::NotInObject { program } => {
                 write!(f, "program {program} is not in the object")
             }
+            HookError::NoFunction { function } => {
+                write!(f, "this kernel has no function {function}")
+            }
+            // An empty log: refused before the verifier ran (EPERM for a
+            // program type this kernel does not let the agent load).
+            HookError::Verifier { reason, log_tail } if log_tail.is_empty() => {
+                write!(f, "the kernel refused to load the program ({reason})")
+            }
             HookError::Verifier { reason, log_tail } => write!(
                 f,
                 "the verifier refused the program ({reason}): {}",
@@ -612,7 +641,14 @@ impl std::error::Error for HookError {}
 pub fn concern_tiers(hooks: &[HookStatus]) -> Vec<(&'static str, Option<Tier>)> {
     let mut out: Vec<(&'static str, Option<Tier>)> = Vec::new();
     for h in hooks {
-        let tier = h.attached().then_some(h.tier);
+        // An upper row covered by the tracepoint tier's rows of other
+        // concerns (the seccomp refusals, by the rare syscalls' exits).
+        let covered = h.tier > Tier::Tracepoint && h.covered_by.is_some() && !h.attached();
+        let tier = if covered {
+            Some(Tier::Tracepoint)
+        } else {
+            h.attached().then_some(h.tier)
+        };
         match out.iter_mut().find(|(c, _)| *c == h.concern) {
             Some((_, t)) => *t = (*t).max(tier),
             None => out.push((h.concern, tier)),
@@ -687,6 +723,7 @@ mod tests {
             core,
             standby: false,
             error,
+            covered_by: None,
         }
     }
 
@@ -718,6 +755,10 @@ mod tests {
              line 17 | line 18 | line 19 | line 20"
         );
         assert_eq!(refused.kind(), "verifier");
+        assert_eq!(
+            HookError::verifier("Operation not permitted (os error 1)", "").to_string(),
+            "the kernel refused to load the program (Operation not permitted (os error 1))"
+        );
         let short = HookError::verifier("E2BIG", "only line");
         assert_eq!(
             short.to_string(),

@@ -148,6 +148,7 @@ impl Kernel {
         })?;
         let hooks = attach_tiers(&mut ebpf, opts, &cgroup_root);
         log_hooks(&hooks);
+        fill_refusable(&mut ebpf, &hooks)?;
         let scope_route = match (opts.filter_cgroups, scope_by_walk) {
             (false, _) => ScopeRoute::Unfiltered,
             (true, false) => ScopeRoute::AncestorHelper,
@@ -281,6 +282,7 @@ fn attach_tiers(ebpf: &mut Ebpf, opts: &LoadOptions, cgroup_root: &File) -> Vec<
         core: hook.core,
         standby,
         error,
+        covered_by: hook.covered_by.filter(|_| hook.tier > Tier::Tracepoint),
     };
     let mut try_attach = |ebpf: &mut Ebpf, hook: &Hook| -> Option<HookError> {
         if let Attach::Tracepoint(g, n) = hook.attach
@@ -319,10 +321,13 @@ fn attach_tiers(ebpf: &mut Ebpf, opts: &LoadOptions, cgroup_root: &File) -> Vec<
     // of another would report some operations twice and others never.
     let mut served: HashSet<&'static str> = upper.iter().map(|h| h.concern).collect();
     for concern in served.clone() {
-        let Some(missing) = statuses
+        let Some(missing) = upper
             .iter()
-            .find(|s| s.concern == concern && s.error.is_some())
-            .map(|s| s.name.clone())
+            .zip(&statuses)
+            .find(|(hook, s)| {
+                s.concern == concern && s.error.as_ref().is_some_and(|e| !hook.absent_here(e))
+            })
+            .map(|(_, s)| s.name.clone())
         else {
             continue;
         };
@@ -463,7 +468,8 @@ fn attach(
             let btf = btf.ok_or_else(|| HookError::NoBtf("not loaded".to_owned()))?;
             let p: &mut FEntry = program.try_into().map_err(load_error)?;
             if first {
-                p.load(function, btf).map_err(HookError::of_load)?;
+                p.load(function, btf)
+                    .map_err(|e| of_tracing_load(function, e))?;
             }
             p.attach().map_err(attach_error)?;
         }
@@ -471,12 +477,25 @@ fn attach(
             let btf = btf.ok_or_else(|| HookError::NoBtf("not loaded".to_owned()))?;
             let p: &mut FExit = program.try_into().map_err(load_error)?;
             if first {
-                p.load(function, btf).map_err(HookError::of_load)?;
+                p.load(function, btf)
+                    .map_err(|e| of_tracing_load(function, e))?;
             }
             p.attach().map_err(attach_error)?;
         }
     }
     Ok(())
+}
+
+/// A tracing program's load error: a function this kernel's BTF lacks is
+/// told apart (it is not built in, as a missing tracepoint), the rest as
+/// any load error.
+fn of_tracing_load(function: &'static str, e: aya::programs::ProgramError) -> HookError {
+    match e {
+        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+            HookError::NoFunction { function }
+        }
+        other => HookError::of_load(other),
+    }
 }
 
 /// Never displace another tool's programs on the root. From 5.7 aya
@@ -544,6 +563,33 @@ fn fill_sensitive_names(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         names
             .insert(sensitive_key(name), 1, 0)
             .with_context(|| format!("adding {name} to the sensitive names"))?;
+    }
+    Ok(())
+}
+
+/// Tells the fentry tier's seccomp-refusal program which calls are its to
+/// report: those whose concern that tier serves (the tracepoint tier's exit
+/// programs report the others' refusals), minus the filtered ones.
+fn fill_refusable(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> anyhow::Result<()> {
+    let tiers = concern_tiers(hooks);
+    let served = |concern: &str| {
+        tiers
+            .iter()
+            .any(|(c, t)| *c == concern && *t == Some(Tier::Fentry))
+    };
+    if !served(super::syscalls::REFUSALS) {
+        return Ok(());
+    }
+    let map = ebpf
+        .map_mut("REFUSABLE")
+        .ok_or_else(|| anyhow!("REFUSABLE map missing"))?;
+    let mut refusable: HashMap<_, u32, u32> = HashMap::try_from(map)?;
+    for call in super::syscalls::HOOKED {
+        if !call.filtered && served(call.concern) {
+            refusable
+                .insert(call.nr as u32, 1, 0)
+                .with_context(|| format!("adding {} to the refusable calls", call.name))?;
+        }
     }
     Ok(())
 }

@@ -113,6 +113,12 @@ fn kernel_offsets(tracefs: &Path, btf_file: Option<&Path>) -> anyhow::Result<Ker
                  a process's reads of its own, so none is judged: {e}"
             );
         }
+        if let Err(e) = btf::vfs_offsets(btf, &mut offsets) {
+            tracing::warn!("the fentry tier's opens are lost (counted): {e}");
+        }
+        if let Err(e) = btf::fentry_tier_offsets(btf, &mut offsets) {
+            tracing::warn!("the fentry tier cannot read exec argv or seccomp refusals: {e}");
+        }
     }
     tracefs::tracepoint_offsets(tracefs, &mut offsets)?;
     Ok(offsets)

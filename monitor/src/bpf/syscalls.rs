@@ -1,28 +1,26 @@
 //! The rare system calls the kernel programs report as `syscall` events:
-//! which tracepoints serve each, and the concern it belongs to. One enter and
-//! one exit program (`sys_enter_rare`, `sys_exit_rare`) attach to all of them.
+//! which hooks serve each, and the concern it belongs to. In the tracepoint
+//! tier one enter and one exit program (`sys_enter_rare`, `sys_exit_rare`)
+//! attach to all of them; in the fentry tier each has its own fexit program
+//! on its `__x64_sys_*` function, and `seccomp_refusal` on
+//! `__secure_computing` reports the calls a seccomp profile refused.
 
 /// One hooked call.
 #[derive(Clone, Copy, Debug)]
 pub struct RareSyscall {
     pub name: &'static str,
+    /// This architecture's number.
+    pub nr: i64,
     pub enter: &'static str,
     pub exit: &'static str,
     pub concern: &'static str,
-}
-
-const fn call(
-    name: &'static str,
-    enter: &'static str,
-    exit: &'static str,
-    concern: &'static str,
-) -> RareSyscall {
-    RareSyscall {
-        name,
-        enter,
-        exit,
-        concern,
-    }
+    /// The fentry tier's fexit program (`monitor-ebpf/src/syscall/fexit.rs`),
+    /// and the kernel function it attaches to.
+    pub program: &'static str,
+    pub function: &'static str,
+    /// Filtered in the kernel by its arguments (clone, clone3, socket): a
+    /// refusal, whose arguments are unseen, is not reported.
+    pub filtered: bool,
 }
 
 const CREDENTIALS: &str = "credentials";
@@ -30,122 +28,88 @@ const PROCESS_ACCESS: &str = "process access";
 const KERNEL: &str = "kernel access";
 const MOUNTS: &str = "mounts";
 const NAMESPACES: &str = "namespaces";
+const RAW_SOCKETS: &str = "raw sockets";
 
-/// Every call, with its tracepoints (`umount2`'s carry the name of its
-/// `SYSCALL_DEFINE`, `umount`). clone, clone3 and socket are filtered in the
-/// kernel by their arguments: only namespace flags, only raw and packet
-/// sockets leave it.
-pub const HOOKED: &[RareSyscall] = &[
-    call("setuid", "sys_enter_setuid", "sys_exit_setuid", CREDENTIALS),
-    call("setgid", "sys_enter_setgid", "sys_exit_setgid", CREDENTIALS),
-    call(
-        "setreuid",
-        "sys_enter_setreuid",
-        "sys_exit_setreuid",
-        CREDENTIALS,
-    ),
-    call(
-        "setregid",
-        "sys_enter_setregid",
-        "sys_exit_setregid",
-        CREDENTIALS,
-    ),
-    call(
-        "setresuid",
-        "sys_enter_setresuid",
-        "sys_exit_setresuid",
-        CREDENTIALS,
-    ),
-    call(
-        "setresgid",
-        "sys_enter_setresgid",
-        "sys_exit_setresgid",
-        CREDENTIALS,
-    ),
-    call(
-        "setfsuid",
-        "sys_enter_setfsuid",
-        "sys_exit_setfsuid",
-        CREDENTIALS,
-    ),
-    call(
-        "setfsgid",
-        "sys_enter_setfsgid",
-        "sys_exit_setfsgid",
-        CREDENTIALS,
-    ),
-    call("capset", "sys_enter_capset", "sys_exit_capset", CREDENTIALS),
-    call(
-        "ptrace",
-        "sys_enter_ptrace",
-        "sys_exit_ptrace",
-        PROCESS_ACCESS,
-    ),
-    call(
+/// One row of [`HOOKED`]: the call's name and number, the name of its
+/// `SYSCALL_DEFINE` (which its tracepoints and function carry: `umount2`'s
+/// is `umount`), its concern, and whether it is filtered.
+macro_rules! calls {
+    ($(($name:literal, $nr:ident, $define:literal, $concern:expr, $filtered:expr)),* $(,)?) => {
+        &[$(RareSyscall {
+            name: $name,
+            nr: libc::$nr,
+            enter: concat!("sys_enter_", $define),
+            exit: concat!("sys_exit_", $define),
+            concern: $concern,
+            program: concat!("fexit_", $name),
+            function: concat!("__x64_sys_", $define),
+            filtered: $filtered,
+        }),*]
+    };
+}
+
+/// Every call. clone, clone3 and socket are filtered in the kernel by their
+/// arguments: only namespace flags, only raw and packet sockets leave it.
+pub const HOOKED: &[RareSyscall] = calls![
+    ("setuid", SYS_setuid, "setuid", CREDENTIALS, false),
+    ("setgid", SYS_setgid, "setgid", CREDENTIALS, false),
+    ("setreuid", SYS_setreuid, "setreuid", CREDENTIALS, false),
+    ("setregid", SYS_setregid, "setregid", CREDENTIALS, false),
+    ("setresuid", SYS_setresuid, "setresuid", CREDENTIALS, false),
+    ("setresgid", SYS_setresgid, "setresgid", CREDENTIALS, false),
+    ("setfsuid", SYS_setfsuid, "setfsuid", CREDENTIALS, false),
+    ("setfsgid", SYS_setfsgid, "setfsgid", CREDENTIALS, false),
+    ("capset", SYS_capset, "capset", CREDENTIALS, false),
+    ("ptrace", SYS_ptrace, "ptrace", PROCESS_ACCESS, false),
+    (
         "process_vm_writev",
-        "sys_enter_process_vm_writev",
-        "sys_exit_process_vm_writev",
+        SYS_process_vm_writev,
+        "process_vm_writev",
         PROCESS_ACCESS,
+        false
     ),
-    call("bpf", "sys_enter_bpf", "sys_exit_bpf", KERNEL),
-    call(
-        "init_module",
-        "sys_enter_init_module",
-        "sys_exit_init_module",
-        KERNEL,
-    ),
-    call(
+    ("bpf", SYS_bpf, "bpf", KERNEL, false),
+    ("init_module", SYS_init_module, "init_module", KERNEL, false),
+    (
         "finit_module",
-        "sys_enter_finit_module",
-        "sys_exit_finit_module",
+        SYS_finit_module,
+        "finit_module",
         KERNEL,
+        false
     ),
-    call(
+    (
         "delete_module",
-        "sys_enter_delete_module",
-        "sys_exit_delete_module",
+        SYS_delete_module,
+        "delete_module",
         KERNEL,
+        false
     ),
-    call(
-        "userfaultfd",
-        "sys_enter_userfaultfd",
-        "sys_exit_userfaultfd",
-        KERNEL,
-    ),
-    call(
+    ("userfaultfd", SYS_userfaultfd, "userfaultfd", KERNEL, false),
+    (
         "io_uring_setup",
-        "sys_enter_io_uring_setup",
-        "sys_exit_io_uring_setup",
+        SYS_io_uring_setup,
+        "io_uring_setup",
         KERNEL,
+        false
     ),
-    call("mount", "sys_enter_mount", "sys_exit_mount", MOUNTS),
-    call("umount2", "sys_enter_umount", "sys_exit_umount", MOUNTS),
-    call("fsmount", "sys_enter_fsmount", "sys_exit_fsmount", MOUNTS),
-    call(
-        "move_mount",
-        "sys_enter_move_mount",
-        "sys_exit_move_mount",
-        MOUNTS,
-    ),
-    call(
-        "open_tree",
-        "sys_enter_open_tree",
-        "sys_exit_open_tree",
-        MOUNTS,
-    ),
-    call(
-        "unshare",
-        "sys_enter_unshare",
-        "sys_exit_unshare",
-        NAMESPACES,
-    ),
-    call("setns", "sys_enter_setns", "sys_exit_setns", NAMESPACES),
-    call("clone", "sys_enter_clone", "sys_exit_clone", NAMESPACES),
-    call("clone3", "sys_enter_clone3", "sys_exit_clone3", NAMESPACES),
-    call(
-        "socket",
-        "sys_enter_socket",
-        "sys_exit_socket",
-        "raw sockets",
-    ),
+    ("mount", SYS_mount, "mount", MOUNTS, false),
+    ("umount2", SYS_umount2, "umount", MOUNTS, false),
+    ("fsmount", SYS_fsmount, "fsmount", MOUNTS, false),
+    ("move_mount", SYS_move_mount, "move_mount", MOUNTS, false),
+    ("open_tree", SYS_open_tree, "open_tree", MOUNTS, false),
+    ("unshare", SYS_unshare, "unshare", NAMESPACES, false),
+    ("setns", SYS_setns, "setns", NAMESPACES, false),
+    ("clone", SYS_clone, "clone", NAMESPACES, true),
+    ("clone3", SYS_clone3, "clone3", NAMESPACES, true),
+    ("socket", SYS_socket, "socket", RAW_SOCKETS, true),
 ];
+
+/// The fentry tier's program for the seccomp refusals of every call, on
+/// the function that runs the filters. One program, so the trampoline on a
+/// function every syscall of a confined task calls runs one program only: it
+/// is a concern of its own. It reports the refusals of the calls whose
+/// concern the fentry tier serves (the loader fills `REFUSABLE` once the
+/// tiers are settled); the tracepoint tier's exits report the others'.
+pub const REFUSAL_PROGRAM: &str = "seccomp_refusal";
+pub const REFUSAL_FUNCTION: &str = "__secure_computing";
+pub const REFUSALS: &str = "seccomp refusals";

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 mod offsets;
 
-pub use offsets::{cgroup_walk_offsets, kernel_offsets, pidns_offsets};
+pub use offsets::{
+    cgroup_walk_offsets, fentry_tier_offsets, kernel_offsets, pidns_offsets, vfs_offsets,
+};
 
 /// Where the running kernel exposes its own BTF.
 pub const VMLINUX_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -1052,6 +1054,8 @@ mod tests {
         assert_eq!(o.pidns_valid, 1);
         // struct upid { int nr; struct pid_namespace *ns; } on 64-bit.
         assert_eq!(o.upid_size, 16);
+        vfs_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("vfs_offsets: {e}"));
+        assert_eq!((o.vfs_valid, o.open_flags_flag, o.filename_name), (1, 0, 0));
         // Layouts that have held for many kernel versions.
         assert_eq!(o.path_mnt, 0);
         assert_eq!(o.path_dentry, 8);

@@ -162,3 +162,31 @@ pub fn pidns_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     o.pidns_valid = 1;
     Ok(())
 }
+
+/// Fills the members the fentry tier's open program reads (`vfs.rs`:
+/// `do_filp_open`'s `struct open_flags` and `struct filename`) and sets
+/// `vfs_valid`. Kept apart from the other blocks: without them only that
+/// tier's opens go, counted as lost, and the rest runs.
+pub fn vfs_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U32};
+    o.open_flags_flag = btf.checked("open_flags", "open_flag", U32)?;
+    // A `umode_t` (2 bytes): read as 4 and masked by the program.
+    o.open_flags_mode = btf.member_offset("open_flags", "mode")?;
+    o.filename_name = btf.checked("filename", "name", Pointer)?;
+    o.vfs_valid = 1;
+    Ok(())
+}
+
+/// Fills the members the fentry tier's exec and seccomp programs read and
+/// sets `bprm_valid`: `linux_binprm.p` and `argc` (argv from the kernel's
+/// copy of it), and `task_struct.stack` (a refused call's saved registers).
+/// Every BTF kernel has them; were one missing, those programs would count
+/// each argv and refusal as lost (`loss::READ_FAULT`), and the caller says so.
+pub fn fentry_tier_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U32, U64};
+    o.bprm_p = btf.checked("linux_binprm", "p", U64)?;
+    o.bprm_argc = btf.checked("linux_binprm", "argc", U32)?;
+    o.task_stack = btf.checked("task_struct", "stack", Pointer)?;
+    o.bprm_valid = 1;
+    Ok(())
+}
