@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Interleaved runs of the overhead loops (default 3 with --quick, else 9).
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
-    /// Interleaved runs of the in-VM loops (default 3 with --quick, else 5).
+    /// Interleaved runs of the in-VM loops (default 3 with --quick, else 4).
     #[arg(long, value_name = "N")]
     pub vm_runs: Option<usize>,
     /// Only these sections (comma separated); the others are reported as not run.
@@ -139,11 +139,11 @@ impl Plan {
             alert_rate: 100.0,
             pipeline_warmup_secs: if args.quick { 1.0 } else { 3.0 },
             pipeline_measure_secs: if args.quick { 2.0 } else { 5.0 },
-            // Each agent start and stop takes 10-15 s under emulation: 5 runs
-            // of 1 s loops are about 6 minutes.
+            // An agent's start, wait for idle and stop take 20-30 s under
+            // emulation: 4 runs of 1 s loops are about 5.5 minutes (5 took 6.8).
             vm_runs: args
                 .vm_runs
-                .unwrap_or(if args.quick { 3 } else { 5 })
+                .unwrap_or(if args.quick { 3 } else { 4 })
                 .max(1),
             vm_loop_secs: if args.quick { 0.5 } else { 1.0 },
             vm_loop_max_secs: if args.quick { 2.0 } else { 4.0 },
@@ -551,7 +551,7 @@ mod tests {
         });
         assert_eq!((full.runs, full.reps), (5, 3));
         assert!(full.latency_samples >= 1000);
-        assert_eq!((p.vm_runs, full.vm_runs), (3, 5));
+        assert_eq!((p.vm_runs, full.vm_runs), (3, 4));
         assert!(full.vm_loop_max_secs > full.vm_loop_secs);
     }
 }

@@ -413,7 +413,7 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<VmBench> {
         "bench: vm: {} runs on {} under QEMU TCG (about {:.0} min)",
         runs,
         k.uname,
-        (20.0 + runs as f64 * (20.0 * ctx.plan.vm_loop_secs + 45.0)) / 60.0
+        (20.0 + runs as f64 * (20.0 * ctx.plan.vm_loop_secs + 60.0)) / 60.0
     );
     let spec = guest::Spec {
         kernel: &k,

@@ -231,6 +231,26 @@ fn findings(md: &mut String, v: &VmBench) {
             );
         }
     }
+    let lossy: Vec<String> = v
+        .sessions
+        .iter()
+        .filter(|s| s.lost.is_some_and(|l| l > 0))
+        .map(|s| {
+            format!(
+                "run {} under {}: {}",
+                s.run + 1,
+                heading(s.config),
+                num(s.lost.unwrap_or(0) as f64)
+            )
+        })
+        .collect();
+    if !lossy.is_empty() {
+        let _ = writeln!(
+            md,
+            "- The agent reported events lost (its ring buffer full while it fell behind under emulation): {}.",
+            lossy.join("; ")
+        );
+    }
     let boot = v
         .boot_secs
         .map(|b| format!("boot {b:.1} s, "))
