@@ -25,6 +25,7 @@ mod scratch;
 mod stats;
 pub mod synthetic;
 mod throughput;
+mod vm;
 
 use std::{
     fs,
@@ -53,6 +54,9 @@ pub struct BenchArgs {
     /// Interleaved runs of the overhead loops (default 3 with --quick, else 9).
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
+    /// Interleaved runs of the in-VM loops (default 3 with --quick, else 4).
+    #[arg(long, value_name = "N")]
+    pub vm_runs: Option<usize>,
     /// Only these sections (comma separated); the others are reported as not run.
     #[arg(long, value_delimiter = ',', value_name = "SECTIONS")]
     pub only: Vec<Section>,
@@ -71,15 +75,19 @@ pub enum Section {
     Memory,
     Pipeline,
     Profile,
+    /// The overhead loops in a 6.12 VM (QEMU TCG), tracepoint tier against
+    /// fentry tier: about 5 minutes, runnable alone with `--only vm`.
+    Vm,
 }
 
-const ALL_SECTIONS: [Section; 6] = [
+const ALL_SECTIONS: [Section; 7] = [
     Section::Overhead,
     Section::Throughput,
     Section::Latency,
     Section::Memory,
     Section::Pipeline,
     Section::Profile,
+    Section::Vm,
 ];
 
 /// How long and how often each part runs.
@@ -105,6 +113,13 @@ pub struct Plan {
     /// Criterion's warm-up and measurement time per pipeline case (s).
     pub pipeline_warmup_secs: f64,
     pub pipeline_measure_secs: f64,
+    /// Interleaved runs of the in-VM loops.
+    pub vm_runs: usize,
+    /// Each in-VM loop is sized to about this long with no monitor (in
+    /// emulated time, which is wall time)...
+    pub vm_loop_secs: f64,
+    /// ...and stops after this long whatever the monitor does to it.
+    pub vm_loop_max_secs: f64,
 }
 
 impl Plan {
@@ -124,6 +139,14 @@ impl Plan {
             alert_rate: 100.0,
             pipeline_warmup_secs: if args.quick { 1.0 } else { 3.0 },
             pipeline_measure_secs: if args.quick { 2.0 } else { 5.0 },
+            // An agent's start, wait for idle and stop take 20-30 s under
+            // emulation: 4 runs of 1 s loops are about 5.5 minutes (5 took 6.8).
+            vm_runs: args
+                .vm_runs
+                .unwrap_or(if args.quick { 3 } else { 4 })
+                .max(1),
+            vm_loop_secs: if args.quick { 0.5 } else { 1.0 },
+            vm_loop_max_secs: if args.quick { 2.0 } else { 4.0 },
         }
     }
 }
@@ -395,11 +418,23 @@ pub fn run(
         generated_utc: capture(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
         commit: capture(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
         command: format!(
-            "cargo xtask bench{}{}",
+            "cargo xtask bench{}{}{}{}",
             if args.quick { " --quick" } else { "" },
             args.runs
                 .map(|n| format!(" --runs {n}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            args.vm_runs
+                .map(|n| format!(" --vm-runs {n}"))
+                .unwrap_or_default(),
+            if args.only.is_empty() {
+                String::new()
+            } else {
+                let only: Vec<String> = sections
+                    .iter()
+                    .map(|s| format!("{s:?}").to_lowercase())
+                    .collect();
+                format!(" --only {}", only.join(","))
+            }
         ),
         machine: machine.clone(),
         plan,
@@ -410,6 +445,7 @@ pub fn run(
         memory: None,
         pipeline: None,
         profile: None,
+        vm: None,
         notes,
         errors: Vec::new(),
         not_measured: Vec::new(),
@@ -425,6 +461,7 @@ pub fn run(
             Section::Latency => latency::measure(&ctx).map(|l| results.latency = Some(l)),
             Section::Memory => memory::measure(&ctx).map(|m| results.memory = Some(m)),
             Section::Pipeline => pipeline::measure(&ctx).map(|p| results.pipeline = Some(p)),
+            Section::Vm => vm::measure(&ctx).map(|v| results.vm = Some(v)),
             Section::Profile => {
                 if profile::perf_works() {
                     profile::measure(&ctx).map(|(p, notes)| {
@@ -501,6 +538,7 @@ mod tests {
         let args = BenchArgs {
             quick: true,
             runs: None,
+            vm_runs: None,
             only: vec![],
             no_install: true,
         };
@@ -513,5 +551,7 @@ mod tests {
         });
         assert_eq!((full.runs, full.reps), (5, 3));
         assert!(full.latency_samples >= 1000);
+        assert_eq!((p.vm_runs, full.vm_runs), (3, 4));
+        assert!(full.vm_loop_max_secs > full.vm_loop_secs);
     }
 }

@@ -24,7 +24,7 @@ pub struct LoopSpec {
     pub label: &'static str,
     pub target: f64,
     /// Iterations of the calibration run.
-    calibrate: u64,
+    pub calibrate: u64,
 }
 
 pub const LOOPS: [LoopSpec; 4] = [

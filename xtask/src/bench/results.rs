@@ -5,7 +5,7 @@ use std::fs;
 
 use serde::Serialize;
 
-use super::{Plan, Section, latency, memory, overhead, pipeline, process, profile, throughput};
+use super::{Plan, Section, latency, memory, overhead, pipeline, process, profile, throughput, vm};
 
 /// The machine the figures belong to.
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +87,8 @@ pub struct Results {
     pub memory: Option<memory::Memory>,
     pub pipeline: Option<pipeline::Pipeline>,
     pub profile: Option<Vec<profile::Profile>>,
+    /// The in-VM comparison of the hook tiers (emulated).
+    pub vm: Option<vm::VmBench>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
     pub not_measured: Vec<NotMeasured>,

@@ -16,7 +16,10 @@
 //! - `exec-marker`: `--iterations` fork+execs at `--rate` per second of
 //!   `--dir/<seq>/sshd` (seq from `--first`) with argv `sshd lat-<ns>-<seq>`,
 //!   the CLOCK_MONOTONIC time taken in the child just before execve: the
-//!   alert latency benchmark (`sshd` in a container is an alert).
+//!   alert latency benchmark (`sshd` in a container is an alert);
+//! - `listen`: accept and close connections on 127.0.0.1:`--port` until
+//!   killed, after one JSON line once listening: the `connect` loop's peer
+//!   where the bench's own listener cannot be (inside a VM).
 //!
 //! With `--cgroup DIR` the process first moves itself into that cgroup v2
 //! directory (children inherit it). Every loop stops at `--max-secs` even when
@@ -101,8 +104,9 @@ fn main() {
         "rate" => paced_open(&o),
         "marker" => markers(&o),
         "exec-marker" => exec_markers(&o),
+        "listen" => listen(&o),
         other => Err(format!(
-            "unknown kind {other}: use exec, open, connect, getppid, rate, marker or exec-marker"
+            "unknown kind {other}: use exec, open, connect, getppid, rate, marker, exec-marker or listen"
         )),
     };
     match result {
@@ -386,4 +390,59 @@ fn exec_markers(o: &Opts) -> Result<String, String> {
         r#"{{"kind":"exec-marker","iterations":{done},"elapsed_ns":{}}}"#,
         start.elapsed().as_nanos()
     ))
+}
+
+/// Accepts and closes connections on 127.0.0.1:`--port` until killed. The
+/// accept queue is deep for the reason the bench's own listener's is: with
+/// 128, a moment without the CPU drops a SYN and a connect waits a second.
+fn listen(o: &Opts) -> Result<String, String> {
+    // SAFETY: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(os_err("socket"));
+        }
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: o.port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(os_err("bind 127.0.0.1"));
+        }
+        if libc::listen(fd, 4096) != 0 {
+            return Err(os_err("listen"));
+        }
+        // Said before the loop, which never returns: the caller waits for it.
+        println!(r#"{{"kind":"listen","port":{}}}"#, o.port);
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        loop {
+            let c = libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            );
+            if c >= 0 {
+                libc::close(c);
+            }
+        }
+    }
 }

@@ -9,9 +9,9 @@
 //! static busybox, an `/init` that mounts it all and chroots, and the few
 //! kernel modules that takes. Kernels are fetched once with `apt-get
 //! download` and kept under `~/.cache/monitor/vm/<release>/`.
-mod guest;
+pub(crate) mod guest;
 mod initramfs;
-mod kernel;
+pub(crate) mod kernel;
 pub mod test;
 
 use std::{

@@ -8,12 +8,13 @@ mod pipeline;
 mod profiles;
 mod targets;
 mod throughput;
+mod vm;
 
 use std::fmt::Write as _;
 
 use self::{
     latency::latency, memory::memory, overhead::overhead, pipeline::pipeline, profiles::profiles,
-    targets::targets, throughput::throughput,
+    targets::targets, throughput::throughput, vm::vm,
 };
 use super::Results;
 
@@ -88,6 +89,9 @@ pub fn markdown(r: &Results) -> String {
     if let Some(p) = &r.profile {
         profiles(&mut md, p);
     }
+    if let Some(v) = &r.vm {
+        vm(&mut md, v);
+    }
 
     let skipped: Vec<String> = super::ALL_SECTIONS
         .iter()
@@ -148,12 +152,14 @@ fn how_to_run(md: &mut String) {
          cargo xtask bench                 # 9 interleaved runs, 1 s loops, 3 passes of the rest\n\
          cargo xtask bench --quick         # smoke test: 3 runs, short loops, one pass\n\
          cargo xtask bench --runs 15 --only overhead,profile\n\
+         cargo xtask bench --only vm       # the tiers in a 6.12 VM alone (QEMU TCG, about 5 min)\n\
          cargo bench -p monitor --bench pipeline   # the pipeline benchmark alone\n\
          ```\n\n\
          It builds the agent and the workload binary in release mode, installs auditd and bpftrace with apt \
          when they are missing (`--no-install` skips them instead), and removes what it made when it ends, \
          also on error or ^C: its cgroup v2 directory, its files under /dev/shm, its audit rules (key \
          `monitor-bench`), the auditd it started and every process it started. Traffic stays on 127.0.0.1; \
-         every loop is bounded in count and time."
+         every loop is bounded in count and time. The in-VM section boots Debian's 6.12 cloud kernel as \
+         `cargo xtask vm-run` does (downloaded once, QEMU installed with apt when missing)."
     );
 }

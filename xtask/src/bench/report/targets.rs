@@ -31,6 +31,7 @@ pub(super) fn targets(md: &mut String, r: &Results) {
         && r.latency.is_none()
         && r.memory.is_none()
         && r.pipeline.is_none()
+        && r.vm.is_none()
     {
         return;
     }
@@ -167,6 +168,15 @@ pub(super) fn targets(md: &mut String, r: &Results) {
             } else {
                 format!("**missed** by {:.0} %", (1.0 - eps / TARGET_EPS) * 100.0)
             }
+        );
+    }
+    if let Some(v) = &r.vm
+        && let Some((t, verdict)) = super::vm::control_verdict(v)
+    {
+        let _ = writeln!(
+            md,
+            "| overhead of `monitor trace`, getppid (control), 6.12 VM, fentry tier (`--hook-tier auto`; emulated) | ≤ 1.02× | {} | {verdict} |",
+            ratio(&t)
         );
     }
     let _ = writeln!(md);
