@@ -43,8 +43,9 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Setup, build, then measure the agent (as root): overhead against no
-    /// monitor, auditd and bpftrace, throughput without loss, latency and
-    /// memory. Writes BENCHMARKS.md and bench-results.json at the repo root.
+    /// monitor, auditd and bpftrace, throughput without loss, latency,
+    /// memory, the pipeline, and the loops in a 6.12 VM under each hook tier
+    /// (`--only vm`). Writes BENCHMARKS.md and bench-results.json at the repo root.
     Bench(bench::BenchArgs),
     /// Boot a Debian cloud kernel (5.10, 6.1, 6.12) under QEMU (TCG) and run
     /// one command in it as root, e.g.

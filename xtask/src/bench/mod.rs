@@ -76,7 +76,7 @@ pub enum Section {
     Pipeline,
     Profile,
     /// The overhead loops in a 6.12 VM (QEMU TCG), tracepoint tier against
-    /// fentry tier: about 5 minutes, runnable alone with `--only vm`.
+    /// fentry tier: about 7 minutes, runnable alone with `--only vm`.
     Vm,
 }
 
