@@ -5,9 +5,11 @@
 //! `reader` drains the ring buffer and hands each raw record to the decoder
 //! it is given (`event` implements it: this module never imports `event`),
 //! `cgroupfs` finds the cgroup v2 mount the socket hooks attach to.
+mod attach;
 pub mod btf;
 pub mod cgroupfs;
 pub mod enforce;
+mod hook_error;
 pub mod hooks;
 pub mod load;
 pub mod losses;
