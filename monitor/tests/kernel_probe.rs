@@ -32,11 +32,20 @@ struct ProbeRunner {
     source: EventSource<Event>,
     runtime: tokio::runtime::Runtime,
     seen: Vec<Event>,
+    /// One runner at a time in this process: a test that counts the
+    /// programs this process holds must not count another test's (`cargo
+    /// test` runs tests on threads of one process). Dropped last.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Held by the live [`ProbeRunner`].
+static ONE_RUNNER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl ProbeRunner {
     /// Makes the test cgroup `name` and loads the programs scoped to it.
     fn start(name: &str) -> ProbeRunner {
+        // A failed test poisons the lock; the next runner may still go.
+        let serial = ONE_RUNNER.lock().unwrap_or_else(|e| e.into_inner());
         let cgroup = TestCgroup::new(name);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -60,6 +69,7 @@ impl ProbeRunner {
             source,
             runtime,
             seen: Vec::new(),
+            _serial: serial,
         }
     }
 
