@@ -63,3 +63,24 @@ pub struct ExecKey {
     pub cgroup_id: u64,
     pub hash: u64,
 }
+
+/// A protected file or directory of an enforced cgroup, by identity: the
+/// device as the kernel holds it (`super_block.s_dev`, `major << 20 |
+/// minor`) and the inode number. The key of `PROTECTED` (`lsm.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProtectKey {
+    pub cgroup_id: u64,
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+/// `PROTECTED` value bits: a rule's `paths` entry (deny) or `allow` entry
+/// naming exactly this file (`EXACT`), or everything below this directory
+/// (`TREE`, a `/dir/**` glob). A write is refused when a deny bit applies
+/// and no allow bit does.
+pub const DENY_EXACT: u32 = 1;
+pub const DENY_TREE: u32 = 2;
+pub const ALLOW_EXACT: u32 = 4;
+pub const ALLOW_TREE: u32 = 8;

@@ -81,6 +81,20 @@ pub struct KernelOffsets {
     /// `task_struct.stack`, 0 when unknown: a seccomp refusal's syscall
     /// number and errno are in the registers saved at the stack's top.
     pub task_stack: u32,
+    // The refusal of protected writes (`lsm.rs`, `--enforce` on a kernel
+    // with BPF LSM): 1 when the members below were found.
+    pub lsm_valid: u32,
+    /// `dentry.d_inode`, `inode.i_ino` (an unsigned long), `inode.i_sb`,
+    /// `super_block.s_dev` (the kernel's dev_t, `major << 20 | minor`).
+    pub dentry_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    /// `file.f_mode` (`FMODE_WRITE`) and `file.f_flags` (`O_TRUNC`).
+    pub file_f_mode: u32,
+    pub file_f_flags: u32,
+    /// `linux_binprm.filename`: the refusal of denied execs.
+    pub bprm_filename: u32,
     pub _pad: u32,
 }
 
@@ -137,6 +151,14 @@ impl KernelOffsets {
         bprm_p: 0,
         bprm_argc: 0,
         task_stack: 0,
+        lsm_valid: 0,
+        dentry_inode: 0,
+        inode_ino: 0,
+        inode_sb: 0,
+        sb_dev: 0,
+        file_f_mode: 0,
+        file_f_flags: 0,
+        bprm_filename: 0,
         _pad: 0,
     };
 }

@@ -11,7 +11,7 @@ mod globals;
 mod records;
 
 pub use self::{
-    enforce::{EgressVerdict, ExecKey, PortSegment},
+    enforce::{EgressVerdict, ExecKey, PortSegment, ProtectKey},
     globals::{CGROUP2_HIERARCHY_ID, KernelOffsets, Settings},
     records::{
         AT_FDCWD, CgroupEvent, DNS_PAYLOAD_MAX, DirWalk, DnsEvent, ExecArgs, ExecEvent, ExitEvent,
@@ -137,6 +137,7 @@ mod user {
     unsafe impl aya::Pod for super::PortSegment {}
     unsafe impl aya::Pod for super::EgressVerdict {}
     unsafe impl aya::Pod for super::ExecKey {}
+    unsafe impl aya::Pod for super::ProtectKey {}
     unsafe impl aya::Pod for super::CgroupLossKey {}
     unsafe impl aya::Pod for super::FairBucket {}
 }

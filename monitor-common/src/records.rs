@@ -39,6 +39,9 @@ pub mod action {
     pub const KILLED: u32 = 2;
     /// A kill was due but `bpf_send_signal` failed: the program runs.
     pub const KILL_FAILED: u32 = 3;
+    /// A write to a protected path refused by the BPF LSM programs (the
+    /// call fails with EPERM): `FileEvent::action`, reported as `denied`.
+    pub const REFUSED: u32 = 4;
 }
 
 /// Cgroup operations, `CgroupEvent::op`.
@@ -192,6 +195,10 @@ pub struct FileEvent {
     /// namespace (what `/proc/<pid>` means inside its container); 0 for
     /// other operations, or when this kernel's BTF does not tell.
     pub ns_pid: u32,
+    /// What enforcement did ([`action`]): `REFUSED` when the LSM programs
+    /// refused this operation.
+    pub action: u32,
+    pub _pad: u32,
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
     /// The path as the process passed it (cut at `PATH_LEN - 1` bytes).

@@ -25,7 +25,7 @@ use monitor_common::{
 };
 
 use crate::{
-    context,
+    context::{self, Task},
     kmem::{read_ptr, read_u32},
     maps::{counted, offset, send_now, setting},
     path::walk_dirfd,
@@ -249,55 +249,14 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
         ctx.read_at(offset!(tp_exec_old_pid) as usize)
             .map_err(|_| loss::READ_FAULT)?
     };
-    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
-    let ev = unsafe { &mut *ev };
-    task.write_header(kind::EXEC, &mut ev.header);
-    ev.old_pid = old_pid;
-    ev.ppid = 0;
-    if offset!(structs_valid) != 0 {
-        let current = unsafe { bpf_get_current_task() };
-        if let Ok(parent) = unsafe { read_ptr(current, offset!(task_real_parent)) } {
-            ev.ppid = unsafe { read_u32(parent, offset!(task_tgid)) }.unwrap_or(0);
-        }
-    }
-
     // __data_loc: low 16 bits are the offset of the string in the record.
     let loc: u32 = unsafe {
         ctx.read_at(offset!(tp_exec_filename) as usize)
             .map_err(|_| loss::READ_FAULT)?
     };
-    let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const _;
-    let n =
-        unsafe { bpf_probe_read_kernel_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, src) };
-    ev.filename_len = if n > 0 { n as u32 - 1 } else { 0 };
-
-    // The tracepoint tier stashed under the thread that called execve, the
-    // fentry tier under the one it became (they differ when a thread other
-    // than the leader execs).
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let key = if unsafe { PENDING_ARGS.get(&old_pid) }.is_some() {
-        old_pid
-    } else {
-        tid
-    };
-    match unsafe { PENDING_ARGS.get(&key) } {
-        Some(args) => {
-            ev.args = args.args;
-            ev.args_len = args.args_len;
-            ev.argc = args.argc;
-            ev.args_truncated = args.truncated;
-            // Fails only when the entry is already gone: nothing to count.
-            let _ = PENDING_ARGS.remove(&key);
-        }
-        None => {
-            ev.args_len = 0;
-            ev.argc = 0;
-            ev.args_truncated = 0;
-        }
-    }
-
-    ev.action = action::NONE;
-    ev._pad = 0;
+    let src = ctx.as_ptr() as u64 + (loc & 0xffff) as u64;
+    let ev = exec_record(task, old_pid, src)?;
+    take_args(ev, old_pid);
     // A constant to the verifier: without --enforce none of this is explored.
     if setting!(enforce) != 0 && kill_due(task.cgroup_id, &ev.filename, ev.filename_len) {
         // Delivered on the way back to user space: the new program never
@@ -308,7 +267,69 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
             action::KILL_FAILED
         };
     }
+    send_exec(ev);
+    Ok(())
+}
 
+/// The exec record in the per-CPU scratch: the header, the parent and the
+/// kernel's copy of the filename (the kernel string at `src`); no argv yet,
+/// and no action.
+#[inline(always)]
+pub fn exec_record(task: Task, old_pid: u32, src: u64) -> Result<&'static mut ExecEvent, u32> {
+    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(loss::NO_SCRATCH)?;
+    // SAFETY: per-CPU map memory, and a program runs to its end on its CPU.
+    let ev: &'static mut ExecEvent = unsafe { &mut *ev };
+    task.write_header(kind::EXEC, &mut ev.header);
+    ev.old_pid = old_pid;
+    ev.ppid = 0;
+    if offset!(structs_valid) != 0 {
+        let current = unsafe { bpf_get_current_task() };
+        if let Ok(parent) = unsafe { read_ptr(current, offset!(task_real_parent)) } {
+            ev.ppid = unsafe { read_u32(parent, offset!(task_tgid)) }.unwrap_or(0);
+        }
+    }
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            ev.filename.as_mut_ptr().cast(),
+            PATH_LEN as u32,
+            src as *const _,
+        )
+    };
+    ev.filename_len = if n > 0 { n as u32 - 1 } else { 0 };
+    ev.args_len = 0;
+    ev.argc = 0;
+    ev.args_truncated = 0;
+    ev.action = action::NONE;
+    ev._pad = 0;
+    Ok(ev)
+}
+
+/// Moves the argv stashed for this exec into its record. The tracepoint
+/// tier stashed under the thread that called execve (`old_pid`), the
+/// fentry tier under the one it became (they differ when a thread other
+/// than the leader execs).
+#[inline(always)]
+pub fn take_args(ev: &mut ExecEvent, old_pid: u32) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let key = if unsafe { PENDING_ARGS.get(&old_pid) }.is_some() {
+        old_pid
+    } else {
+        tid
+    };
+    if let Some(args) = unsafe { PENDING_ARGS.get(&key) } {
+        ev.args = args.args;
+        ev.args_len = args.args_len;
+        ev.argc = args.argc;
+        ev.args_truncated = args.truncated;
+        // Fails only when the entry is already gone: nothing to count.
+        let _ = PENDING_ARGS.remove(&key);
+    }
+}
+
+/// Sends the exec record, with the working directory when the filename is
+/// relative; an enforcement action's record is counted apart when lost.
+#[inline(always)]
+pub fn send_exec(ev: &mut ExecEvent) {
     let size = if ev.filename[0] != b'/' {
         walk_dirfd(AT_FDCWD, &mut ev.cwd);
         size_of::<ExecEvent>()
@@ -318,14 +339,13 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), u32> {
     // SAFETY: `size` is at most the record's size, and the record is in map memory.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const ExecEvent).cast::<u8>(), size) };
     send_now(bytes, kind::EXEC, ev.action != action::NONE);
-    Ok(())
 }
 
 /// Whether the enforced container `cgroup_id` kills this executable: the
 /// FNV-1a hash of the kernel's filename, whole or from after its last `/`,
 /// is in `KILL_EXECS` for the cgroup.
 #[inline(always)]
-fn kill_due(cgroup_id: u64, filename: &[u8; PATH_LEN], len: u32) -> bool {
+pub fn kill_due(cgroup_id: u64, filename: &[u8; PATH_LEN], len: u32) -> bool {
     let mut whole = PATH_BASIS;
     let mut name = NAME_BASIS;
     for i in 0..PATH_LEN {

@@ -11,7 +11,9 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use monitor_common::{AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, file_op, kind, loss};
+use monitor_common::{
+    AT_FDCWD, FileEvent, PATH_LEN, SENSITIVE_NAME_LEN, action, file_op, kind, loss,
+};
 
 use crate::{
     context,
@@ -40,6 +42,7 @@ const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
+const EPERM: i64 = 1;
 /// Opens with any of these flags can change the file; the rest are reads.
 pub const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
@@ -194,7 +197,19 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
 /// Sends a file record cut after its last walked directory (`dirs` of
 /// them: the tiers fill the record alike and send it alike).
 #[inline(always)]
-pub fn send_record(ev: &FileEvent, dirs: u32) {
+pub fn send_record(ev: &mut FileEvent, dirs: u32) {
+    // A write the LSM programs refused fails with EPERM; the mark is the
+    // thread's, taken by the record of the call it refused.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.action = action::NONE;
+    ev._pad = 0;
+    if unsafe { crate::lsm::REFUSED.get(&pid_tgid) }.is_some() {
+        // Taken; an entry that stays (a failed delete) is an LRU's to age out.
+        let _ = crate::lsm::REFUSED.remove(&pid_tgid);
+        if ev.ret == -EPERM {
+            ev.action = action::REFUSED;
+        }
+    }
     let size = match dirs {
         0 => FileEvent::SIZE_NO_DIRS,
         1 => FileEvent::SIZE_ONE_DIR,

@@ -13,6 +13,7 @@ mod dns;
 mod exec;
 mod file;
 mod kmem;
+mod lsm;
 mod maps;
 mod net;
 mod path;

@@ -313,6 +313,8 @@ fn file_record(
         dirfd: monitor_common::AT_FDCWD,
         dirfd2: monitor_common::AT_FDCWD,
         ns_pid: 0,
+        action: 0,
+        _pad: 0,
         ret: if op == file_op::OPEN { 5 } else { 0 },
         path: fill::<PATH_LEN>(path),
         path2: fill::<PATH_LEN>(path2),

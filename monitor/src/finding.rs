@@ -117,7 +117,7 @@ impl Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionTaken {
-    /// The connect or sendmsg was refused (EPERM).
+    /// The connect, sendmsg or protected write was refused (EPERM).
     Denied,
     /// The exec'd process was killed (SIGKILL) before it ran.
     Killed,
@@ -132,6 +132,8 @@ impl ActionTaken {
             monitor_common::action::DENIED => Some(ActionTaken::Denied),
             monitor_common::action::KILLED => Some(ActionTaken::Killed),
             monitor_common::action::KILL_FAILED => Some(ActionTaken::KillFailed),
+            // A refused write is reported as a denied connect is.
+            monitor_common::action::REFUSED => Some(ActionTaken::Denied),
             _ => None,
         }
     }

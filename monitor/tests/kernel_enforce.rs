@@ -53,10 +53,22 @@ for arg in sys.argv[1:]:
 print(" ".join(out))
 "#;
 
+/// A child killed and waited for when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Already gone when its cgroup was emptied: nothing to undo then.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Dropped in field order: the agent (its links go with it), then the
 /// cgroups' processes and directories.
 struct Harness {
     monitor: Option<Monitor>,
+    _holder: Reaped,
     web: TestCgroup,
     other: TestCgroup,
     web_id: String,
@@ -81,8 +93,10 @@ impl Harness {
         fs::write(
             rules.join("enforce.yaml"),
             format!(
-                "policies:\n  - name: test/enforce\n    selector: {{name: [web]}}\n    rules:\n      - name: egress\n        severity: medium\n        action: deny\n        egress:\n          allow:\n            - to: [127.0.0.1]\n              ports: [{}]\n              protocols: [tcp]\n      - name: evil\n        severity: high\n        action: kill\n        process:\n          deny:\n            - exe: [{}/evil]\n",
+                "policies:\n  - name: test/enforce\n    selector: {{name: [web]}}\n    rules:\n      - name: egress\n        severity: medium\n        action: deny\n        egress:\n          allow:\n            - to: [127.0.0.1]\n              ports: [{}]\n              protocols: [tcp]\n      - name: evil\n        severity: high\n        action: kill\n        process:\n          deny:\n            - exe: [{}/evil]\n      - name: protected\n        severity: high\n        action: deny\n        file:\n          paths: [\"{}/protected/**\"]\n          allow: [\"{}/protected/open/**\"]\n",
                 allowed.local_addr().unwrap().port(),
+                scratch.display(),
+                scratch.display(),
                 scratch.display()
             ),
         )
@@ -94,6 +108,11 @@ impl Harness {
         };
         let (web, web_id) = make("web");
         let (other, _) = make("other");
+        // The protected tree, and a process in the web container whose root
+        // the agent resolves it in (as a container's init would be).
+        fs::create_dir_all(scratch.join("protected/open")).unwrap();
+        fs::write(scratch.join("protected/kept"), "kept\n").unwrap();
+        let holder = Reaped(web.command("/bin/sleep").arg("600").spawn().unwrap());
         let spool = scratch.join("spool");
         let mut args = vec![
             "run".to_owned(),
@@ -120,6 +139,7 @@ impl Harness {
         }
         Harness {
             monitor: Some(monitor),
+            _holder: holder,
             web,
             other,
             web_id,
@@ -157,9 +177,9 @@ impl Harness {
     }
 
     /// Copies `/usr/bin/touch` to `<scratch>/<name>` and runs it in the web
-    /// container to create `<scratch>/<name>.ran`; returns how it ended and
-    /// whether the file exists.
-    fn run_touch(&self, name: &str) -> (std::process::ExitStatus, bool, PathBuf) {
+    /// container to create `<scratch>/<name>.ran`; returns how it ended (or
+    /// why the exec failed) and whether the file exists.
+    fn try_touch(&self, name: &str) -> (std::io::Result<std::process::ExitStatus>, bool, PathBuf) {
         let exe = self.scratch.join(name);
         fs::copy("/usr/bin/touch", &exe).unwrap();
         let marker = self.scratch.join(format!("{name}.ran"));
@@ -167,9 +187,14 @@ impl Harness {
             .web
             .command(exe.to_str().unwrap())
             .arg(&marker)
-            .status()
-            .unwrap();
+            .status();
         (status, marker.exists(), exe)
+    }
+
+    /// [`try_touch`](Self::try_touch) for an exec that must happen.
+    fn run_touch(&self, name: &str) -> (std::process::ExitStatus, bool, PathBuf) {
+        let (status, ran, exe) = self.try_touch(name);
+        (status.expect("the exec"), ran, exe)
     }
 
     fn alert(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -221,24 +246,169 @@ fn denied_connect_fails_with_eperm_while_an_allowed_one_succeeds() {
     assert!(stderr.contains("lost_total=0"), "{stderr}");
 }
 
+/// A denied exec never runs: on a kernel with BPF LSM (the test VMs,
+/// `MONITOR_EXPECT_TIER=fentry`) the exec itself fails with EPERM and the
+/// caller goes on; elsewhere (this host) the new program is killed before
+/// its first instruction.
 #[test]
 fn denied_exec_is_killed_before_it_runs() {
     if !kernel_tests_enabled("denied_exec_is_killed_before_it_runs") {
         return;
     }
+    let lsm = std::env::var("MONITOR_EXPECT_TIER").as_deref() == Ok("fentry");
     let _serial = serial();
     let mut h = Harness::start(true);
-    let (status, ran, exe) = h.run_touch("evil");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
-    assert!(!ran, "the killed program created its file: it ran");
+    let (status, ran, exe) = h.try_touch("evil");
+    if lsm {
+        let e = status.expect_err("the refused exec ran");
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    } else {
+        let status = status.unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    }
+    assert!(!ran, "the denied program created its file: it ran");
     // The same program under another name runs: the test can tell.
     let (status, ran, _) = h.run_touch("fine");
     assert!(status.success() && ran, "{status:?}");
     let exe = exe.display().to_string();
-    let a = h.alert("the kill's alert", |v| v["process"]["exe"] == exe.as_str());
+    let a = h.alert("the denial's alert", |v| {
+        v["process"]["exe"] == exe.as_str()
+    });
     assert_eq!(a["rule"], "evil");
-    assert_eq!(a["action_taken"], "killed", "{a}");
+    assert_eq!(
+        a["action_taken"],
+        if lsm { "denied" } else { "killed" },
+        "{a}"
+    );
     assert_eq!(a["would_deny"], false, "{a}");
+    if lsm {
+        // The summary says what the kernel did.
+        assert!(a["summary"].as_str().unwrap().ends_with("(denied)"), "{a}");
+    }
+}
+
+/// Tries each write named in argv (`new:PATH` creates, `append:PATH`
+/// opens for writing, `unlink:PATH`, `rename:OLD:NEW`, `chmod:PATH`,
+/// `link:OLD:NEW`) and prints `ok` or the errno's name for each.
+const WRITES: &str = r#"
+import errno, os, sys
+out = []
+for arg in sys.argv[1:]:
+    op, _, rest = arg.partition(":")
+    try:
+        if op == "new":
+            open(rest, "x").close()
+        elif op == "append":
+            open(rest, "a").close()
+        elif op == "unlink":
+            os.unlink(rest)
+        elif op == "rename":
+            os.rename(*rest.split(":"))
+        elif op == "chmod":
+            os.chmod(rest, 0o600)
+        elif op == "link":
+            os.link(*rest.split(":"))
+        out.append("ok")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+print(" ".join(out))
+"#;
+
+fn writes(cg: &TestCgroup, ops: &[String]) -> String {
+    let out = cg
+        .command("/usr/bin/python3")
+        .args(["-c", WRITES])
+        .args(ops)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "writes failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// On a kernel with BPF LSM (the test VMs: `MONITOR_EXPECT_TIER=fentry`),
+/// every write to the protected tree fails with EPERM, through a symlink
+/// and a hard link too, while the rule's `allow` and the container the
+/// rules do not select write freely, and each refusal is an alert with
+/// `action_taken: denied`. On a kernel that refuses LSM programs (this
+/// host), the agent says so, nothing is refused and the alerts are
+/// `would_deny`.
+#[test]
+fn a_protected_write_fails_with_eperm_on_the_lsm_tier() {
+    if !kernel_tests_enabled("a_protected_write_fails_with_eperm_on_the_lsm_tier") {
+        return;
+    }
+    let lsm = std::env::var("MONITOR_EXPECT_TIER").as_deref() == Ok("fentry");
+    let _serial = serial();
+    let mut h = Harness::start(true);
+    let p = h.scratch.join("protected");
+    let s = h.scratch.display().to_string();
+    std::os::unix::fs::symlink(&p, h.scratch.join("via")).unwrap();
+    let ops: Vec<String> = [
+        format!("new:{}/new", p.display()),
+        format!("append:{}/kept", p.display()),
+        format!("new:{s}/via/through-symlink"),
+        format!("chmod:{}/kept", p.display()),
+        format!("link:{}/kept:{s}/hardlink", p.display()),
+        format!("rename:{}/kept:{s}/moved", p.display()),
+        format!("new:{}/open/fine", p.display()),
+    ]
+    .into();
+    let got = writes(&h.web, &ops);
+    if lsm {
+        assert_eq!(
+            got, "EPERM EPERM EPERM EPERM EPERM EPERM ok",
+            "in the enforced container"
+        );
+        assert_eq!(fs::read_to_string(p.join("kept")).unwrap(), "kept\n");
+        assert!(!p.join("new").exists() && !h.scratch.join("hardlink").exists());
+    } else {
+        assert_eq!(
+            got, "ok ok ok ok ok ok ok",
+            "nothing is refused without BPF LSM"
+        );
+    }
+    // The container the rules do not select is never refused.
+    assert_eq!(
+        writes(&h.other, &[format!("new:{}/other", p.display())]),
+        "ok",
+        "in the other container"
+    );
+    let new = format!("{}/new", p.display());
+    let a = h.alert("the protected create's alert", |v| {
+        v["file"]["path"] == new.as_str()
+    });
+    assert_eq!(a["rule"], "protected", "{a}");
+    if lsm {
+        assert_eq!(a["action_taken"], "denied", "{a}");
+        assert_eq!(a["would_deny"], false, "{a}");
+        assert_eq!(a["attempt"], true, "{a}");
+        assert!(a["summary"].as_str().unwrap().ends_with("(denied)"), "{a}");
+        // The rename's refusal names its old path.
+        let kept = format!("{}/kept", p.display());
+        let r = h.alert("the refused rename's alert", |v| {
+            v["file"]["op"] == "rename" && v["file"]["path"] == kept.as_str()
+        });
+        assert_eq!(r["action_taken"], "denied", "{r}");
+    } else {
+        assert_eq!(a["would_deny"], true, "{a}");
+        assert_eq!(a["action_taken"], Value::Null, "{a}");
+        let u = h
+            .monitor()
+            .expect("the agent's word that writes are not refused", WAIT, |v| {
+                v["rule"] == "enforcement-unavailable"
+                    && v["summary"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("protected writes"))
+            });
+        assert_eq!(u["kind"], "agent", "{u}");
+    }
+    let (seen, stderr) = h.monitor.take().unwrap().stop_and_drain();
+    let fine = format!("{}/open/fine", p.display());
+    assert!(
+        !seen.iter().any(|v| v["file"]["path"] == fine.as_str()),
+        "the allowed write alerted: {seen:#?}"
+    );
+    assert!(stderr.contains("lost_total=0"), "{stderr}");
 }
 
 #[test]
@@ -282,9 +452,18 @@ fn after_sigkill_of_the_agent_traffic_flows_again() {
     if !kernel_tests_enabled("after_sigkill_of_the_agent_traffic_flows_again") {
         return;
     }
+    let lsm = std::env::var("MONITOR_EXPECT_TIER").as_deref() == Ok("fentry");
     let _serial = serial();
     let mut h = Harness::start(true);
     assert_eq!(h.probe(&h.web), "ok EPERM EPERM", "enforced first");
+    let p = h.scratch.join("protected");
+    if lsm {
+        assert_eq!(
+            writes(&h.web, &[format!("new:{}/before", p.display())]),
+            "EPERM",
+            "protected first"
+        );
+    }
     let pid = h.monitor().pid() as i32;
     // SIGKILL: no clean-up of its own runs.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -306,6 +485,11 @@ fn after_sigkill_of_the_agent_traffic_flows_again() {
     assert!(
         status.success() && ran,
         "execs run once the agent is gone: {status:?}"
+    );
+    assert_eq!(
+        writes(&h.web, &[format!("new:{}/after", p.display())]),
+        "ok",
+        "writes go through once the agent is gone"
     );
     drop(monitor);
 }

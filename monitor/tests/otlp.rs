@@ -117,6 +117,7 @@ fn alerts() -> Vec<Alert> {
         result: 0,
         requested_path: None,
         truncated: false,
+        action: None,
     });
     out[3].kind = AlertKind::Network;
     out[3].network = Some(NetworkInfo {

@@ -223,6 +223,15 @@ impl Kernel {
         }
     }
 
+    /// Whether protected writes can be refused (the LSM programs attached),
+    /// or why not.
+    pub fn write_refusal(&self) -> Result<(), String> {
+        match &self.enforcement {
+            Some(e) => e.refusal().map_err(str::to_owned),
+            None => Err("enforcement is off (no --enforce)".to_owned()),
+        }
+    }
+
     /// Lifts enforcement from `cgroup_id` (gone, or no longer selected).
     pub fn release(&mut self, cgroup_id: u64) -> anyhow::Result<()> {
         match &mut self.enforcement {

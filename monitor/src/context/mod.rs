@@ -540,7 +540,7 @@ impl Enricher {
     fn process_info(&self, event: &Event) -> ProcessInfo {
         let h = &event.header;
         let entry = self.table.get(h.pid);
-        ProcessInfo {
+        let mut info = ProcessInfo {
             pid: h.pid,
             ppid: entry.and_then(|e| e.ppid),
             uid: h.uid,
@@ -548,7 +548,16 @@ impl Enricher {
             exe: entry.and_then(|e| e.exe.clone()),
             args: entry.map(|e| e.args.clone()).unwrap_or_default(),
             ancestry: self.table.ancestry(h.pid, self.config.ancestry_depth),
+        };
+        // A refused exec left the process as it was (the table says so), but
+        // its alert is about the program it tried to become.
+        if let EventBody::Exec(x) = &event.body
+            && x.action == Some(crate::finding::ActionTaken::Denied)
+        {
+            info.exe = Some(x.filename.clone());
+            info.args.clone_from(&x.args);
         }
+        info
     }
 
     /// Retries containers whose runtime files were not written yet; `enrich`

@@ -182,13 +182,15 @@ impl ProcessTable {
             self.sweep_exited();
         }
         let h = &event.header;
-        // Most events (files, connections) only refresh a known process: do
-        // it in place rather than clone the entry (its argv) and insert it.
-        if !matches!(
-            event.body,
-            EventBody::Exec(_) | EventBody::Fork { .. } | EventBody::Exit { .. }
-        ) && let Some(entry) = self.entries.get_mut(&h.pid)
-        {
+        // Most events (files, connections, an exec enforcement refused) only
+        // refresh a known process: do it in place rather than clone the
+        // entry (its argv) and insert it.
+        let changes = match &event.body {
+            EventBody::Exec(x) => x.action != Some(crate::finding::ActionTaken::Denied),
+            EventBody::Fork { .. } | EventBody::Exit { .. } => true,
+            _ => false,
+        };
+        if !changes && let Some(entry) = self.entries.get_mut(&h.pid) {
             entry.uid = h.uid;
             entry.comm.clone_from(&h.comm);
             if h.cgroup_id != 0 {
@@ -209,7 +211,7 @@ impl ProcessTable {
             entry.cgroup_id = h.cgroup_id;
         }
         match &event.body {
-            EventBody::Exec(exec) => {
+            EventBody::Exec(exec) if changes => {
                 if entry.exited_at.is_some() {
                     // The pid was reused and the new process's fork was lost.
                     entry = ProcessEntry::from_header(h);
@@ -742,6 +744,7 @@ mod tests {
                 result: 3,
                 requested_path: None,
                 truncated: false,
+                action: None,
             }),
         });
         let e = t.get(5).unwrap();

@@ -291,6 +291,7 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         result: ev.ret,
         requested_path,
         truncated,
+        action: ActionTaken::from_code(ev.action),
     })
 }
 
@@ -483,6 +484,8 @@ mod tests {
             dirfd: -100,
             dirfd2: -100,
             ns_pid: 0,
+            action: 0,
+            _pad: 0,
             ret: 3,
             path: fill::<PATH_LEN>(path),
             path2: fill::<PATH_LEN>(path2),

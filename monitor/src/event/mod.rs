@@ -78,6 +78,7 @@ impl Event {
         match &self.body {
             EventBody::Exec(x) => x.action,
             EventBody::Network(n) => n.action,
+            EventBody::File(f) => f.action,
             _ => None,
         }
     }
@@ -124,6 +125,9 @@ pub struct FileInfo {
     /// `target`) is incomplete.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Enforcement refused the write (`Denied`); the alert's `action_taken`.
+    #[serde(skip)]
+    pub action: Option<ActionTaken>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -119,6 +119,10 @@ impl Learner {
         let Some(workload) = Workload::of(e) else {
             return;
         };
+        // What enforcement refused did not happen: it is no behaviour to keep.
+        if e.event.action_taken() == Some(crate::finding::ActionTaken::Denied) {
+            return;
+        }
         let learned = self.workloads.entry(workload).or_default();
         let what = match &e.event.body {
             EventBody::Exec(exec) => {

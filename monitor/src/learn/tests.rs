@@ -82,6 +82,7 @@ fn write(c: &ContainerInfo, path: &str) -> EnrichedEvent {
             result: 3,
             requested_path: None,
             truncated: false,
+            action: None,
         }),
     )
 }

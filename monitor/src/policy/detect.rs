@@ -381,6 +381,7 @@ mod tests {
             result,
             requested_path: None,
             truncated: false,
+            action: None,
         }
     }
 

@@ -17,7 +17,7 @@ use monitor_common::{
 
 use super::{
     matcher::{Dest, Protocols},
-    model::{Body, Exception, RuleSet},
+    model::{Body, Exception, KernelForm, RuleSet},
     selector::Workload,
 };
 use crate::finding::Action;
@@ -43,12 +43,31 @@ pub struct Enforcement {
     pub kill_paths: Vec<String>,
     /// File names whose exec is killed, wherever the file is.
     pub kill_names: Vec<String>,
+    /// Files and trees whose writes are refused (file rules with `action:
+    /// deny`), with the `allow` entries that stay open, as the rules give
+    /// them: paths inside the container, resolved there by the agent.
+    pub protect: Vec<ProtectPath>,
+}
+
+/// One path of a file rule with `action: deny`, in the form the kernel
+/// judges: a file, or every file below a directory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProtectPath {
+    /// Absolute, inside the container, with no glob characters.
+    pub path: String,
+    /// `/dir/**`: everything below `path`, not `path` itself.
+    pub tree: bool,
+    /// From the rule's `allow`: writes here stay open.
+    pub allow: bool,
 }
 
 impl Enforcement {
     /// Nothing to enforce.
     pub fn is_empty(&self) -> bool {
-        self.egress.is_none() && self.kill_paths.is_empty() && self.kill_names.is_empty()
+        self.egress.is_none()
+            && self.kill_paths.is_empty()
+            && self.kill_names.is_empty()
+            && self.protect.is_empty()
     }
 }
 
@@ -84,7 +103,7 @@ impl RuleSet {
                     continue;
                 }
                 out.rules.push(format!("{}/{}", rule.policy, rule.name));
-                match (&rule.body, &rule.kill) {
+                match (&rule.body, &rule.kernel) {
                     (Body::EgressAllow(dests), _) => egress.push(EgressRule {
                         allow: true,
                         dests,
@@ -95,9 +114,12 @@ impl RuleSet {
                         dests,
                         exceptions: applying,
                     }),
-                    (_, Some(kill)) => {
+                    (_, Some(KernelForm::Kill(kill))) => {
                         out.kill_paths.extend(kill.paths.iter().cloned());
                         out.kill_names.extend(kill.names.iter().cloned());
+                    }
+                    (_, Some(KernelForm::Protect(paths))) => {
+                        out.protect.extend(paths.iter().cloned());
                     }
                     _ => {}
                 }
@@ -107,6 +129,8 @@ impl RuleSet {
         out.kill_paths.dedup();
         out.kill_names.sort();
         out.kill_names.dedup();
+        out.protect.sort();
+        out.protect.dedup();
         if !egress.is_empty() {
             out.egress = Some(egress_table(&egress)?);
         }

@@ -44,7 +44,7 @@ pub use detect::{
     DetectorLimits, DriftDetector, PortScanDetector, ScanParams, ScanReport, is_fileless_exec,
     is_write,
 };
-pub use enforce::{EgressPrefix, Enforcement};
+pub use enforce::{EgressPrefix, Enforcement, ProtectPath};
 pub use evaluate::Evaluator;
 pub use model::{DEFAULT_GRACE, PostureCheck, RuleSet};
 // What `evaluate` appends to, so its callers need not know the leaf.

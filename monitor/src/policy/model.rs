@@ -136,8 +136,18 @@ pub(crate) struct Rule {
     pub tags: Arc<[String]>,
     pub body: Body,
     pub action: Action,
-    /// For `action: kill`: what the kernel kills.
-    pub kill: Option<KillList>,
+    /// For `action: kill` and a file rule's `action: deny`: what the kernel checks.
+    pub kernel: Option<KernelForm>,
+}
+
+/// A rule's enforcing form in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KernelForm {
+    /// `action: kill`: the executables killed at exec.
+    Kill(KillList),
+    /// A file rule's `action: deny`: the files and trees whose writes the
+    /// LSM programs refuse, and those its `allow` keeps open.
+    Protect(Vec<super::enforce::ProtectPath>),
 }
 
 /// A compiled exception: every condition given must hold.

@@ -2,7 +2,11 @@
 //! tables kept in step with the containers and the rules in force, and an
 //! alert for every action the kernel took that no rule reports. Apart from
 //! the loop because it is the one stage that writes to the kernel.
-use std::{collections::HashMap, path::PathBuf, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
 
 use tracing::{info, warn};
 
@@ -24,7 +28,25 @@ pub(super) struct Enforcer {
     /// Containers whose rules could not be compiled for the kernel, with why
     /// (reported once per reason).
     refused: HashMap<u64, String>,
+    /// Each protecting container's paths as last resolved inside it, and when.
+    resolved: HashMap<u64, Resolved>,
+    /// Containers told that their protected writes cannot be refused here.
+    unrefused: HashSet<u64>,
 }
+
+/// A container's protected paths resolved to identities.
+struct Resolved {
+    paths: Vec<policy::ProtectPath>,
+    at: Instant,
+    /// Empty until a process of the container showed its root.
+    identities: Vec<(u32, u64, u32)>,
+    /// Found inside the container (a process's root was read).
+    rooted: bool,
+}
+
+/// How long resolved protected paths are trusted: a directory created or
+/// replaced since (a new `/root/.ssh`) is protected from the next resolve.
+const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 
 impl Enforcer {
     pub(super) fn reconcile(
@@ -39,6 +61,7 @@ impl Enforcer {
             return;
         }
         let mount = source.cgroup2_mount().to_path_buf();
+        let proc_root = enricher.config().proc_root.clone();
         let registry = enricher.registry();
         let mut wanted: Vec<(u64, PathBuf, KernelEnforcement, Vec<String>)> = Vec::new();
         for (id, entry) in registry.containers() {
@@ -74,8 +97,39 @@ impl Enforcer {
                 continue;
             }
             let dir = mount.join(entry.path.trim_start_matches('/'));
-            wanted.push((id, dir, kernel_plan(&plan), plan.rules));
+            let mut kernel_plan = kernel_plan(&plan);
+            if !plan.protect.is_empty() {
+                match source.started.kernel.write_refusal() {
+                    Ok(()) => {
+                        kernel_plan.protect = self.identities(id, &dir, &plan.protect, &proc_root)
+                    }
+                    Err(why) => {
+                        if self.unrefused.insert(id) {
+                            let summary = format!(
+                                "container {}: protected writes cannot be refused here ({why}); \
+                                 its file rules with action: deny only alert",
+                                entry.path
+                            );
+                            warn!("{summary}");
+                            sinks.dispatch(&Alert::agent(
+                                host,
+                                "enforcement-unavailable",
+                                Severity::High,
+                                summary,
+                            ));
+                        }
+                    }
+                }
+            }
+            if kernel_plan.is_empty() {
+                continue;
+            }
+            wanted.push((id, dir, kernel_plan, plan.rules));
         }
+        self.resolved
+            .retain(|id, _| wanted.iter().any(|(w, ..)| w == id));
+        self.unrefused
+            .retain(|id| registry.containers().any(|(c, _)| c == *id));
         let kernel = &mut source.started.kernel;
         for id in kernel.enforced() {
             if !wanted.iter().any(|(w, ..)| *w == id)
@@ -113,6 +167,112 @@ impl Enforcer {
     }
 }
 
+impl Enforcer {
+    /// The identities of `paths` inside the container of cgroup `dir`,
+    /// resolved again when they changed, when none of its processes was
+    /// there to resolve them in, or after [`RESOLVE_EVERY`].
+    fn identities(
+        &mut self,
+        id: u64,
+        dir: &Path,
+        paths: &[policy::ProtectPath],
+        proc_root: &Path,
+    ) -> Vec<(u32, u64, u32)> {
+        if let Some(r) = self.resolved.get(&id)
+            && r.paths == paths
+            && r.rooted
+            && r.at.elapsed() < RESOLVE_EVERY
+        {
+            return r.identities.clone();
+        }
+        let (identities, rooted) = match resolve_protected(dir, paths, proc_root) {
+            Some(found) => (found, true),
+            None => (Vec::new(), false),
+        };
+        self.resolved.insert(
+            id,
+            Resolved {
+                paths: paths.to_vec(),
+                at: Instant::now(),
+                identities: identities.clone(),
+                rooted,
+            },
+        );
+        identities
+    }
+}
+
+/// Each of `paths` that exists, as the kernel identifies it (device, inode)
+/// with its `PROTECTED` bits, looked up inside the root of a process of the
+/// cgroup `dir` (symlinks resolved as the container would, never escaping
+/// its root). `None` when the cgroup has no process to look through yet.
+fn resolve_protected(
+    dir: &Path,
+    paths: &[policy::ProtectPath],
+    proc_root: &Path,
+) -> Option<Vec<(u32, u64, u32)>> {
+    use std::os::fd::AsRawFd as _;
+
+    use monitor_common::enforce::{ALLOW_EXACT, ALLOW_TREE, DENY_EXACT, DENY_TREE};
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    let pid = procs
+        .lines()
+        .find(|l| !l.trim().is_empty())?
+        .trim()
+        .to_owned();
+    let root = std::fs::File::open(proc_root.join(&pid).join("root")).ok()?;
+    let mut out: Vec<(u32, u64, u32)> = Vec::new();
+    for p in paths {
+        let Ok(c) = std::ffi::CString::new(p.path.trim_start_matches('/')) else {
+            continue;
+        };
+        // SAFETY: open_how is plain integers; all zero is its empty value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        let name = if p.path == "/" { c"." } else { c.as_c_str() };
+        // SAFETY: a valid descriptor, a NUL-terminated name and an open_how
+        // of the size given; the descriptor returned is owned below.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const libc::open_how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            // Not there (yet): protected from the resolve that finds it.
+            continue;
+        }
+        // SAFETY: openat2 returned this descriptor, owned by no one else.
+        let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt as _;
+        let dev = meta.dev();
+        // The kernel's dev_t: major in the upper 12 bits, minor in the lower 20.
+        let kdev = (libc::major(dev) << 20) | (libc::minor(dev) & 0xf_ffff);
+        let bit = match (p.allow, p.tree) {
+            (false, false) => DENY_EXACT,
+            (false, true) => DENY_TREE,
+            (true, false) => ALLOW_EXACT,
+            (true, true) => ALLOW_TREE,
+        };
+        match out
+            .iter_mut()
+            .find(|(d, i, _)| *d == kdev && *i == meta.ino())
+        {
+            Some(e) => e.2 |= bit,
+            None => out.push((kdev, meta.ino(), bit)),
+        }
+    }
+    out.sort_unstable();
+    Some(out)
+}
+
 /// The kernel's form of a workload's enforcement.
 fn kernel_plan(plan: &policy::Enforcement) -> KernelEnforcement {
     use monitor_common::enforce::{NAME_BASIS, PATH_BASIS, SEGMENTS, fnv1a};
@@ -141,7 +301,11 @@ fn kernel_plan(plan: &policy::Enforcement) -> KernelEnforcement {
                 .map(|n| fnv1a(NAME_BASIS, n.as_bytes())),
         )
         .collect();
-    KernelEnforcement { egress, kill }
+    KernelEnforcement {
+        egress,
+        kill,
+        protect: Vec::new(),
+    }
 }
 
 /// The alert for an action the kernel took that no rule of the running set
@@ -163,6 +327,10 @@ pub(super) fn unmatched_action(
             crate::alert::AlertKind::Process,
             format!("exec of {}", x.filename),
         ),
+        EventBody::File(f) => (
+            crate::alert::AlertKind::File,
+            format!("{} of {}", f.op.name(), f.path),
+        ),
         _ => return None,
     };
     let mut alert = Alert::at(
@@ -181,9 +349,73 @@ pub(super) fn unmatched_action(
     alert.container = enriched.container.clone();
     alert.metadata_status = Some(enriched.metadata_status);
     alert.process = Some(enriched.process.clone());
-    if let EventBody::Network(n) = &enriched.event.body {
-        alert.network = Some(n.clone());
+    match &enriched.event.body {
+        EventBody::Network(n) => alert.network = Some(n.clone()),
+        EventBody::File(f) => alert.file = Some(f.clone()),
+        _ => {}
     }
     alert.action_taken = Some(taken);
     Some(alert)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use monitor_common::enforce::{ALLOW_EXACT, DENY_EXACT, DENY_TREE};
+
+    use super::*;
+
+    fn kernel_dev(dev: u64) -> u32 {
+        (libc::major(dev) << 20) | libc::minor(dev)
+    }
+
+    /// Resolved in the root of the cgroup's first process (this test's own,
+    /// whose root is `/`), symlinks followed, missing paths left out.
+    #[test]
+    fn protected_paths_resolve_to_the_identities_the_kernel_sees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        fs_setup(&base);
+        let cg = base.join("cg");
+        std::fs::create_dir(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.procs"), format!("{}\n", std::process::id())).unwrap();
+        let p = |path: &Path, tree, allow| policy::ProtectPath {
+            path: path.display().to_string(),
+            tree,
+            allow,
+        };
+        let paths = [
+            p(&base.join("etc"), true, false),
+            p(&base.join("etc/passwd"), false, false),
+            p(&base.join("etc/motd"), false, true),
+            // Through a symlink: the file it names.
+            p(&base.join("link"), false, true),
+            p(&base.join("missing"), true, false),
+        ];
+        let got = resolve_protected(&cg, &paths, Path::new("/proc")).unwrap();
+        let id = |path: &str| {
+            let m = std::fs::metadata(base.join(path)).unwrap();
+            (kernel_dev(m.dev()), m.ino())
+        };
+        let mut want = vec![
+            (id("etc").0, id("etc").1, DENY_TREE),
+            (id("etc/passwd").0, id("etc/passwd").1, DENY_EXACT),
+            (id("etc/motd").0, id("etc/motd").1, ALLOW_EXACT),
+        ];
+        // `link` names `etc/passwd`: one identity, both bits.
+        want[1].2 |= ALLOW_EXACT;
+        want.sort_unstable();
+        assert_eq!(got, want);
+        // A cgroup with no process has no root to resolve in yet.
+        std::fs::write(cg.join("cgroup.procs"), "").unwrap();
+        assert_eq!(resolve_protected(&cg, &paths, Path::new("/proc")), None);
+    }
+
+    fn fs_setup(base: &Path) {
+        std::fs::create_dir(base.join("etc")).unwrap();
+        std::fs::write(base.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(base.join("etc/motd"), "hi\n").unwrap();
+        std::os::unix::fs::symlink(base.join("etc/passwd"), base.join("link")).unwrap();
+    }
 }

@@ -106,6 +106,7 @@ mod tests {
             result: 0,
             requested_path: None,
             truncated: false,
+            action: None,
         };
         let net = |protocol, dns: Option<&str>| NetworkInfo {
             action: None,

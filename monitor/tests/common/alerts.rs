@@ -106,6 +106,7 @@ pub fn alerts() -> Vec<Alert> {
             result: if i == 3 { -13 } else { 3 },
             requested_path: (i == 0).then(|| "../etc/file-0".to_owned()),
             truncated: i == 1,
+            action: None,
         });
         out.push(a);
     }

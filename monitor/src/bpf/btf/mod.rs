@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 mod offsets;
 
 pub use offsets::{
-    cgroup_walk_offsets, fentry_tier_offsets, kernel_offsets, pidns_offsets, vfs_offsets,
+    cgroup_walk_offsets, fentry_tier_offsets, kernel_offsets, lsm_offsets, pidns_offsets,
+    vfs_offsets,
 };
 
 /// Where the running kernel exposes its own BTF.
@@ -1056,6 +1057,9 @@ mod tests {
         assert_eq!(o.upid_size, 16);
         vfs_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("vfs_offsets: {e}"));
         assert_eq!((o.vfs_valid, o.open_flags_flag, o.filename_name), (1, 0, 0));
+        lsm_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("lsm_offsets: {e}"));
+        assert_eq!(o.lsm_valid, 1);
+        assert!(o.dentry_inode > 0 && o.inode_sb > 0 && o.file_f_mode > 0);
         // Layouts that have held for many kernel versions.
         assert_eq!(o.path_mnt, 0);
         assert_eq!(o.path_dentry, 8);

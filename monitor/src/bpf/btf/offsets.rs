@@ -177,6 +177,24 @@ pub fn vfs_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     Ok(())
 }
 
+/// Fills the members the refusal of protected writes and denied execs
+/// reads (`lsm.rs`) and sets `lsm_valid`: a dentry's inode, the inode's
+/// number and super block, the device of that, an open file's mode and
+/// flags, and an exec's filename. Without them the
+/// LSM programs refuse nothing (they are loaded only under `--enforce`).
+pub fn lsm_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+    use Shape::{Pointer, U32, U64};
+    o.dentry_inode = btf.checked("dentry", "d_inode", Pointer)?;
+    o.inode_ino = btf.checked("inode", "i_ino", U64)?;
+    o.inode_sb = btf.checked("inode", "i_sb", Pointer)?;
+    o.sb_dev = btf.checked("super_block", "s_dev", U32)?;
+    o.file_f_mode = btf.checked("file", "f_mode", U32)?;
+    o.file_f_flags = btf.checked("file", "f_flags", U32)?;
+    o.bprm_filename = btf.checked("linux_binprm", "filename", Pointer)?;
+    o.lsm_valid = 1;
+    Ok(())
+}
+
 /// Fills the members the fentry tier's exec and seccomp programs read and
 /// sets `bprm_valid`: `linux_binprm.p` and `argc` (argv from the kernel's
 /// copy of it), and `task_struct.stack` (a refused call's saved registers).

@@ -6,7 +6,8 @@ use serde_saphyr::Spanned;
 use super::value::Ctx;
 use crate::finding::Action;
 use crate::policy::{
-    model::{Body, Exception, KillList, Rule},
+    enforce::ProtectPath,
+    model::{ALL_OPS, Body, Exception, KernelForm, KillList, Rule},
     raw::{RawException, RawRule, loc},
 };
 
@@ -17,8 +18,9 @@ fn is_literal(s: &str) -> bool {
 
 /// `action:` and what the kernel needs to carry it out. The kernel decides
 /// before the agent knows the process, from what it can see: the
-/// destination for `deny`, the exec'd file's path for `kill`; a rule that
-/// needs more cannot be enforced, and says so here rather than at run time.
+/// destination for an egress `deny`, the target file for a file `deny`,
+/// the exec'd file's path for `kill`; a rule that needs more cannot be
+/// enforced, and says so here rather than at run time.
 pub(super) fn compile_action(
     cx: &mut Ctx<'_>,
     afile: usize,
@@ -26,7 +28,7 @@ pub(super) fn compile_action(
     file: usize,
     raw: &RawRule,
     body: &Body,
-) -> Option<(Action, Option<KillList>)> {
+) -> Option<(Action, Option<KernelForm>)> {
     let action = match a.value.trim() {
         "alert" => return Some((Action::Alert, None)),
         "deny" => Action::Deny,
@@ -36,7 +38,7 @@ pub(super) fn compile_action(
                 afile,
                 loc(a),
                 format!("unknown action `{other}`"),
-                "use alert (the default), deny (egress rules) or kill (process deny lists)",
+                "use alert (the default), deny (egress and file rules) or kill (process deny lists)",
             );
             return None;
         }
@@ -124,14 +126,70 @@ pub(super) fn compile_action(
                     }
                 }
             }
-            ok.then_some((Action::Kill, Some(kill)))
+            ok.then_some((Action::Kill, Some(KernelForm::Kill(kill))))
+        }
+        (Action::Deny, Body::File(fr)) => {
+            let what = if fr.mode_bits != 0 {
+                Some("mode_bits")
+            } else if fr.linked_to.is_some() {
+                Some("linked_to")
+            } else if fr.ops != ALL_OPS {
+                Some("ops")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                cx.error(
+                    afile,
+                    loc(a),
+                    format!("`action: deny` cannot check `{what}`: the kernel refuses every write to the rule's paths"),
+                    format!("put `{what}` in a rule of its own with `action: alert`, or leave `action` out"),
+                );
+                return None;
+            }
+            let rf = raw.file.as_ref()?;
+            if rf.paths.is_empty() {
+                cx.error(
+                    afile,
+                    loc(a),
+                    "`action: deny` needs `paths`: a file rule without them is an allowlist of every path, which the kernel cannot hold",
+                    "list the files and directories to protect in `paths` (`/etc/**`)",
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            let mut ok = true;
+            let entries = rf.paths.iter().map(|p| (p, false));
+            for (p, allow) in entries.chain(rf.allow.iter().map(|p| (p, true))) {
+                let v = p.value.trim();
+                let (path, tree) = match v.strip_suffix("/**") {
+                    Some(dir) => (if dir.is_empty() { "/" } else { dir }, true),
+                    None => (v, false),
+                };
+                if path.starts_with('/') && is_literal(path) && !path.contains("/**") {
+                    out.push(ProtectPath {
+                        path: path.to_owned(),
+                        tree,
+                        allow,
+                    });
+                } else {
+                    ok = false;
+                    cx.error(
+                        file,
+                        loc(p),
+                        format!("`action: deny` cannot match the glob `{v}`: the kernel refuses writes to whole files and directory trees"),
+                        "write a full path (`/etc/passwd`) or a whole tree (`/etc/**`) for each entry, in `paths` and `allow` alike",
+                    );
+                }
+            }
+            ok.then_some((Action::Deny, Some(KernelForm::Protect(out))))
         }
         (Action::Deny, _) => {
             cx.error(
                 afile,
                 loc(a),
                 format!(
-                    "`action: deny` applies to egress rules; rule `{}` is not one",
+                    "`action: deny` applies to egress and file rules; rule `{}` is neither",
                     raw.name.value
                 ),
                 "use `action: kill` on a process `deny` list, or leave `action` out (alert only)",

@@ -172,7 +172,7 @@ fn compile_rule(cx: &mut Ctx<'_>, policy: &Arc<str>, r: &MergedRule) -> Option<R
         }
     }
     let body = compile_body(cx, *file, raw)?;
-    let (action, kill) = match &r.action {
+    let (action, kernel) = match &r.action {
         None => (Action::Alert, None),
         Some((afile, a)) => compile_action(cx, *afile, a, *file, raw, &body)?,
     };
@@ -183,7 +183,7 @@ fn compile_rule(cx: &mut Ctx<'_>, policy: &Arc<str>, r: &MergedRule) -> Option<R
         tags: Arc::from(tags),
         body,
         action,
-        kill,
+        kernel,
     })
 }
 

@@ -49,13 +49,13 @@ fn rule_check_actions() {
     assert_eq!(
         bad("        action: block\n        egress: {allow: [{to: [10.0.0.0/8]}]}\n"),
         [
-            "a.yaml:7:17: error: unknown action `block`\n  hint: use alert (the default), deny (egress rules) or kill (process deny lists)"
+            "a.yaml:7:17: error: unknown action `block`\n  hint: use alert (the default), deny (egress and file rules) or kill (process deny lists)"
         ]
     );
     assert_eq!(
         bad("        action: deny\n        process: {deny: [{exe: [/bin/sh]}]}\n"),
         [
-            "a.yaml:7:17: error: `action: deny` applies to egress rules; rule `r` is not one\n  hint: use `action: kill` on a process `deny` list, or leave `action` out (alert only)"
+            "a.yaml:7:17: error: `action: deny` applies to egress and file rules; rule `r` is neither\n  hint: use `action: kill` on a process `deny` list, or leave `action` out (alert only)"
         ]
     );
     assert_eq!(
@@ -81,6 +81,24 @@ fn rule_check_actions() {
         "        action: kill\n        process: {deny: [{exe: [/bin/sh]}], unless_allowed: true}\n",
     );
     assert!(e[0].contains("cannot honour `unless_allowed`"), "{e:?}");
+    // A file rule's deny: whole files and trees only, and nothing the
+    // kernel does not judge.
+    let e = bad(
+        "        action: deny\n        file: {paths: [\"/etc/**\", \"/lib*/**\"], allow: [\"/etc/cron*\"]}\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("a.yaml:8:35: error: `action: deny` cannot match the glob `/lib*/**`"),
+        "{e:?}"
+    );
+    assert!(e[1].contains("the glob `/etc/cron*`"), "{e:?}");
+    let e =
+        bad("        action: deny\n        file: {paths: [/usr/bin/**], mode_bits: [setuid]}\n");
+    assert!(e[0].contains("cannot check `mode_bits`"), "{e:?}");
+    let e = bad("        action: deny\n        file: {paths: [/etc/**], ops: [unlink]}\n");
+    assert!(e[0].contains("cannot check `ops`"), "{e:?}");
+    let e = bad("        action: deny\n        file: {allow: [/tmp/**]}\n");
+    assert!(e[0].contains("`action: deny` needs `paths`"), "{e:?}");
     let e = bad("        action: deny\n        egress: {allow: [{dns: [\"*.example.com\"]}]}\n");
     assert!(
         e[0].starts_with("a.yaml:8:33: error: `dns` cannot be enforced"),
@@ -220,4 +238,37 @@ fn findings_of_enforcing_rules_say_what_was_done() {
     let out = run(&mut ev, &[web().exec("/usr/sbin/sshd", &["sshd"])]);
     assert_eq!(rules_of(&out), ["sshd"]);
     assert!(!out[0].would_deny && out[0].action == Action::Alert);
+}
+
+#[test]
+fn a_file_rules_deny_becomes_the_paths_the_kernel_protects() {
+    let text = "policies:\n  - name: shop/web\n    selector: {name: [web]}\n    rules:\n      - name: system\n        severity: high\n        action: deny\n        file:\n          paths: [\"/etc/**\", /usr/**, /etc/passwd]\n          allow: [\"/etc/cron.d/**\", /etc/motd]\n";
+    let set = load(None, &[("a.yaml", text)]).unwrap();
+    let web = ContainerInfo {
+        name: Some("web".into()),
+        ..Default::default()
+    };
+    let plan = set.enforcement(&web_workload(&web)).unwrap();
+    assert_eq!(plan.rules, ["shop/web/system"]);
+    assert!(plan.egress.is_none() && plan.kill_paths.is_empty());
+    let p = |path: &str, tree, allow| ProtectPath {
+        path: path.to_owned(),
+        tree,
+        allow,
+    };
+    assert_eq!(
+        plan.protect,
+        [
+            p("/etc", true, false),
+            p("/etc/cron.d", true, true),
+            p("/etc/motd", false, true),
+            p("/etc/passwd", false, false),
+            p("/usr", true, false),
+        ]
+    );
+    let db = ContainerInfo {
+        name: Some("db".into()),
+        ..Default::default()
+    };
+    assert!(set.enforcement(&web_workload(&db)).unwrap().is_empty());
 }

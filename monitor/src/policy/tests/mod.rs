@@ -220,6 +220,7 @@ impl Actor {
             result,
             requested_path: None,
             truncated: false,
+            action: None,
         }))
     }
 
