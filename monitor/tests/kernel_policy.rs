@@ -1557,6 +1557,75 @@ fn a_write_through_a_symlinked_directory_is_judged_by_the_real_path() {
     assert_eq!(fs::read_to_string(&real).unwrap(), "x\n");
 }
 
+/// A rule on links to the test's own secret file (as `sensitive-link` is
+/// on `/etc/shadow`): the existing side of a link is what it judges.
+const LINK_RULES: &str = r#"
+policies:
+  - name: test/links
+    description: Links to a secret.
+    selector:
+      containers: true
+    rules:
+      - name: test-sensitive-link
+        description: A hard link to the test's secret.
+        severity: high
+        file:
+          ops: [link, symlink]
+          linked_to: ["{scratch}/secret/shadow"]
+"#;
+
+/// A hard link is a second name for the same file, which writes and reads
+/// go through past every rule on the first: one to a sensitive file alerts
+/// (naming the file linked to and the new name), one to another file in
+/// the same directory does not.
+#[test]
+fn a_hard_link_to_a_sensitive_file_alerts_and_one_to_another_file_does_not() {
+    if !kernel_tests_enabled(
+        "a_hard_link_to_a_sensitive_file_alerts_and_one_to_another_file_does_not",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("app", "alpine:3.20")],
+        user_rules: &[("links.yaml", LINK_RULES)],
+        ..Default::default()
+    });
+    let secret = h.scratch.join("secret");
+    fs::create_dir_all(&secret).unwrap();
+    fs::write(secret.join("shadow"), "root:*:1::::::\n").unwrap();
+    fs::write(secret.join("motd"), "hello\n").unwrap();
+    let s = h.scratch.display().to_string();
+    let script = format!("ln {s}/secret/shadow {s}/copy && ln {s}/secret/motd {s}/motd2");
+    let pid = sh_in(&h.container("app").cgroup, &Isolation::default(), &script);
+    let alerts = h.finish();
+    assert_rules(&alerts, &["test-sensitive-link"]);
+    let a = &alerts[0];
+    // `ln`, the shell's child.
+    assert_eq!(a["process"]["ancestry"][0]["pid"], pid, "{}", dump(&alerts));
+    assert!(
+        a["process"]["exe"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("/ln")),
+        "{}",
+        dump(&alerts)
+    );
+    assert_eq!(a["file"]["op"], "link", "{}", dump(&alerts));
+    assert_eq!(
+        a["file"]["path"],
+        format!("{s}/secret/shadow"),
+        "{}",
+        dump(&alerts)
+    );
+    assert_eq!(
+        a["file"]["target"],
+        format!("{s}/copy"),
+        "{}",
+        dump(&alerts)
+    );
+    assert!(h.scratch.join("motd2").exists(), "the benign link was made");
+}
+
 /// An `openat` submitted through io_uring (no `openat(2)` call at all),
 /// from Python with ctypes: setup, the three ring mappings, one SQE.
 const IO_URING_OPENAT: &str = r#"
