@@ -434,6 +434,24 @@ fn dry_run_reports_would_deny_without_acting() {
     });
     assert_eq!(net["would_deny"], true, "{net}");
     assert_eq!(net["action_taken"], Value::Null, "{net}");
+    let protected = format!("{}/protected/dry", h.scratch.display());
+    assert_eq!(
+        writes(&h.web, &[format!("new:{protected}")]),
+        "ok",
+        "nothing is refused without --enforce"
+    );
+    let w = h.alert("the protected write's alert", |v| {
+        v["file"]["path"] == protected.as_str()
+    });
+    assert_eq!(w["would_deny"], true, "{w}");
+    assert_eq!(w["action_taken"], Value::Null, "{w}");
+    assert!(
+        w["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("(would be denied: not enforced)"),
+        "{w}"
+    );
     let exe = exe.display().to_string();
     let p = h.alert("the exec's alert", |v| v["process"]["exe"] == exe.as_str());
     assert_eq!(p["would_deny"], true, "{p}");
