@@ -80,13 +80,7 @@ impl Enforcer {
                             "container {} is not enforced: {why}; its deny rules only alert",
                             entry.path
                         );
-                        warn!("{summary}");
-                        sinks.dispatch(&Alert::agent(
-                            host,
-                            "enforcement-unavailable",
-                            Severity::High,
-                            summary,
-                        ));
+                        unavailable(sinks, host, summary);
                         self.refused.insert(id, why);
                     }
                     continue;
@@ -110,13 +104,7 @@ impl Enforcer {
                                  its file rules with action: deny only alert",
                                 entry.path
                             );
-                            warn!("{summary}");
-                            sinks.dispatch(&Alert::agent(
-                                host,
-                                "enforcement-unavailable",
-                                Severity::High,
-                                summary,
-                            ));
+                            unavailable(sinks, host, summary);
                         }
                     }
                 }
@@ -152,13 +140,7 @@ impl Enforcer {
                             "container cgroup {} is not enforced: {why}; its deny rules only alert",
                             dir.display()
                         );
-                        warn!("{summary}");
-                        sinks.dispatch(&Alert::agent(
-                            host,
-                            "enforcement-unavailable",
-                            Severity::High,
-                            summary,
-                        ));
+                        unavailable(sinks, host, summary);
                         self.refused.insert(id, why);
                     }
                 }
@@ -271,6 +253,18 @@ fn resolve_protected(
     }
     out.sort_unstable();
     Some(out)
+}
+
+/// Says, in the log and as an agent alert, that a container's rules are
+/// not (all) enforced, and why.
+fn unavailable(sinks: &Sinks, host: &str, summary: String) {
+    warn!("{summary}");
+    sinks.dispatch(&Alert::agent(
+        host,
+        "enforcement-unavailable",
+        Severity::High,
+        summary,
+    ));
 }
 
 /// The kernel's form of a workload's enforcement.
