@@ -619,3 +619,50 @@ fn opens_racing_a_swapped_path_buffer_report_the_file_opened() {
         .count();
     assert_eq!(stray, 0, "an open reported with a path no file has");
 }
+
+/// `openat2(dirfd, "/etc/x", {O_CREAT|O_WRONLY, RESOLVE_IN_ROOT})`: the
+/// name is resolved with `dirfd` as the root, from Python with ctypes.
+const OPENAT2_IN_ROOT: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+root = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+how = OpenHow(os.O_CREAT | os.O_WRONLY, 0o644, 0x10)  # RESOLVE_IN_ROOT
+fd = libc.syscall(ctypes.c_long(437), ctypes.c_long(root), b"/etc/x", ctypes.byref(how), ctypes.c_long(24))
+assert fd >= 0, os.strerror(ctypes.get_errno())
+os.write(fd, b"in root\n")
+"#;
+
+/// With `RESOLVE_IN_ROOT` the caller's `/etc/x` is the file below its
+/// dirfd: the event's path is the file the kernel opened, not the host's
+/// `/etc/x`, and the caller's string stays as `requested_path`.
+#[test]
+fn an_openat2_resolved_in_a_root_has_the_path_the_kernel_opened() {
+    if !kernel_tests_enabled("an_openat2_resolved_in_a_root_has_the_path_the_kernel_opened") {
+        return;
+    }
+    let dir = tempdir();
+    let base = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(base.join("etc")).unwrap();
+    let cg = TestCgroup::new("inroot");
+    let mut m = trace(&cg, "file");
+    let pid = cg.run(
+        "/usr/bin/python3",
+        &["-c", OPENAT2_IN_ROOT, base.to_str().unwrap()],
+        None,
+    );
+    let ev = m.expect("the openat2 write", WAIT, |v| {
+        is(v, "file", pid) && v["file"]["requested_path"] == "/etc/x"
+    });
+    assert_eq!(
+        ev["file"]["path"],
+        base.join("etc/x").to_str().unwrap(),
+        "{ev}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(base.join("etc/x")).unwrap(),
+        "in root\n"
+    );
+}
