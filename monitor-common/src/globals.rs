@@ -81,9 +81,10 @@ pub struct KernelOffsets {
     /// `task_struct.stack`, 0 when unknown: a seccomp refusal's syscall
     /// number and errno are in the registers saved at the stack's top.
     pub task_stack: u32,
-    // The refusal of protected writes (`lsm.rs`, `--enforce` on a kernel
-    // with BPF LSM): 1 when the members below were found.
-    pub lsm_valid: u32,
+    // Files by identity (device, inode): the refusal of protected writes
+    // (`lsm.rs`), the executed file of an exec and the file an open wrote
+    // (drift by inode). 1 when the members below were found.
+    pub inode_valid: u32,
     /// `dentry.d_inode`, `inode.i_ino` (an unsigned long), `inode.i_sb`,
     /// `super_block.s_dev` (the kernel's dev_t, `major << 20 | minor`).
     pub dentry_inode: u32,
@@ -95,7 +96,11 @@ pub struct KernelOffsets {
     pub file_f_flags: u32,
     /// `linux_binprm.filename`: the refusal of denied execs.
     pub bprm_filename: u32,
-    pub _pad: u32,
+    /// `task_struct.mm`, `mm_struct.exe_file`, `file.f_inode`: the file a
+    /// task executes, and an open file's inode.
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
 }
 
 impl KernelOffsets {
@@ -151,7 +156,7 @@ impl KernelOffsets {
         bprm_p: 0,
         bprm_argc: 0,
         task_stack: 0,
-        lsm_valid: 0,
+        inode_valid: 0,
         dentry_inode: 0,
         inode_ino: 0,
         inode_sb: 0,
@@ -159,7 +164,9 @@ impl KernelOffsets {
         file_f_mode: 0,
         file_f_flags: 0,
         bprm_filename: 0,
-        _pad: 0,
+        task_mm: 0,
+        mm_exe_file: 0,
+        file_inode: 0,
     };
 }
 

@@ -114,6 +114,11 @@ pub struct ExecEvent {
     /// What enforcement did ([`action`]).
     pub action: u32,
     pub _pad: u32,
+    /// The executed file's inode and device (the kernel's dev_t), 0 when
+    /// unknown: drift is judged by identity, whatever name reached it.
+    pub exe_ino: u64,
+    pub exe_dev: u32,
+    pub _pad2: u32,
     /// The kernel's copy of the filename (`bprm->filename`).
     pub filename: [u8; PATH_LEN],
     pub args: [u8; ARGS_LEN],
@@ -199,6 +204,11 @@ pub struct FileEvent {
     /// refused this operation.
     pub action: u32,
     pub _pad: u32,
+    /// A successful open's file: inode and device (the kernel's dev_t), 0
+    /// for other operations or when unknown.
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad2: u32,
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
     /// The path as the process passed it (cut at `PATH_LEN - 1` bytes).

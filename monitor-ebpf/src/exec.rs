@@ -28,7 +28,7 @@ use crate::{
     context::{self, Task},
     kmem::{read_ptr, read_u32},
     maps::{counted, offset, send_now, setting},
-    path::walk_dirfd,
+    path::{exe_identity, walk_dirfd},
 };
 
 /// argv of an exec in flight, by thread id (kept from `sys_enter_execve`, or
@@ -301,6 +301,11 @@ pub fn exec_record(task: Task, old_pid: u32, src: u64) -> Result<&'static mut Ex
     ev.args_truncated = 0;
     ev.action = action::NONE;
     ev._pad = 0;
+    // At `sched_process_exec` the task runs the new program already.
+    let (ino, dev) = exe_identity();
+    ev.exe_ino = ino;
+    ev.exe_dev = dev;
+    ev._pad2 = 0;
     Ok(ev)
 }
 

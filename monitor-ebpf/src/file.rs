@@ -18,7 +18,7 @@ use monitor_common::{
 use crate::{
     context,
     maps::{counted, send, setting, within_budget},
-    path::{fd_name, walk_dirfd, walk_opened},
+    path::{fd_identity, fd_name, walk_dirfd, walk_opened},
 };
 
 /// The arguments of a file syscall in flight, by thread id (kept from
@@ -170,6 +170,13 @@ fn complete(call: &Call, ret: i64) -> Result<(), u32> {
         ev.dir.flags = 0;
         ev.dir.len = 0;
     }
+    // The written file's identity: drift follows it through any later name.
+    (ev.ino, ev.dev) = if opened && call.flags != 0 {
+        fd_identity(ret as i32)
+    } else {
+        (0, 0)
+    };
+    ev._pad2 = 0;
     ev.path2_len = 0;
     if call.path2 != 0 {
         let n = unsafe {

@@ -38,7 +38,7 @@ use crate::{
     context, exec,
     kmem::{read_ptr, read_u32},
     maps::{count_lost, offset, setting},
-    path::{KPath, read_path},
+    path::{KPath, inode_identity, read_path},
 };
 
 /// The cgroups whose writes are judged: a task of any other cgroup costs one lookup.
@@ -67,7 +67,7 @@ const O_TRUNC: u32 = 0o1000;
 /// entry everything below its directory.
 #[inline(always)]
 fn protected(cgroup_id: u64, start: KPath) -> bool {
-    if offset!(lsm_valid) == 0 {
+    if offset!(inode_valid) == 0 {
         return false;
     }
     // A walk a fault stopped: what it read so far decides.
@@ -118,17 +118,13 @@ unsafe fn judge(cgroup_id: u64, start: KPath) -> Result<u32, u32> {
 /// The `PROTECTED` key of `inode` for `cgroup_id`.
 #[inline(always)]
 unsafe fn identity(cgroup_id: u64, inode: u64) -> Result<ProtectKey, i64> {
-    unsafe {
-        let ino = read_ptr(inode, offset!(inode_ino))?;
-        let sb = read_ptr(inode, offset!(inode_sb))?;
-        let dev = read_u32(sb, offset!(sb_dev))?;
-        Ok(ProtectKey {
-            cgroup_id,
-            ino,
-            dev,
-            _pad: 0,
-        })
-    }
+    let (ino, dev) = unsafe { inode_identity(inode) }?;
+    Ok(ProtectKey {
+        cgroup_id,
+        ino,
+        dev,
+        _pad: 0,
+    })
 }
 
 /// The cgroup of the current task when its writes are judged.
@@ -276,7 +272,7 @@ pub fn protect_path_link(ctx: LsmContext) -> i32 {
 /// killed at `sched_process_exec`, as on kernels without BPF LSM.
 #[lsm(hook = "bprm_check_security")]
 pub fn refuse_exec(ctx: LsmContext) -> i32 {
-    if setting!(enforce) == 0 || offset!(lsm_valid) == 0 {
+    if setting!(enforce) == 0 || offset!(inode_valid) == 0 {
         return 0;
     }
     match try_refuse_exec(&ctx) {
@@ -305,6 +301,10 @@ fn try_refuse_exec(ctx: &LsmContext) -> Result<bool, u32> {
     // The tracepoint tier's argv (the fentry tier reads it only past the
     // point of no return, which a refused exec never reaches).
     exec::take_args(ev, pid);
+    // The task still runs the caller's program: the refused file's
+    // identity is not the task's.
+    ev.exe_ino = 0;
+    ev.exe_dev = 0;
     ev.action = action::DENIED;
     exec::send_exec(ev);
     Ok(true)

@@ -34,9 +34,9 @@ pub unsafe fn read_path(base: u64) -> Result<KPath, i64> {
     }
 }
 
-/// The path of the file behind descriptor `fd` of the current task.
+/// The `struct file` behind descriptor `fd` of task `task`.
 #[inline(always)]
-unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
+pub unsafe fn fd_file(task: u64, fd: i32) -> Result<u64, i64> {
     unsafe {
         let files = read_ptr(task, offset!(task_files))?;
         let fdt = read_ptr(files, offset!(files_fdt))?;
@@ -49,8 +49,57 @@ unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
         if file == 0 {
             return Err(-9);
         }
-        read_path(file + offset!(file_path) as u64)
+        Ok(file)
     }
+}
+
+/// The path of the file behind descriptor `fd` of the current task.
+#[inline(always)]
+unsafe fn fd_path(task: u64, fd: i32) -> Result<KPath, i64> {
+    unsafe { read_path(fd_file(task, fd)? + offset!(file_path) as u64) }
+}
+
+/// An inode's number and device (`super_block.s_dev`, the kernel's dev_t).
+#[inline(always)]
+pub unsafe fn inode_identity(inode: u64) -> Result<(u64, u32), i64> {
+    unsafe {
+        let ino = read_ptr(inode, offset!(inode_ino))?;
+        let sb = read_ptr(inode, offset!(inode_sb))?;
+        Ok((ino, read_u32(sb, offset!(sb_dev))?))
+    }
+}
+
+/// The identity of an open `struct file`'s inode; (0, 0) when unknown.
+#[inline(always)]
+pub fn file_identity(file: u64) -> (u64, u32) {
+    if offset!(inode_valid) == 0 || file == 0 {
+        return (0, 0);
+    }
+    unsafe { read_ptr(file, offset!(file_inode)).and_then(|inode| inode_identity(inode)) }
+        .unwrap_or((0, 0))
+}
+
+/// The identity of the file the current task executes; (0, 0) when unknown.
+#[inline(always)]
+pub fn exe_identity() -> (u64, u32) {
+    if offset!(inode_valid) == 0 {
+        return (0, 0);
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let file = unsafe {
+        read_ptr(task, offset!(task_mm)).and_then(|mm| read_ptr(mm, offset!(mm_exe_file)))
+    };
+    file_identity(file.unwrap_or(0))
+}
+
+/// The identity of the file open as `fd` in the current task; (0, 0) when unknown.
+#[inline(always)]
+pub fn fd_identity(fd: i32) -> (u64, u32) {
+    if offset!(inode_valid) == 0 {
+        return (0, 0);
+    }
+    let file = unsafe { fd_file(bpf_get_current_task(), fd) };
+    file_identity(file.unwrap_or(0))
 }
 
 /// The final component of the file open as `fd` in the current task, NUL

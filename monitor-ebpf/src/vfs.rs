@@ -29,7 +29,7 @@ use crate::{
     file::{FILE_SCRATCH, SENSITIVE_NAMES, WRITE_FLAGS, send_record},
     kmem::{read_ptr, read_u32},
     maps::{counted, offset, setting, within_budget},
-    path::{KPath, read_path, walk_dirfd, walk_kernel},
+    path::{KPath, file_identity, read_path, walk_dirfd, walk_kernel},
 };
 
 /// `unlinkat`'s flag for a directory: the tracepoint tier's rmdir records carry it.
@@ -55,6 +55,9 @@ fn record(task: Task, op: u32, ret: i64) -> Result<&'static mut FileEvent, u32> 
     ev.dirfd = AT_FDCWD;
     ev.dirfd2 = AT_FDCWD;
     ev.ns_pid = 0;
+    ev.ino = 0;
+    ev.dev = 0;
+    ev._pad2 = 0;
     ev.ret = ret;
     ev.path_len = 0;
     ev.path2_len = 0;
@@ -166,6 +169,10 @@ fn open(ctx: &FExitContext) -> Result<(), u32> {
         unsafe { read_ptr(pathname, offset!(filename_name)) }.map_err(|_| loss::READ_FAULT)?;
     ev.path_len = kernel_str(name, &mut ev.path);
     if !failed {
+        if write {
+            // The written file's identity: drift follows it through any later name.
+            (ev.ino, ev.dev) = file_identity(file);
+        }
         // The opened file's own path, as the kernel resolved it.
         walk_kernel(kpath(file + offset!(file_path) as u64)?, true, &mut ev.dir);
     } else if ev.path_len > 0 && ev.path[0] != b'/' {

@@ -1055,6 +1055,39 @@ fn running_a_binary_the_container_wrote_is_drift() {
     );
 }
 
+/// Drift follows the file, not its name: written in one directory, that
+/// directory renamed, and run through a symlink to the new name. The
+/// image's own binary, run the same way, is not drift.
+#[test]
+fn a_written_binary_run_after_a_directory_rename_and_through_a_symlink_is_drift() {
+    if !kernel_tests_enabled(
+        "a_written_binary_run_after_a_directory_rename_and_through_a_symlink_is_drift",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("job", "alpine:3.20")],
+        ..Default::default()
+    });
+    let work = h.scratch.join("work");
+    fs::create_dir(&work).unwrap();
+    let script = "mkdir a && /usr/bin/cp /bin/true a/payload && mv a b && ln -s b/payload run \
+                  && ./run && ln -s /bin/true image && ./image; exit $?";
+    h.container("job")
+        .run("/bin/sh", &["-c", script], Some(&work));
+    let alerts = h.finish();
+    assert_rules(&alerts, &["drift"]);
+    let a = &alerts[0];
+    // The kernel's copy of the filename is the name exec was given.
+    assert_eq!(
+        a["process"]["exe"],
+        work.join("run").to_str().unwrap(),
+        "{}",
+        dump(&alerts)
+    );
+}
+
 #[test]
 fn fifty_ports_in_a_burst_is_one_port_scan_alert() {
     if !kernel_tests_enabled("fifty_ports_in_a_burst_is_one_port_scan_alert") {

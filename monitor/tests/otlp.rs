@@ -118,6 +118,7 @@ fn alerts() -> Vec<Alert> {
         requested_path: None,
         truncated: false,
         action: None,
+        inode: None,
     });
     out[3].kind = AlertKind::Network;
     out[3].network = Some(NetworkInfo {

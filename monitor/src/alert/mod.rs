@@ -363,6 +363,7 @@ mod tests {
                     args_truncated: false,
                     ppid: 1,
                     cwd: None,
+                    exe_inode: None,
                 }),
             },
             process: ProcessInfo {

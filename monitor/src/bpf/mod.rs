@@ -121,8 +121,11 @@ fn kernel_offsets(tracefs: &Path, btf_file: Option<&Path>) -> anyhow::Result<Ker
         if let Err(e) = btf::fentry_tier_offsets(btf, &mut offsets) {
             tracing::warn!("the fentry tier cannot read exec argv or seccomp refusals: {e}");
         }
-        if let Err(e) = btf::lsm_offsets(btf, &mut offsets) {
-            tracing::warn!("protected writes cannot be refused (action: deny only alerts): {e}");
+        if let Err(e) = btf::inode_offsets(btf, &mut offsets) {
+            tracing::warn!(
+                "files cannot be told by inode (protected writes are not refused, drift \
+                 follows paths only): {e}"
+            );
         }
     }
     tracefs::tracepoint_offsets(tracefs, &mut offsets)?;

@@ -664,6 +664,7 @@ mod tests {
                 args_truncated: false,
                 ppid,
                 cwd: None,
+                exe_inode: None,
             }),
         }
     }

@@ -483,6 +483,7 @@ mod tests {
                 args_truncated: false,
                 ppid,
                 cwd: None,
+                exe_inode: None,
             }),
         }
     }
@@ -745,6 +746,7 @@ mod tests {
                 requested_path: None,
                 truncated: false,
                 action: None,
+                inode: None,
             }),
         });
         let e = t.get(5).unwrap();

@@ -210,6 +210,7 @@ fn exec(ev: &ExecEvent) -> ExecInfo {
         ppid: ev.ppid,
         cwd,
         action: ActionTaken::from_code(ev.action),
+        exe_inode: (ev.exe_ino != 0).then_some((ev.exe_dev, ev.exe_ino)),
     }
 }
 
@@ -292,6 +293,7 @@ fn file(ev: &FileEvent) -> Result<FileInfo, DecodeError> {
         requested_path,
         truncated,
         action: ActionTaken::from_code(ev.action),
+        inode: (ev.ino != 0).then_some((ev.dev, ev.ino)),
     })
 }
 
@@ -486,6 +488,9 @@ mod tests {
             ns_pid: 0,
             action: 0,
             _pad: 0,
+            ino: 0,
+            dev: 0,
+            _pad2: 0,
             ret: 3,
             path: fill::<PATH_LEN>(path),
             path2: fill::<PATH_LEN>(path2),
@@ -692,6 +697,9 @@ mod tests {
             args_truncated: 0,
             action: 0,
             _pad: 0,
+            exe_ino: 7,
+            exe_dev: 3 << 20,
+            _pad2: 0,
             filename: fill::<PATH_LEN>("./run"),
             args,
             cwd: walk(&["app"], walk_flags::PRESENT),
@@ -703,6 +711,7 @@ mod tests {
         assert_eq!(e.args, vec!["/bin/true", "--version"]);
         assert_eq!(e.ppid, 1);
         assert_eq!(e.cwd.as_deref(), Some("/app"));
+        assert_eq!(e.exe_inode, Some((3 << 20, 7)));
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct ExecInfo {
     pub cwd: Option<String>,
     /// Enforcement killed it (or failed to): `Killed`, `KillFailed`.
     pub action: Option<ActionTaken>,
+    /// The executed file as the kernel identifies it (the kernel's dev_t,
+    /// inode), when this kernel's BTF tells.
+    pub exe_inode: Option<(u32, u64)>,
 }
 
 /// The alert record's `file` object.
@@ -128,6 +131,10 @@ pub struct FileInfo {
     /// Enforcement refused the write (`Denied`); the alert's `action_taken`.
     #[serde(skip)]
     pub action: Option<ActionTaken>,
+    /// A successful write open's file as the kernel identifies it (the
+    /// kernel's dev_t, inode), when this kernel's BTF tells: drift follows it.
+    #[serde(skip)]
+    pub inode: Option<(u32, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -64,6 +64,7 @@ fn exec(c: &ContainerInfo, exe: &str, parent: &str) -> EnrichedEvent {
             ppid: 99,
             cwd: None,
             action: None,
+            exe_inode: None,
         }),
     )
 }
@@ -83,6 +84,7 @@ fn write(c: &ContainerInfo, path: &str) -> EnrichedEvent {
             requested_path: None,
             truncated: false,
             action: None,
+            inode: None,
         }),
     )
 }

@@ -73,9 +73,19 @@ fn path_hash(path: &str) -> u64 {
     h.finish()
 }
 
+/// A file's identity (the kernel's dev_t, inode) as a key of the same set
+/// as the paths' (tagged, so that it never equals a path's hash by design).
+fn inode_hash((dev, ino): (u32, u64)) -> u64 {
+    let mut h = DefaultHasher::new();
+    (0xd1u8, dev, ino).hash(&mut h);
+    h.finish()
+}
+
 /// Remembers, per container cgroup, which paths the container wrote since it
 /// started (since the agent saw it), so an exec of such a path is drift from
-/// the image.
+/// the image. Where the kernel tells the written file's inode, that is kept
+/// too, and an exec of the same file is drift whatever name reaches it: a
+/// rename of it or of its directory, a symlink, a hard link.
 ///
 /// Paths are kept as 64-bit hashes. Memory is bounded by
 /// [`DetectorLimits::max_cgroups`] and [`DetectorLimits::max_paths_per_cgroup`];
@@ -114,7 +124,11 @@ impl DriftDetector {
         match &ev.event.body {
             EventBody::File(f) if ev.container.is_some() => {
                 if let Some(path) = written_path(f) {
-                    self.record_write(ev.event.header.cgroup_id, path);
+                    let cgroup = ev.event.header.cgroup_id;
+                    self.record_write(cgroup, path);
+                    if let Some(inode) = f.inode {
+                        self.record(cgroup, inode_hash(inode));
+                    }
                 }
             }
             EventBody::Cgroup(c) if c.op == CgroupOp::Rmdir => self.forget(c.id),
@@ -124,6 +138,11 @@ impl DriftDetector {
 
     /// Remembers that the container in `cgroup` wrote `path`.
     pub fn record_write(&mut self, cgroup: u64, path: &str) {
+        self.record(cgroup, path_hash(path));
+    }
+
+    /// Remembers one written path's or file's key for `cgroup`.
+    fn record(&mut self, cgroup: u64, h: u64) {
         if self.limits.max_cgroups == 0 || self.limits.max_paths_per_cgroup == 0 {
             return;
         }
@@ -141,7 +160,6 @@ impl DriftDetector {
         }
         let w = self.cgroups.entry(cgroup).or_default();
         w.last_use = self.tick;
-        let h = path_hash(path);
         if w.set.insert(h) {
             w.order.push_back(h);
             if w.order.len() > self.limits.max_paths_per_cgroup
@@ -153,11 +171,13 @@ impl DriftDetector {
         }
     }
 
-    /// Whether the container in `cgroup` wrote `path` (as far as memory allows).
-    pub fn was_written(&self, cgroup: u64, path: &str) -> bool {
-        self.cgroups
-            .get(&cgroup)
-            .is_some_and(|w| w.set.contains(&path_hash(path)))
+    /// Whether the container in `cgroup` wrote `path`, or the file `inode`
+    /// (as far as memory allows).
+    pub fn was_written(&self, cgroup: u64, path: &str, inode: Option<(u32, u64)>) -> bool {
+        self.cgroups.get(&cgroup).is_some_and(|w| {
+            w.set.contains(&path_hash(path))
+                || inode.is_some_and(|i| w.set.contains(&inode_hash(i)))
+        })
     }
 
     /// Forgets a container (its cgroup was removed).
@@ -382,6 +402,7 @@ mod tests {
             requested_path: None,
             truncated: false,
             action: None,
+            inode: None,
         }
     }
 
@@ -435,21 +456,40 @@ mod tests {
         for p in ["/a", "/b", "/c", "/d"] {
             d.record_write(1, p);
         }
-        assert!(!d.was_written(1, "/a"), "oldest path forgotten");
-        assert!(d.was_written(1, "/d"));
+        assert!(!d.was_written(1, "/a", None), "oldest path forgotten");
+        assert!(d.was_written(1, "/d", None));
         assert_eq!(d.evicted_paths(), 1);
-        assert!(!d.was_written(2, "/d"), "per container");
+        assert!(!d.was_written(2, "/d", None), "per container");
         d.record_write(2, "/x");
         d.record_write(1, "/e");
         d.record_write(3, "/y");
         assert_eq!(d.tracked_cgroups(), 2);
         assert!(
-            !d.was_written(2, "/x"),
+            !d.was_written(2, "/x", None),
             "least recently written container dropped"
         );
-        assert!(d.was_written(1, "/e") && d.was_written(3, "/y"));
+        assert!(d.was_written(1, "/e", None) && d.was_written(3, "/y", None));
         d.forget(1);
-        assert!(!d.was_written(1, "/e"));
+        assert!(!d.was_written(1, "/e", None));
+    }
+
+    /// A file written under one name and executed under another (renamed,
+    /// reached through a symlink) is the same file to the kernel.
+    #[test]
+    fn a_written_file_is_known_by_its_inode_under_any_name() {
+        let mut d = DriftDetector::new(DetectorLimits::default());
+        d.record_write(1, "/tmp/a/payload");
+        d.record(1, inode_hash((8 << 20, 42)));
+        assert!(d.was_written(1, "/tmp/b/payload", Some((8 << 20, 42))));
+        assert!(
+            !d.was_written(1, "/tmp/b/payload", None),
+            "by path, it is another"
+        );
+        assert!(!d.was_written(1, "/tmp/b/payload", Some((8 << 20, 43))));
+        assert!(
+            !d.was_written(2, "/tmp/a/payload", Some((8 << 20, 42))),
+            "per container"
+        );
     }
 
     const S: u64 = 1_000_000_000;

@@ -108,7 +108,12 @@ impl RuleSet {
                     (Body::Drift(allow), _, Some(s))
                         if !w.host
                             && state.as_ref().is_some_and(|st| {
-                                st.drift.was_written(ev.event.header.cgroup_id, s.exe)
+                                let inode = match &ev.event.body {
+                                    EventBody::Exec(x) => x.exe_inode,
+                                    _ => None,
+                                };
+                                st.drift
+                                    .was_written(ev.event.header.cgroup_id, s.exe, inode)
                             })
                             && !allow.is_match(s.exe) =>
                     {

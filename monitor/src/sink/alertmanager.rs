@@ -107,6 +107,7 @@ mod tests {
             requested_path: None,
             truncated: false,
             action: None,
+            inode: None,
         };
         let net = |protocol, dns: Option<&str>| NetworkInfo {
             action: None,

@@ -107,6 +107,7 @@ pub fn alerts() -> Vec<Alert> {
             requested_path: (i == 0).then(|| "../etc/file-0".to_owned()),
             truncated: i == 1,
             action: None,
+            inode: None,
         });
         out.push(a);
     }

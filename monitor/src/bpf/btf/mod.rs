@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 mod offsets;
 
 pub use offsets::{
-    cgroup_walk_offsets, fentry_tier_offsets, kernel_offsets, lsm_offsets, pidns_offsets,
+    cgroup_walk_offsets, fentry_tier_offsets, inode_offsets, kernel_offsets, pidns_offsets,
     vfs_offsets,
 };
 
@@ -1057,8 +1057,8 @@ mod tests {
         assert_eq!(o.upid_size, 16);
         vfs_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("vfs_offsets: {e}"));
         assert_eq!((o.vfs_valid, o.open_flags_flag, o.filename_name), (1, 0, 0));
-        lsm_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("lsm_offsets: {e}"));
-        assert_eq!(o.lsm_valid, 1);
+        inode_offsets(&btf, &mut o).unwrap_or_else(|e| panic!("inode_offsets: {e}"));
+        assert_eq!(o.inode_valid, 1);
         assert!(o.dentry_inode > 0 && o.inode_sb > 0 && o.file_f_mode > 0);
         // Layouts that have held for many kernel versions.
         assert_eq!(o.path_mnt, 0);

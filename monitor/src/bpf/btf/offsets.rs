@@ -177,12 +177,12 @@ pub fn vfs_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     Ok(())
 }
 
-/// Fills the members the refusal of protected writes and denied execs
-/// reads (`lsm.rs`) and sets `lsm_valid`: a dentry's inode, the inode's
-/// number and super block, the device of that, an open file's mode and
-/// flags, and an exec's filename. Without them the
+/// Fills the members that name files by identity and sets `inode_valid`:
+/// a dentry's inode, the inode's number and super block, the device of
+/// that, an open file's mode, flags and inode, an exec's filename and a
+/// task's executed file (the LSM refusals, and drift by inode). Without them the
 /// LSM programs refuse nothing (they are loaded only under `--enforce`).
-pub fn lsm_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
+pub fn inode_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     use Shape::{Pointer, U32, U64};
     o.dentry_inode = btf.checked("dentry", "d_inode", Pointer)?;
     o.inode_ino = btf.checked("inode", "i_ino", U64)?;
@@ -191,7 +191,10 @@ pub fn lsm_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), BtfError> {
     o.file_f_mode = btf.checked("file", "f_mode", U32)?;
     o.file_f_flags = btf.checked("file", "f_flags", U32)?;
     o.bprm_filename = btf.checked("linux_binprm", "filename", Pointer)?;
-    o.lsm_valid = 1;
+    o.task_mm = btf.checked("task_struct", "mm", Pointer)?;
+    o.mm_exe_file = btf.checked("mm_struct", "exe_file", Pointer)?;
+    o.file_inode = btf.checked("file", "f_inode", Pointer)?;
+    o.inode_valid = 1;
     Ok(())
 }
 

@@ -200,6 +200,7 @@ impl Actor {
             args_truncated: false,
             ppid: self.pid - 1,
             cwd: Some("/".into()),
+            exe_inode: None,
         }))
     }
 
@@ -221,6 +222,7 @@ impl Actor {
             requested_path: None,
             truncated: false,
             action: None,
+            inode: None,
         }))
     }
 
