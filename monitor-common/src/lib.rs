@@ -15,8 +15,8 @@ pub use self::{
     globals::{CGROUP2_HIERARCHY_ID, KernelOffsets, Settings},
     records::{
         AT_FDCWD, CgroupEvent, DNS_PAYLOAD_MAX, DirWalk, DnsEvent, ExecArgs, ExecEvent, ExitEvent,
-        FileEvent, ForkEvent, Header, NetEvent, SyscallEvent, action, cgroup_op, file_op, net_op,
-        syscall_flags, walk_flags,
+        FileEvent, ForkEvent, Header, NetEvent, SyscallBitmap, SyscallEvent, action, cgroup_op,
+        file_op, net_op, syscall_flags, walk_flags,
     },
 };
 
@@ -140,6 +140,7 @@ mod user {
     unsafe impl aya::Pod for super::ProtectKey {}
     unsafe impl aya::Pod for super::CgroupLossKey {}
     unsafe impl aya::Pod for super::FairBucket {}
+    unsafe impl aya::Pod for super::SyscallBitmap {}
 }
 
 #[cfg(test)]

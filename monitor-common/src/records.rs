@@ -158,6 +158,48 @@ pub struct SyscallEvent {
 pub mod syscall_flags {
     /// `args` hold the call's arguments (its `sys_enter` ran).
     pub const ARGS: u32 = 1;
+    /// Any call outside the syscall profile (`SyscallBitmap`), sent the
+    /// first time its cgroup makes it; `nr` may be any number.
+    pub const UNEXPECTED: u32 = 2;
+}
+
+/// One bit per syscall number, `nr / 64` the word and `nr % 64` the bit:
+/// the profile of expected calls, and per cgroup the unexpected calls
+/// already reported. Numbers from [`SyscallBitmap::OUT_OF_RANGE`] up share
+/// that last bit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallBitmap {
+    pub words: [u64; 8],
+}
+
+impl SyscallBitmap {
+    /// The bit that stands for every number from here up (x32 calls,
+    /// garbage): x86_64 has about 460 calls.
+    pub const OUT_OF_RANGE: u64 = 511;
+
+    /// The word and the mask of call `nr`.
+    #[inline(always)]
+    pub fn position(nr: u64) -> (usize, u64) {
+        let nr = if nr > Self::OUT_OF_RANGE {
+            Self::OUT_OF_RANGE
+        } else {
+            nr
+        };
+        ((nr / 64) as usize & 7, 1u64 << (nr % 64))
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, nr: u64) -> bool {
+        let (word, mask) = Self::position(nr);
+        self.words[word] & mask != 0
+    }
+
+    #[inline(always)]
+    pub fn insert(&mut self, nr: u64) {
+        let (word, mask) = Self::position(nr);
+        self.words[word] |= mask;
+    }
 }
 
 /// A new process (not a thread), from `sched_process_fork`. The header is the parent's.

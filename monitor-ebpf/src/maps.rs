@@ -85,9 +85,18 @@ pub fn wakeup_flags() -> u64 {
 /// Sends a record, counting it as lost when the ring buffer is full.
 #[inline(always)]
 pub fn send<T: ?Sized>(record: &T, kind: u32) {
-    if EVENTS.output::<T>(record, wakeup_flags()).is_err() {
+    sent(record, kind);
+}
+
+/// [`send`], saying whether the record went: for a program that must not
+/// forget what it could not report.
+#[inline(always)]
+pub fn sent<T: ?Sized>(record: &T, kind: u32) -> bool {
+    let ok = EVENTS.output::<T>(record, wakeup_flags()).is_ok();
+    if !ok {
         count_lost(kind, loss::RING_FULL);
     }
+    ok
 }
 
 /// Sends a record and wakes the reader at once: for execs, rare next to file

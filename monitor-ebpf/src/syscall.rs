@@ -26,6 +26,7 @@ use crate::{
 };
 
 mod fexit;
+mod profile;
 
 /// What `sys_enter` kept for `sys_exit`, per thread.
 #[repr(C)]

@@ -359,15 +359,7 @@ fn run_command(command: Step) -> anyhow::Result<ExitCode> {
         }
         Command::Hooks { source } => {
             let opts = source.options();
-            let started = monitor::bpf::start(
-                opts.ring_buffer_bytes,
-                opts.fairness,
-                !opts.cgroups.is_empty(),
-                opts.btf.as_deref(),
-                false,
-                false,
-                opts.tier,
-            )?;
+            let started = monitor::bpf::start(&opts, false)?;
             let report = monitor::bpf::load::report(&started.kernel);
             print!("{report}");
             let core_missing = started.kernel.hooks.iter().any(|h| h.core_missing());

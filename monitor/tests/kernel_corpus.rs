@@ -384,6 +384,29 @@ const CASES: &[Case] = &[
         "exploit-primitive",
         Argv(&[PY, "-c", "import os; os.close(os.eventfd(0))"]),
     ),
+    // The agent runs with `--syscall-profile docker-default`: Docker's
+    // seccomp profile refuses these (EPERM), and the attempt is the signal.
+    attempted(
+        "kexec_load, to boot another kernel",
+        &["unexpected-syscall"],
+        Argv(&[
+            PY,
+            "-c",
+            "import ctypes; ctypes.CDLL(None).syscall(246, 0, 0, 0, 0)",
+        ]),
+    )
+    .says("unexpected system call kexec_load (failed with EPERM)"),
+    attempted(
+        "reading the kernel's log with dmesg",
+        &["unexpected-syscall"],
+        Argv(&["/bin/dmesg"]),
+    )
+    .says("unexpected system call syslog"),
+    twin(
+        "the kernel's version from /proc",
+        "unexpected-syscall",
+        Sh("cat /proc/version; uname -a"),
+    ),
     attack(
         "a packet socket",
         &["raw-socket"],
@@ -1009,6 +1032,10 @@ fn the_default_pack_on_real_containers() {
             host_root.path().to_str().unwrap(),
             "--spool-dir",
             spool.to_str().unwrap(),
+            // Every row, benign or not, also judged against Docker's
+            // default allowlist of system calls.
+            "--syscall-profile",
+            "docker-default",
         ],
         "running; alerts go to",
     );

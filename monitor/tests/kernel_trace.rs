@@ -384,6 +384,90 @@ assert libc.setns(0, 0) == -1 and ctypes.get_errno() == 1
 }
 
 #[test]
+fn a_call_outside_the_syscall_profile_is_one_event_per_cgroup_refused_or_not() {
+    if !kernel_tests_enabled(
+        "a_call_outside_the_syscall_profile_is_one_event_per_cgroup_refused_or_not",
+    ) {
+        return;
+    }
+    let cg = TestCgroup::new("unexpected");
+    let mut m = Monitor::start(
+        &[
+            "trace",
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--kind",
+            "syscall",
+            "--syscall-profile",
+            "docker-default",
+        ],
+        "tracing;",
+    );
+    // syslog (outside Docker's allowlist) twice, then the benign twin: a
+    // process that drops to nobody and goes about ordinary work (files, a
+    // TCP socket, a child, a sleep). Last, acct, which a seccomp filter
+    // refuses before it runs: the attempt is reported too.
+    let script = r#"
+import ctypes, os, socket, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_syslog, SYS_acct = 103, 163
+libc.syscall(SYS_syslog, 10, None, 0)
+libc.syscall(SYS_syslog, 10, None, 0)
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+with open("/etc/hostname") as f:
+    f.read()
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.close()
+if os.fork() == 0:
+    os._exit(0)
+os.wait()
+time.sleep(0.05)
+insns = [(0x20, 0, 0, 0), (0x15, 0, 1, SYS_acct), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7fff0000)]
+buf = b"".join(struct.pack("HBBI", *i) for i in insns)
+filt = ctypes.create_string_buffer(buf)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(len(insns), ctypes.cast(filt, ctypes.c_void_p))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
+assert libc.syscall(SYS_acct, None) == -1 and ctypes.get_errno() == 1
+"#;
+    let pid = cg.run("/usr/bin/python3", &["-c", script], None);
+    let odd = |name: &'static str| {
+        move |v: &Value| {
+            v["event"] == "syscall"
+                && v["syscall"]["unexpected"] == true
+                && v["syscall"]["name"] == name
+        }
+    };
+    let ev = m.expect("syslog", WAIT, odd("syslog"));
+    assert_eq!(ev["process"]["pid"], pid, "{ev}");
+    assert_eq!(ev["syscall"]["nr"], 103, "{ev}");
+    assert_eq!(ev["syscall"]["args"], json!({}), "{ev}");
+    let ev = m.expect("refused acct", WAIT, odd("acct"));
+    assert_eq!(ev["syscall"]["result"], -1, "{ev}");
+    m.drain_for(Duration::from_millis(300));
+    let unexpected: Vec<&str> = m
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "syscall" && v["syscall"]["unexpected"] == true)
+        .map(|v| v["syscall"]["name"].as_str().unwrap())
+        .collect();
+    // syslog once, though called twice; nothing of the ordinary work; the
+    // setuid calls are the rare-call events, not unexpected ones.
+    assert_eq!(unexpected, ["syslog", "acct"], "{:?}", m.seen);
+    assert!(
+        m.seen
+            .iter()
+            .any(|v| v["syscall"]["name"] == "setuid" && v["syscall"]["unexpected"].is_null()),
+        "the rare setuid is still its own event: {:?}",
+        m.seen
+    );
+}
+
+#[test]
 fn reads_of_credential_files_are_events_and_ordinary_reads_are_not() {
     if !kernel_tests_enabled("reads_of_credential_files_are_events_and_ordinary_reads_are_not") {
         return;

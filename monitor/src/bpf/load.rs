@@ -38,6 +38,8 @@ pub struct LoadOptions {
     pub btf: Option<std::path::PathBuf>,
     /// Which hook tiers may serve the concerns (`--hook-tier`).
     pub tier: TierChoice,
+    /// `--syscall-profile`: the calls not to report ([`super::profile`]).
+    pub syscall_profile: Option<super::profile::SyscallProfile>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -148,6 +150,9 @@ impl Kernel {
             (true, false) => ScopeRoute::AncestorHelper,
             (true, true) => ScopeRoute::CgroupWalk,
         };
+        if let Some(profile) = &opts.syscall_profile {
+            attach_syscall_profile(&mut ebpf, &opts.tracefs, profile)?;
+        }
         let enforcement = if opts.enforce {
             let maps = super::enforce::EnforcementMaps::load(&mut ebpf, &opts.cgroup2_mount)
                 .context("--enforce was asked for and this kernel cannot enforce")?;
@@ -247,6 +252,43 @@ impl Kernel {
             .map(|e| e.enforced().collect())
             .unwrap_or_default()
     }
+}
+
+/// Loads and attaches `syscall_profile` on `raw_syscalls/sys_exit` with the
+/// profile's calls filled in first. Asked for, so a failure stops the start.
+fn attach_syscall_profile(
+    ebpf: &mut Ebpf,
+    tracefs: &std::path::Path,
+    profile: &super::profile::SyscallProfile,
+) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut("SYSCALL_PROFILE")
+        .ok_or_else(|| anyhow!("SYSCALL_PROFILE map missing"))?;
+    let mut expected: aya::maps::Array<_, monitor_common::SyscallBitmap> =
+        aya::maps::Array::try_from(map)?;
+    expected.set(0, profile.expected, 0)?;
+    let program: &mut aya::programs::TracePoint = ebpf
+        .program_mut("syscall_profile")
+        .ok_or_else(|| anyhow!("the syscall_profile program is missing"))?
+        .try_into()?;
+    let context = || {
+        format!(
+            "--syscall-profile {}: the unexpected-syscall program could not attach to \
+             raw_syscalls/sys_exit under {} (set the profile to `off` to run without it)",
+            profile.name,
+            tracefs.display()
+        )
+    };
+    program.load().with_context(context)?;
+    program
+        .attach("raw_syscalls", "sys_exit")
+        .with_context(context)?;
+    info!(
+        "unexpected syscalls: each cgroup's first call outside profile {} ({} calls) is \
+         reported; every syscall on this host pays the tracing hook while it is on",
+        profile.name, profile.calls
+    );
+    Ok(())
 }
 
 /// The hook table as this kernel took it, for `monitor hooks`

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod load;
 pub mod losses;
 pub mod mountinfo;
+pub mod profile;
 pub mod reader;
 pub mod source;
 pub mod syscalls;
@@ -25,6 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use monitor_common::KernelOffsets;
+
+use self::source::SourceOptions;
 
 pub use hooks::{HookError, HookStatus, Tier, TierChoice};
 pub use load::{CgroupFilter, Kernel, LoadOptions, LostCounters, ScopeRoute};
@@ -38,33 +41,27 @@ pub struct Started {
 }
 
 /// Finds tracefs (mounting it when missing) and cgroup2, reads the offsets
-/// the programs need from this kernel, and loads and attaches the programs.
-///
-/// `btf` is the kernel's BTF where `/sys/kernel/btf/vmlinux` is missing.
-/// Without `require_core` a kernel missing core hooks is still loaded, for
+/// the programs need from this kernel, and loads and attaches the programs
+/// `source` asks for. Without `require_core` a kernel missing core hooks is still loaded, for
 /// reporting what it offers (`monitor hooks`).
-pub fn start(
-    ring_buffer_bytes: u32,
-    fairness: Fairness,
-    filter_cgroups: bool,
-    btf: Option<&Path>,
-    require_core: bool,
-    enforce: bool,
-    tier: TierChoice,
-) -> anyhow::Result<Started> {
+pub fn start(source: &SourceOptions, require_core: bool) -> anyhow::Result<Started> {
+    // A profile that does not read stops the start before anything loads.
+    let syscall_profile = profile::SyscallProfile::load(&source.syscall_profile)?;
     let tracefs = tracefs::ensure_mounted()?;
     let cgroup2_mount = cgroupfs::cgroup2_mount()?;
+    let btf = source.btf.as_deref();
     let offsets = kernel_offsets(&tracefs, btf)?;
     let opts = LoadOptions {
-        ring_buffer_bytes,
-        fairness,
-        filter_cgroups,
-        enforce,
+        ring_buffer_bytes: source.ring_buffer_bytes,
+        fairness: source.fairness,
+        filter_cgroups: !source.cgroups.is_empty(),
+        enforce: source.enforce,
         offsets,
         cgroup2_mount: cgroup2_mount.clone(),
         tracefs: tracefs.clone(),
         btf: btf.map(Path::to_path_buf),
-        tier,
+        tier: source.tier,
+        syscall_profile,
     };
     let kernel = if require_core {
         Kernel::load(&opts)?

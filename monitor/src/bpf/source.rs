@@ -30,6 +30,9 @@ pub struct SourceOptions {
     pub enforce: bool,
     /// Which hook tiers may serve the concerns (`--hook-tier`).
     pub tier: super::hooks::TierChoice,
+    /// Report each cgroup's first use of a call outside this profile
+    /// (`--syscall-profile`).
+    pub syscall_profile: super::profile::ProfileChoice,
 }
 
 /// Records of one kind the kernel programs could not send, for one reason.
@@ -73,15 +76,7 @@ pub struct EventSource<E: FromRecord> {
 impl<E: FromRecord> EventSource<E> {
     pub fn start(opts: &SourceOptions) -> anyhow::Result<EventSource<E>> {
         let filtered = !opts.cgroups.is_empty();
-        let mut started = super::start(
-            opts.ring_buffer_bytes,
-            opts.fairness,
-            filtered,
-            opts.btf.as_deref(),
-            true,
-            opts.enforce,
-            opts.tier,
-        )?;
+        let mut started = super::start(opts, true)?;
         let scope = if filtered {
             let kernel_filter = started.kernel.take_cgroup_filter()?;
             Some(Scope::new(

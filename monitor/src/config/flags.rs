@@ -9,7 +9,10 @@ use std::{
 
 use clap::{Arg, ArgAction, ArgMatches, builder::ValueParser, value_parser};
 
-use crate::{bpf::hooks::TierChoice, sink::AlertFormat};
+use crate::{
+    bpf::{hooks::TierChoice, profile::ProfileChoice},
+    sink::AlertFormat,
+};
 
 /// A type a flag (and its variable) can give.
 pub trait CliValue: Sized {
@@ -43,6 +46,7 @@ scalar!(
     IpAddr => value_parser!(IpAddr),
     AlertFormat => value_parser!(AlertFormat),
     TierChoice => value_parser!(TierChoice),
+    ProfileChoice => value_parser!(ProfileChoice),
     Duration => ValueParser::new(humantime::parse_duration),
 );
 

@@ -17,7 +17,11 @@ use super::{
     SourcedText, TextSource, Validator, placed,
     raw::{OneOrMany, Value},
 };
-use crate::{bpf::hooks::TierChoice, diagnostic::Diagnostic, sink::AlertFormat};
+use crate::{
+    bpf::{hooks::TierChoice, profile::ProfileChoice},
+    diagnostic::Diagnostic,
+    sink::AlertFormat,
+};
 
 /// A kind of value in the file: what it is once checked.
 pub trait FileValue {
@@ -186,6 +190,25 @@ kind!(
             Ok(t) => Some(t),
             Err(e) => {
                 v.err(r.referenced, format!("`{key}`: {e}"), "write `auto` (the default) or `tracepoint`");
+                None
+            }
+        }
+    }
+);
+
+kind!(
+    /// `off`, `docker-default`, or a profile file's path (relative to the
+    /// configuration file's directory).
+    SyscallProfile: String => ProfileChoice, |v, r, key| {
+        match r.value.trim().parse::<ProfileChoice>() {
+            Ok(ProfileChoice::File(path)) => Some(ProfileChoice::File(v.path(&path))),
+            Ok(choice) => Some(choice),
+            Err(e) => {
+                v.err(
+                    r.referenced,
+                    format!("`{key}`: {e}"),
+                    "write `off` (the default), `docker-default`, or the path of a file of call names",
+                );
                 None
             }
         }

@@ -222,7 +222,7 @@ impl Validator {
     }
 
     /// Relative paths are relative to the configuration file's directory.
-    fn path(&self, p: &Path) -> PathBuf {
+    pub(super) fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {

@@ -28,12 +28,12 @@ use super::{
     kinds::{
         CgroupDirs, FairnessCount, FilePath, HookTier, HostRoot, HttpUrl, HttpUrls, HumanDuration,
         ListenAddr, ListenIp, LogFilter, Optional, OutputFormat, RingBufferBytes, RuleDirs,
-        SlackUrl, Switch, SyslogUrl,
+        SlackUrl, Switch, SyscallProfile, SyslogUrl,
     },
     table::{Origin, default_text, in_file, part, row_arg, row_given, row_merge, settings},
 };
 use crate::{
-    bpf::{Fairness, hooks::TierChoice, source::SourceOptions},
+    bpf::{Fairness, hooks::TierChoice, profile::ProfileChoice, source::SourceOptions},
     diagnostic::Diagnostic,
     sink::{AlertFormat, SinkConfig},
 };
@@ -85,6 +85,15 @@ settings! {
         hook_tier: TierChoice {
             flag: "hook-tier", env: "MONITOR_HOOK_TIER", default: "auto", value_name: "TIER",
             file: HookTier,
+        }
+        /// Report each cgroup's first use of a system call outside this
+        /// profile, once: `docker-default` (Docker's default seccomp
+        /// allowlist), the path of a file of call names (one per line), or
+        /// `off`. While it is on, every syscall on the host takes the tracing
+        /// path (see BENCHMARKS.md).
+        syscall_profile: ProfileChoice {
+            flag: "syscall-profile", env: "MONITOR_SYSCALL_PROFILE", default: "off",
+            value_name: "PROFILE", file: SyscallProfile,
         }
     }
     /// `monitor run`'s settings in force: the command line over the
@@ -225,6 +234,7 @@ impl SourceSettings {
             btf: self.btf.clone(),
             enforce: false,
             tier: self.hook_tier,
+            syscall_profile: self.syscall_profile.clone(),
         }
     }
 }

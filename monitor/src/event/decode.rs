@@ -398,6 +398,9 @@ fn dns(data: &[u8]) -> Result<super::dns::DnsAnswer, DecodeError> {
 }
 
 fn syscall(ev: &SyscallEvent) -> Result<SyscallInfo, DecodeError> {
+    if ev.flags & syscall_flags::UNEXPECTED != 0 {
+        return Ok(super::syscall::unexpected(ev.nr, ev.ret));
+    }
     let seen_entering = ev.flags & syscall_flags::ARGS != 0;
     let mut info = super::syscall::describe(ev.nr, seen_entering.then_some(&ev.args), ev.ret)
         .ok_or(DecodeError::UnknownCode {

@@ -17,6 +17,14 @@ pub struct SyscallInfo {
     /// refused by a seccomp profile. The attempt itself is the signal.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// A call outside the syscall profile (`--syscall-profile`), reported
+    /// the first time its cgroup made it; `args` are not read for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unexpected: bool,
+    /// The call's number, on an unexpected call (its name is `unknown` when
+    /// this architecture's table has no such call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nr: Option<u32>,
 }
 
 fn args_as_object<S: serde::Serializer>(
@@ -276,7 +284,22 @@ pub fn describe(nr: u32, args: Option<&[u64; 6]>, result: i64) -> Option<Syscall
         args,
         result,
         refused: false,
+        unexpected: false,
+        nr: None,
     })
+}
+
+/// A call outside the syscall profile: any number, named where this
+/// architecture has it (`u32::MAX`: a number past the kernel's table).
+pub fn unexpected(nr: u32, result: i64) -> SyscallInfo {
+    SyscallInfo {
+        name: crate::bpf::profile::name_of(nr).unwrap_or("unknown"),
+        args: Vec::new(),
+        result,
+        refused: false,
+        unexpected: true,
+        nr: Some(nr),
+    }
 }
 
 #[cfg(test)]

@@ -96,10 +96,17 @@ pub(crate) struct SyscallRule {
     pub calls: Vec<&'static str>,
     /// Credential calls only when a non-root caller asks for id 0.
     pub to_root: bool,
+    /// Matches the calls outside the syscall profile instead of `calls`.
+    pub unexpected: bool,
+    /// With `unexpected`: the calls that never match.
+    pub allow: Vec<&'static str>,
 }
 
 impl SyscallRule {
     pub(super) fn matches(&self, s: &SyscallInfo, caller_uid: u32) -> bool {
+        if self.unexpected || s.unexpected {
+            return self.unexpected && s.unexpected && !self.allow.contains(&s.name);
+        }
         if !self.calls.contains(&s.name) {
             return false;
         }

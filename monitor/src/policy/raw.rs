@@ -186,7 +186,8 @@ pub(crate) struct RawFileRule {
     pub ops: List<String>,
 }
 
-/// Rare system calls by name (`monitor::bpf::syscalls::HOOKED`).
+/// Rare system calls by name (`monitor::bpf::syscalls::HOOKED`), or the
+/// calls outside the syscall profile (`unexpected: true`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSyscallRule {
@@ -195,6 +196,12 @@ pub(crate) struct RawSyscallRule {
     /// Credential calls only when a non-root caller asks for id 0.
     #[serde(default)]
     pub to_root: bool,
+    /// Any call outside `--syscall-profile`, the first time a cgroup makes it.
+    #[serde(default)]
+    pub unexpected: Option<Spanned<bool>>,
+    /// With `unexpected`: calls that never match, by name.
+    #[serde(default)]
+    pub allow: List<String>,
 }
 
 /// Reads of files (`read`) or connects to unix sockets (`runtime_socket`)

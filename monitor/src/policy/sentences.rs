@@ -269,6 +269,19 @@ pub(super) fn summary(
             } else {
                 String::new()
             };
+            if s.unexpected {
+                let name = match (s.name, s.nr) {
+                    ("unknown", Some(nr)) => format!("number {nr}"),
+                    (name, _) => name.to_owned(),
+                };
+                return (
+                    AlertKind::Syscall,
+                    format!(
+                        "unexpected system call {name}{outcome}, outside the syscall profile, by {} {place}",
+                        actor(ev)
+                    ),
+                );
+            }
             (
                 AlertKind::Syscall,
                 format!(

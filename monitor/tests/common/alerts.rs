@@ -157,6 +157,16 @@ pub fn alerts() -> Vec<Alert> {
         a.syscall = Some(call);
         out.push(a);
     }
+    // A call outside the syscall profile, named and by a number unnamed.
+    for nr in [libc::SYS_kexec_load as u32, u32::MAX] {
+        let mut a = mk(
+            AlertKind::Syscall,
+            "unexpected-syscall",
+            "kexec_load".into(),
+        );
+        a.syscall = Some(monitor::event::syscall::unexpected(nr, -1));
+        out.push(a);
+    }
     out.extend(posture_alerts());
     out.push(Alert::agent(
         "node-1",

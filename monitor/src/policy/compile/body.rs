@@ -12,7 +12,7 @@ use crate::policy::{
     detect::ScanParams,
     matcher::{GlobKind, Globs},
     model::{ALL_OPS, Body, FileRule, PathRule, ShellRule, SyscallRule, op_bit},
-    raw::{RawRule, loc},
+    raw::{RawRule, RawSyscallRule, loc},
 };
 
 pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Option<Body> {
@@ -175,6 +175,18 @@ pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Opti
         return Some(Body::PortScan(p));
     }
     if let Some(sr) = &raw.syscall {
+        if let Some(unexpected) = &sr.unexpected {
+            return compile_unexpected(cx, file, raw, sr, unexpected);
+        }
+        if !sr.allow.is_empty() {
+            cx.error(
+                file,
+                loc(&sr.allow.0[0]),
+                "`allow` names the calls an `unexpected: true` rule lets pass",
+                "add `unexpected: true`, or remove `allow` (a `calls` rule matches only the calls it lists)",
+            );
+            return None;
+        }
         let mut calls = Vec::new();
         for c in &sr.calls {
             match crate::bpf::syscalls::HOOKED
@@ -187,7 +199,7 @@ pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Opti
                     loc(c),
                     format!("`{}` is not a system call the monitor watches", c.value),
                     format!(
-                        "use one of {}",
+                        "use one of {} (or `unexpected: true` for any call outside the syscall profile)",
                         crate::bpf::syscalls::HOOKED
                             .iter()
                             .map(|h| h.name)
@@ -202,13 +214,15 @@ pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Opti
                 file,
                 at,
                 format!("syscall rule `{}` lists no calls", raw.name.value),
-                "list the calls, e.g. `calls: [setns, unshare]`",
+                "list the calls, e.g. `calls: [setns, unshare]`, or write `unexpected: true`",
             );
             return None;
         }
         return Some(Body::Syscall(SyscallRule {
             calls,
             to_root: sr.to_root,
+            unexpected: false,
+            allow: Vec::new(),
         }));
     }
     if let Some(pr) = &raw.posture {
@@ -238,4 +252,58 @@ pub(super) fn compile_body(cx: &mut Ctx<'_>, file: usize, raw: &RawRule) -> Opti
         });
     }
     None
+}
+
+/// `syscall: {unexpected: true, allow: [...]}`: the calls outside the
+/// syscall profile, but those allowed by name.
+fn compile_unexpected(
+    cx: &mut Ctx<'_>,
+    file: usize,
+    raw: &RawRule,
+    sr: &RawSyscallRule,
+    unexpected: &Spanned<bool>,
+) -> Option<Body> {
+    if !unexpected.value {
+        cx.error(
+            file,
+            loc(unexpected),
+            "`unexpected: false` matches nothing",
+            "write `unexpected: true`, or remove the key and list `calls`",
+        );
+        return None;
+    }
+    if let Some(c) = sr.calls.iter().next() {
+        cx.error(
+            file,
+            loc(c),
+            format!(
+                "rule `{}` gives both `calls` and `unexpected: true`",
+                raw.name.value
+            ),
+            "keep one: `calls` for the rare calls by name, `unexpected: true` (with `allow`) for any call outside the syscall profile",
+        );
+        return None;
+    }
+    let mut allow = Vec::new();
+    for c in &sr.allow {
+        match crate::bpf::profile::number_of(c.value.trim()).and_then(crate::bpf::profile::name_of) {
+            Some(name) => allow.push(name),
+            None => cx.error(
+                file,
+                loc(c),
+                format!(
+                    "`{}` is not a system call on {}",
+                    c.value,
+                    std::env::consts::ARCH
+                ),
+                "correct the name (as in syscall(2) and `monitor/data/docker-default-syscalls.txt`)",
+            ),
+        }
+    }
+    Some(Body::Syscall(SyscallRule {
+        calls: Vec::new(),
+        to_root: false,
+        unexpected: true,
+        allow,
+    }))
 }

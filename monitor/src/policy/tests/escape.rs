@@ -140,3 +140,91 @@ fn escape_moves_credential_reads_and_runtime_sockets() {
         "setns(fd=3, nstype=CLONE_NEWNET) by /bin/sh (pid 4242) in container web (nginx:1.27)",
     );
 }
+
+fn unexpected(actor: &Actor, name: &str, result: i64) -> EnrichedEvent {
+    let nr = crate::bpf::profile::number_of(name).unwrap();
+    actor.event(EventBody::Syscall(crate::event::syscall::unexpected(
+        nr, result,
+    )))
+}
+
+#[test]
+fn a_call_outside_the_syscall_profile_alerts_once_named_and_runcs_set_up_does_not() {
+    let cases: Vec<(EnrichedEvent, Vec<&str>)> = vec![
+        (
+            unexpected(&web(), "kexec_load", -1),
+            vec!["unexpected-syscall"],
+        ),
+        (unexpected(&web(), "syslog", 64), vec!["unexpected-syscall"]),
+        // runc's own set-up in the container's cgroup, before the workload.
+        (
+            unexpected(&web().by("runc:[2:INIT]"), "pivot_root", 0),
+            vec![],
+        ),
+        // The host is not a container.
+        (
+            unexpected(&host("/usr/sbin/kexec"), "kexec_load", 0),
+            vec![],
+        ),
+        // A rare call by name is its own rule's, never `unexpected-syscall`.
+        (
+            call(&web(), libc::SYS_setns, [3, 0x4000_0000, 0, 0, 0, 0], 0, 0),
+            vec!["namespace-change"],
+        ),
+    ];
+    for (i, (event, want)) in cases.iter().enumerate() {
+        let mut ev = shipped_evaluator();
+        let out = run(&mut ev, std::slice::from_ref(event));
+        assert_eq!(rules_of(&out), *want, "case {i}: {:?}", event.event.body);
+    }
+    let mut ev = shipped_evaluator();
+    let out = run(&mut ev, &[unexpected(&web(), "kexec_load", -1)]);
+    assert!(out[0].attempt, "{:?}", out[0]);
+    assert_eq!(
+        &*out[0].summary,
+        "unexpected system call kexec_load (failed with EPERM), outside the syscall profile, \
+         by /bin/sh (pid 4242) in container web (nginx:1.27)",
+    );
+}
+
+#[test]
+fn an_unexpected_syscall_rule_allows_calls_by_name_and_refuses_mixed_forms() {
+    let rules = r#"
+policies:
+  - name: web
+    selector: {containers: true}
+    rules:
+      - name: odd-call
+        severity: low
+        syscall:
+          unexpected: true
+          allow: [syslog]
+"#;
+    let mut ev = Evaluator::new(load(None, &[("web.yaml", rules)]).unwrap());
+    assert!(run(&mut ev, &[unexpected(&web(), "syslog", 64)]).is_empty());
+    let out = run(&mut ev, &[unexpected(&web(), "acct", -1)]);
+    assert_eq!(rules_of(&out), ["odd-call"]);
+    for (bad, says) in [
+        (
+            "unexpected: true\n          calls: [setns]",
+            "both `calls` and `unexpected: true`",
+        ),
+        (
+            "unexpected: true\n          allow: [chown32]",
+            "`chown32` is not a system call",
+        ),
+        (
+            "calls: [setns]\n          allow: [syslog]",
+            "`allow` names the calls",
+        ),
+        ("unexpected: false", "matches nothing"),
+    ] {
+        let text = rules.replace("unexpected: true\n          allow: [syslog]", bad);
+        let errs = errors(&[("web.yaml", &text)]);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(says) && e.starts_with("web.yaml:")),
+            "{bad}: {errs:?}"
+        );
+    }
+}
