@@ -399,7 +399,8 @@ const CASES: &[Case] = &[
     attempted(
         "reading the kernel's log with dmesg",
         &["unexpected-syscall"],
-        Argv(&["/bin/dmesg"]),
+        // dmesg fails (EPERM) and says so: the row's exit stays 0.
+        Sh("dmesg 2>&1 | grep -q 'not permitted'"),
     )
     .says("unexpected system call syslog"),
     twin(

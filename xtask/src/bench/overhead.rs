@@ -78,6 +78,7 @@ pub struct Config {
 pub const BASELINE: &str = "none";
 pub const TRACE: &str = "monitor trace";
 pub const RUN: &str = "monitor run";
+pub const RUN_PROFILE: &str = "monitor run --syscall-profile";
 /// `monitor run`'s arguments beyond `--cgroup` and `--host-root`, for the
 /// other sections.
 pub const RUN_ARGS: &[&str] = &["--rules", "{rules}", "--spool-dir", "{shm}/spool"];
@@ -106,6 +107,23 @@ pub const CONFIGS: &[Config] = &[
         setup: Setup::Agent {
             subcommand: "run",
             extra: RUN_ARGS,
+            ready: RUN_READY,
+        },
+    },
+    // The same with the opt-in unexpected-syscall hook, which every
+    // syscall of the host passes: the price of `--syscall-profile`.
+    Config {
+        name: RUN_PROFILE,
+        setup: Setup::Agent {
+            subcommand: "run",
+            extra: &[
+                "--rules",
+                "{rules}",
+                "--spool-dir",
+                "{shm}/spool",
+                "--syscall-profile",
+                "docker-default",
+            ],
             ready: RUN_READY,
         },
     },

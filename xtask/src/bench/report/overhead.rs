@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{
     super::{
         LOAD_IMAGE,
-        overhead::{BASELINE, Overhead, RUN, TRACE},
+        overhead::{BASELINE, Overhead, RUN, RUN_PROFILE, TRACE},
         profile::Profile,
         stats::Spread,
     },
@@ -205,6 +205,33 @@ pub(super) fn overhead(md: &mut String, o: &Overhead, profiles: Option<&[Profile
     let _ = writeln!(md);
 }
 
+/// `monitor run --syscall-profile` next to `monitor run`: what the opt-in
+/// hook on every syscall costs.
+fn profile_findings(md: &mut String, o: &Overhead) {
+    let cells: Vec<String> = o
+        .loops
+        .iter()
+        .filter_map(|l| {
+            let p = trace_ratio(o, l.kind, RUN_PROFILE)?;
+            let r = trace_ratio(o, l.kind, RUN)
+                .map(|r| format!(" (without it {:.2}×)", r.median))
+                .unwrap_or_default();
+            Some(format!("{} {:.2}×{r}", l.label, p.median))
+        })
+        .collect();
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "- `monitor run --syscall-profile docker-default` (the opt-in unexpected-syscall program on \
+         `raw_syscalls/sys_exit`, which every syscall of the host passes while it is attached): {}. \
+         The control's ratio against `monitor run`'s is the price of turning it on; the default \
+         (`off`) does not pay it.",
+        cells.join("; ")
+    );
+}
+
 /// `monitor run` next to `monitor trace`, and what it alerted on.
 fn run_findings(md: &mut String, o: &Overhead) {
     if !o
@@ -231,6 +258,7 @@ fn run_findings(md: &mut String, o: &Overhead) {
          does up to the enriched event, then matches it against the rules instead of rendering it as JSON.",
         cells.join("; ")
     );
+    profile_findings(md, o);
     let mut alerts: std::collections::BTreeMap<&str, u64> = Default::default();
     let sessions: Vec<_> = o.sessions.iter().filter(|s| s.config == RUN).collect();
     for s in &sessions {
