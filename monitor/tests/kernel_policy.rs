@@ -95,6 +95,8 @@ struct Setup<'a> {
     user_rules: &'a [(&'a str, &'a str)],
     /// A candidate rule directory for `--shadow`.
     shadow: Option<&'a Path>,
+    /// More arguments of `monitor run`.
+    extra: &'a [&'a str],
 }
 
 /// A running agent over a test's own cgroup tree, host root and scratch space.
@@ -174,6 +176,7 @@ impl Harness {
                     "60s",
                 ][..],
                 &shadow,
+                setup.extra,
             ]
             .concat(),
             "running; alerts go to",
@@ -1741,5 +1744,123 @@ fn an_io_uring_open_for_writing_alerts_on_the_fentry_tier() {
         }
         "tracepoint" => assert_rules(&alerts, &[]),
         other => panic!("file writes served by an unknown tier {other}"),
+    }
+}
+
+/// The privilege and escape moves, each in a process of its own (a
+/// subject of its own), in a container, under the shipped pack with
+/// `--syscall-profile docker-default`; then their benign twins.
+const ESCAPE_MOVES: &[(&str, &str)] = &[
+    (
+        "process-injection",
+        "import ctypes, os, time\nl = ctypes.CDLL(None)\np = os.fork()\nif p == 0:\n    time.sleep(5)\n    os._exit(0)\nassert l.ptrace(16, p, 0, 0) == 0\nos.kill(p, 9)\nos.wait()",
+    ),
+    (
+        "kernel-module-or-bpf",
+        "import ctypes; ctypes.CDLL(None).syscall(321, 0, 0, 0)",
+    ),
+    (
+        "namespace-change",
+        "import ctypes, os; assert ctypes.CDLL(None).setns(os.open('/proc/self/ns/uts', 0), 0) == 0",
+    ),
+    (
+        "namespace-change",
+        "import ctypes; assert ctypes.CDLL(None).unshare(0x04000000) == 0",
+    ),
+    (
+        "raw-socket",
+        "import socket; socket.socket(17, socket.SOCK_RAW, 0).close()",
+    ),
+    (
+        "runtime-socket",
+        "import socket; socket.socket(socket.AF_UNIX).connect('{scratch}/run/docker.sock')",
+    ),
+    ("credential-read", "open('/etc/shadow').read()"),
+    (
+        "service-account-token-read",
+        "open('{scratch}/var/run/secrets/kubernetes.io/serviceaccount/token').read()",
+    ),
+    // Another process's environment: a child's (this sandbox's pid 1 is
+    // out of reach even for root).
+    (
+        "process-secrets-read",
+        "import os, time\np = os.fork()\nif p == 0:\n    time.sleep(5)\n    os._exit(0)\nopen(f'/proc/{p}/environ', 'rb').read()\nos.kill(p, 9)\nos.wait()",
+    ),
+    (
+        "unexpected-syscall",
+        "import ctypes; ctypes.CDLL(None).syscall(103, 10, None, 0)",
+    ),
+];
+
+/// What must stay silent: a process reading its own environment, a health
+/// check on the app's own unix socket, root dropping to an unprivileged
+/// user, and that user's ordinary calls.
+const ESCAPE_TWINS: &[&str] = &[
+    "open('/proc/self/environ', 'rb').read()",
+    "import socket; socket.socket(socket.AF_UNIX).connect('{scratch}/run/app.sock')",
+    "import os, socket\nos.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\nopen('/etc/hostname').read()\nsocket.socket().close()\nif os.fork() == 0:\n    os._exit(0)\nos.wait()",
+];
+
+#[test]
+fn the_escape_moves_alert_with_their_container_and_process_and_their_twins_do_not() {
+    if !kernel_tests_enabled(
+        "the_escape_moves_alert_with_their_container_and_process_and_their_twins_do_not",
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let mut h = Harness::start(Setup {
+        containers: &[("app", "alpine:3.20")],
+        extra: &["--syscall-profile", "docker-default"],
+        ..Default::default()
+    });
+    h.scratch_file(
+        "var/run/secrets/kubernetes.io/serviceaccount/token",
+        "eyJhbGciOi",
+    );
+    let run = h.scratch.join("run");
+    fs::create_dir_all(&run).unwrap();
+    // Listening, so that the connects succeed; nothing is ever accepted.
+    let _docker = std::os::unix::net::UnixListener::bind(run.join("docker.sock")).unwrap();
+    let _app = std::os::unix::net::UnixListener::bind(run.join("app.sock")).unwrap();
+    let scratch = h.scratch.display().to_string();
+    let app = &h.container("app").cgroup;
+    let mut moves = ESCAPE_MOVES.to_vec();
+    // A kernel built without modules has no finit_module to call or hook
+    // (this host); the VMs' kernels have both.
+    if Path::new("/proc/modules").exists() {
+        moves.push((
+            "kernel-module-or-bpf",
+            "import ctypes; ctypes.CDLL(None).syscall(313, -1, b'', 0)",
+        ));
+    }
+    let mut pids = Vec::new();
+    for (_, script) in &moves {
+        let script = script.replace("{scratch}", &scratch);
+        pids.push(app.run("/usr/bin/python3", &["-c", &script], None));
+    }
+    for script in ESCAPE_TWINS {
+        let script = script.replace("{scratch}", &scratch);
+        app.run("/usr/bin/python3", &["-c", &script], None);
+    }
+    let alerts = h.finish();
+    let mut got = rules_of(&alerts);
+    got.sort();
+    let mut want: Vec<String> = moves.iter().map(|(r, _)| r.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "exactly one alert per move:\n{}", dump(&alerts));
+    for ((rule, _), pid) in moves.iter().zip(&pids) {
+        let a = alerts
+            .iter()
+            .find(|a| a["rule"] == *rule && a["process"]["pid"] == *pid)
+            .unwrap_or_else(|| panic!("no {rule} alert of pid {pid}:\n{}", dump(&alerts)));
+        assert_eq!(a["container"]["name"], "app", "{a}");
+        assert_eq!(a["container"]["image"], "alpine:3.20", "{a}");
+        assert!(
+            a["process"]["exe"]
+                .as_str()
+                .is_some_and(|e| e.contains("python3")),
+            "{a}"
+        );
     }
 }
