@@ -11,15 +11,31 @@ use common::{Monitor, TestCgroup, WAIT, kernel_tests_enabled, tempdir};
 use serde_json::{Value, json};
 
 fn trace(cgroup: &TestCgroup, kinds: &str) -> Monitor {
-    Monitor::start(
-        &[
-            "trace",
-            "--cgroup",
-            cgroup.path.to_str().unwrap(),
-            "--kind",
-            kinds,
-        ],
-        "tracing;",
+    trace_with(cgroup, kinds, &[])
+}
+
+/// [`trace`] with more arguments.
+fn trace_with(cgroup: &TestCgroup, kinds: &str, extra: &[&str]) -> Monitor {
+    let path = cgroup.path.to_str().unwrap();
+    let args = [&["trace", "--cgroup", path, "--kind", kinds][..], extra].concat();
+    Monitor::start(&args, "tracing;")
+}
+
+/// Python lines that install a seccomp filter refusing call `nr` with EPERM
+/// and allowing every other (`libc` is ctypes' libc).
+fn seccomp_refusing(nr: u32) -> String {
+    format!(
+        r#"
+import ctypes, struct
+insns = [(0x20, 0, 0, 0), (0x15, 0, 1, {nr}), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7fff0000)]
+buf = b"".join(struct.pack("HBBI", *i) for i in insns)
+filt = ctypes.create_string_buffer(buf)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(len(insns), ctypes.cast(filt, ctypes.c_void_p))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
+"#
     )
 }
 
@@ -339,19 +355,13 @@ socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
 if os.fork() == 0:
     os._exit(0)
 os.wait()
-# seccomp: setns -> EPERM, everything else allowed.
-SYS_setns = 308
-insns = [(0x20, 0, 0, 0), (0x15, 0, 1, SYS_setns), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7fff0000)]
-buf = b"".join(struct.pack("HBBI", *i) for i in insns)
-filt = ctypes.create_string_buffer(buf)
-class Prog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-prog = Prog(len(insns), ctypes.cast(filt, ctypes.c_void_p))
-assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
-assert libc.setns(0, 0) == -1 and ctypes.get_errno() == 1
 "#;
-    let pid = cg.run("/usr/bin/python3", &["-c", script], None);
+    // seccomp: setns (308) -> EPERM, everything else allowed.
+    let script = format!(
+        "{script}{}assert libc.setns(0, 0) == -1 and ctypes.get_errno() == 1\n",
+        seccomp_refusing(308)
+    );
+    let pid = cg.run("/usr/bin/python3", &["-c", &script], None);
     let named =
         |name: &'static str| move |v: &Value| is(v, "syscall", pid) && v["syscall"]["name"] == name;
     let ev = m.expect("setuid", WAIT, named("setuid"));
@@ -391,18 +401,7 @@ fn a_call_outside_the_syscall_profile_is_one_event_per_cgroup_refused_or_not() {
         return;
     }
     let cg = TestCgroup::new("unexpected");
-    let mut m = Monitor::start(
-        &[
-            "trace",
-            "--cgroup",
-            cg.path.to_str().unwrap(),
-            "--kind",
-            "syscall",
-            "--syscall-profile",
-            "docker-default",
-        ],
-        "tracing;",
-    );
+    let mut m = trace_with(&cg, "syscall", &["--syscall-profile", "docker-default"]);
     // syslog (outside Docker's allowlist) twice, then the benign twin: a
     // process that drops to nobody and goes about ordinary work (files, a
     // TCP socket, a child, a sleep). Last, acct, which a seccomp filter
@@ -424,17 +423,12 @@ if os.fork() == 0:
     os._exit(0)
 os.wait()
 time.sleep(0.05)
-insns = [(0x20, 0, 0, 0), (0x15, 0, 1, SYS_acct), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7fff0000)]
-buf = b"".join(struct.pack("HBBI", *i) for i in insns)
-filt = ctypes.create_string_buffer(buf)
-class Prog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-prog = Prog(len(insns), ctypes.cast(filt, ctypes.c_void_p))
-assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
-assert libc.syscall(SYS_acct, None) == -1 and ctypes.get_errno() == 1
 "#;
-    let pid = cg.run("/usr/bin/python3", &["-c", script], None);
+    let script = format!(
+        "{script}{}assert libc.syscall(SYS_acct, None) == -1 and ctypes.get_errno() == 1\n",
+        seccomp_refusing(163)
+    );
+    let pid = cg.run("/usr/bin/python3", &["-c", &script], None);
     let odd = |name: &'static str| {
         move |v: &Value| {
             v["event"] == "syscall"
