@@ -42,8 +42,8 @@ pub struct Started {
 
 /// Finds tracefs (mounting it when missing) and cgroup2, reads the offsets
 /// the programs need from this kernel, and loads and attaches the programs
-/// `source` asks for. Without `require_core` a kernel missing core hooks is still loaded, for
-/// reporting what it offers (`monitor hooks`).
+/// `source` asks for. Without `require_core` a kernel missing core hooks is
+/// still loaded, for reporting what it offers (`monitor hooks`).
 pub fn start(source: &SourceOptions, require_core: bool) -> anyhow::Result<Started> {
     // A profile that does not read stops the start before anything loads.
     let syscall_profile = profile::SyscallProfile::load(&source.syscall_profile)?;

@@ -205,20 +205,25 @@ pub(super) fn overhead(md: &mut String, o: &Overhead, profiles: Option<&[Profile
     let _ = writeln!(md);
 }
 
+/// Each loop's median ratio under `config`, with `beside`'s in brackets
+/// (`label 1.23× (trace 1.30×)`): one cell per loop measured under `config`.
+fn ratio_cells(o: &Overhead, config: &str, beside: &str, label: &str) -> Vec<String> {
+    o.loops
+        .iter()
+        .filter_map(|l| {
+            let r = trace_ratio(o, l.kind, config)?;
+            let b = trace_ratio(o, l.kind, beside)
+                .map(|b| format!(" ({label} {:.2}×)", b.median))
+                .unwrap_or_default();
+            Some(format!("{} {:.2}×{b}", l.label, r.median))
+        })
+        .collect()
+}
+
 /// `monitor run --syscall-profile` next to `monitor run`: what the opt-in
 /// hook on every syscall costs.
 fn profile_findings(md: &mut String, o: &Overhead) {
-    let cells: Vec<String> = o
-        .loops
-        .iter()
-        .filter_map(|l| {
-            let p = trace_ratio(o, l.kind, RUN_PROFILE)?;
-            let r = trace_ratio(o, l.kind, RUN)
-                .map(|r| format!(" (without it {:.2}×)", r.median))
-                .unwrap_or_default();
-            Some(format!("{} {:.2}×{r}", l.label, p.median))
-        })
-        .collect();
+    let cells = ratio_cells(o, RUN_PROFILE, RUN, "without it");
     if cells.is_empty() {
         return;
     }
@@ -241,17 +246,7 @@ fn run_findings(md: &mut String, o: &Overhead) {
     {
         return;
     }
-    let cells: Vec<String> = o
-        .loops
-        .iter()
-        .filter_map(|l| {
-            let r = trace_ratio(o, l.kind, RUN)?;
-            let t = trace_ratio(o, l.kind, TRACE)
-                .map(|t| format!(" (trace {:.2}×)", t.median))
-                .unwrap_or_default();
-            Some(format!("{} {:.2}×{t}", l.label, r.median))
-        })
-        .collect();
+    let cells = ratio_cells(o, RUN, TRACE, "trace");
     let _ = writeln!(
         md,
         "- `monitor run` (the shipped rules, alerts on stdout drained by the bench): {}. It does all that trace \
